@@ -1,0 +1,41 @@
+# swarmboot: the README's commands. Each one works on a fresh Debian 12 machine, as root.
+#   make demo   set everything up, build a small image, serve it, boot virtual nodes from it
+#   make test   set everything up and run the whole test suite
+
+PYTHON  ?= /usr/bin/python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup host-packages test test-unit lint demo bench clean
+
+setup: host-packages $(STAMP)
+
+host-packages:
+	@scripts/setup-host.sh
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+test: setup
+	scripts/run-tests.sh $(PYTEST_ARGS)
+
+test-unit: setup
+	scripts/run-tests.sh tests/unit $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+demo: setup
+	$(PY) -m swarmboot.lab.demo
+
+bench: setup
+	$(PY) bench/pack.py
+	$(PY) bench/server.py
+
+clean:
+	rm -rf $(VENV) .cache build *.egg-info

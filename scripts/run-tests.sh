@@ -1,0 +1,14 @@
+#!/bin/sh
+# Run the test suite (lint first). pytest exits 5 when it collected no test: that is a failure here,
+# because a green run must mean that tests ran.
+set -u
+cd "$(dirname "$0")/.."
+venv=${VENV:-.venv}
+"$venv/bin/ruff" check . || { echo "run-tests: ruff found problems (see above)" >&2; exit 1; }
+"$venv/bin/python" -m pytest "$@"
+rc=$?
+if [ "$rc" -eq 5 ]; then
+    echo "run-tests: pytest collected no test (exit 5); check the paths and markers given" >&2
+    exit 1
+fi
+exit "$rc"

@@ -1,0 +1,70 @@
+"""`swarmboot`: the administrator's console. One subcommand per object (image, node, group, …).
+
+Each module in COMMAND_MODULES defines `register(subparsers)`, adding its parsers and setting
+`handler=function(args, settings) -> int | None` on each leaf. Errors from library code arrive as
+SwarmbootError and leave here as one clear message and an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from swarmboot import __version__
+from swarmboot.config import load_settings
+from swarmboot.errors import SwarmbootError
+
+# Subcommand modules, in the order they appear in --help.
+COMMAND_MODULES: tuple[str, ...] = (
+    "swarmboot.cli.image",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="swarmboot",
+        description="Build OS images once; boot a cluster from them by BitTorrent.",
+    )
+    parser.add_argument("--version", action="version", version=f"swarmboot {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug messages")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        # An object without a verb (`swarmboot image`) prints that object's help.
+        (getattr(args, "help_parser", None) or parser).print_help()
+        return 2
+    try:
+        settings = load_settings()
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else getattr(logging, settings.log_level.upper()),
+            format="%(message)s",
+        )
+        return int(handler(args, settings) or 0)
+    except SwarmbootError as error:
+        print(f"swarmboot: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("swarmboot: interrupted", file=sys.stderr)
+        return 130
+
+
+def add_object(subparsers: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
+    """Add an object (`image`, `node`…) and return the subparsers for its verbs."""
+    obj = subparsers.add_parser(name, help=help, description=help)
+    obj.set_defaults(help_parser=obj)
+    return obj.add_subparsers(dest="verb", metavar="VERB")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
