@@ -1,0 +1,79 @@
+"""Make the .torrent of an image file, and dress it for serving.
+
+Packed torrents are BitTorrent v1 only (hybrid v1+v2 torrents do not interoperate with aria2c),
+single-file, with no tracker: the server adds its own announce URL and its HTTP URL as a BEP 19
+web seed when it serves them (`for_serving`), outside the info dict, so the info-hash stays the
+one recorded in the manifest. The info name is the image file's name (`image.squashfs`), so the
+server's seeder can seed straight from the version directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+MiB = 1024 * 1024
+
+
+def piece_size_for(size: int) -> int:
+    """1 MiB pieces up to 1 GiB, 2 MiB up to 4 GiB, 4 MiB above: about 1,000-4,000 pieces."""
+    if size <= 1024 * MiB:
+        return 1 * MiB
+    if size <= 4096 * MiB:
+        return 2 * MiB
+    return 4 * MiB
+
+
+@dataclass(frozen=True)
+class TorrentInfo:
+    data: bytes  # the bencoded .torrent
+    info_hash: str  # v1 info-hash, hex
+    piece_size: int
+    num_pieces: int
+
+
+def make_torrent(
+    image_file: Path,
+    piece_size: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    creator: str = "swarmboot",
+) -> TorrentInfo:
+    """Hash `image_file` into a v1-only single-file torrent (libtorrent, all cores)."""
+    import libtorrent as lt
+
+    size = image_file.stat().st_size
+    piece = piece_size or piece_size_for(size)
+    files = lt.list_files(str(image_file))
+    torrent = lt.create_torrent(files, piece, lt.create_torrent.v1_only)
+    torrent.set_creator(creator)
+    torrent.set_creation_date(0)  # reproducible: the same file gives the same .torrent
+    total = torrent.num_pieces()
+
+    def on_piece(index: int) -> None:
+        if progress is not None:
+            progress(index + 1, total)
+
+    lt.set_piece_hashes(torrent, str(image_file.parent), on_piece)
+    entry = torrent.generate()
+    data = lt.bencode(entry)
+    info = lt.torrent_info(lt.bdecode(data))
+    return TorrentInfo(data=data, info_hash=str(info.info_hash()), piece_size=piece, num_pieces=total)
+
+
+def info_hash_of(torrent_data: bytes) -> str:
+    import libtorrent as lt
+
+    return str(lt.torrent_info(lt.bdecode(torrent_data)).info_hash())
+
+
+def for_serving(torrent_data: bytes, announce_url: str, web_seed_url: str) -> bytes:
+    """The packed torrent with the server's tracker and BEP 19 web seed added."""
+    import libtorrent as lt
+
+    meta = lt.bdecode(torrent_data)
+    if not isinstance(meta, dict) or b"info" not in meta:
+        raise ValueError("not a torrent file (no info dictionary)")
+    meta[b"announce"] = announce_url.encode()
+    meta[b"url-list"] = [web_seed_url.encode()]
+    return lt.bencode(meta)
