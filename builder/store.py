@@ -177,8 +177,12 @@ class ImageStore:
         write_atomic(self.image_dir(name) / "current", f"{version}\n")
 
     @contextlib.contextmanager
-    def lock(self, name: str, purpose: str) -> Iterator[None]:
-        """Hold the image's lock; a second holder gets a ConflictError saying who has it."""
+    def lock(self, name: str, purpose: str) -> Iterator[int]:
+        """Hold the image's lock; a second holder gets a ConflictError saying who has it.
+
+        Yields the lock's file descriptor: a command exec'd with it inherited (lchroot) keeps
+        the lock until it exits.
+        """
         path = self.image_dir(name) / ".lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -193,7 +197,7 @@ class ImageStore:
                 ) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{purpose} (pid {os.getpid()})\n".encode(), 0)
-            yield
+            yield fd
         finally:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)

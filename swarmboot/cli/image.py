@@ -1,11 +1,140 @@
-"""`swarmboot image …` (filled in by the image-builder work)."""
+"""`swarmboot image …`: create, shell, pack, list, show, rm, clone, rollback (builder/)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from swarmboot.cli import add_object
+from swarmboot.config import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    add_object(subparsers, "image", "build, enter, pack and manage OS images")
+    verbs = add_object(subparsers, "image", "build, enter, pack and manage OS images")
+
+    create = verbs.add_parser("create", help="bootstrap a new Debian image")
+    create.add_argument("name")
+    create.add_argument("--release", help="Debian release (default: setting 'release', bookworm)")
+    create.add_argument("--mirror", default="", help="Debian mirror URL (default: the host's apt sources)")
+    create.add_argument("--packages", default="", help="extra packages, comma-separated")
+    create.add_argument("--recipe", type=Path, help="recipe file (TOML): packages, files, hooks")
+    create.set_defaults(handler=cmd_create)
+
+    shell = verbs.add_parser("shell", help="a shell or a command inside an image (same as lchroot)")
+    shell.add_argument("name")
+    shell.add_argument("command", nargs=argparse.REMAINDER)
+    shell.set_defaults(handler=cmd_shell)
+
+    pack = verbs.add_parser("pack", help="pack a new version: kernel, initramfs, image file, torrent")
+    pack.add_argument("name")
+    pack.add_argument("--format", choices=("squashfs", "tar.zst"), help="default: setting 'image_format'")
+    pack.add_argument("--compression", help="zstd|xz|lz4|gzip[:LEVEL] (default: setting 'compression')")
+    pack.add_argument("--agent-bundle", type=Path, help="frozen agent directory for the initramfs")
+    pack.set_defaults(handler=cmd_pack)
+
+    listing = verbs.add_parser("list", help="list images")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=cmd_list)
+
+    show = verbs.add_parser("show", help="show an image; --json prints the current version's manifest")
+    show.add_argument("name")
+    show.add_argument("--json", action="store_true")
+    show.add_argument("--version", type=int, help="another version than the current one (--json)")
+    show.set_defaults(handler=cmd_show)
+
+    remove = verbs.add_parser("rm", help="delete an image and all its versions")
+    remove.add_argument("name")
+    remove.set_defaults(handler=cmd_rm)
+
+    clone = verbs.add_parser("clone", help="copy an image's tree under a new name")
+    clone.add_argument("name")
+    clone.add_argument("new_name")
+    clone.set_defaults(handler=cmd_clone)
+
+    rollback = verbs.add_parser("rollback", help="make an older version current")
+    rollback.add_argument("name")
+    rollback.add_argument("--to", type=int, help="version (default: the one before the current)")
+    rollback.set_defaults(handler=cmd_rollback)
+
+
+def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
+    from builder.create import create_image
+    from builder.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe) if args.recipe else None
+    packages = [p.strip() for p in args.packages.split(",") if p.strip()]
+    path = create_image(settings, args.name, release=args.release, mirror=args.mirror,
+                        packages=packages, recipe=recipe)
+    print(f"image {args.name} created in {path}; next: swarmboot image pack {args.name}")
+    return 0
+
+
+def cmd_shell(args: argparse.Namespace, settings: Settings) -> int:
+    from builder.manage import shell
+
+    shell(settings, args.name, list(args.command))  # execs: does not return
+
+
+def cmd_pack(args: argparse.Namespace, settings: Settings) -> int:
+    from builder.pack import pack
+
+    result = pack(settings, args.name, fmt=args.format, compression=args.compression,
+                  agent_bundle=args.agent_bundle)
+    if result.created:
+        print(f"image {args.name}: version {result.version} packed and current")
+    else:
+        print(f"image {args.name}: unchanged, no new version (version {result.version} has the same inputs)")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    from builder.manage import list_images
+
+    images = list_images(settings)
+    if args.json:
+        print(json.dumps([vars(i) for i in images], indent=2))
+        return 0
+    if not images:
+        print("no images yet; create one with: swarmboot image create NAME --release bookworm")
+        return 0
+    print(f"{'NAME':<20} {'RELEASE':<10} {'KERNEL':<20} {'CURRENT':<8} VERSIONS")
+    for image in images:
+        current = str(image.current) if image.current is not None else "-"
+        versions = ",".join(map(str, image.versions)) or "-"
+        print(f"{image.name:<20} {image.release:<10} {image.kernel_version:<20} {current:<8} {versions}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
+    from builder.manage import show_json, show_text
+
+    if args.json:
+        print(json.dumps(show_json(settings, args.name, args.version), indent=2))
+    else:
+        print(show_text(settings, args.name))
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace, settings: Settings) -> int:
+    from builder.manage import remove_image
+
+    remove_image(settings, args.name)
+    print(f"image {args.name} removed")
+    return 0
+
+
+def cmd_clone(args: argparse.Namespace, settings: Settings) -> int:
+    from builder.manage import clone_image
+
+    path = clone_image(settings, args.name, args.new_name)
+    print(f"image {args.new_name} cloned from {args.name} in {path}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
+    from builder.manage import rollback
+
+    version = rollback(settings, args.name, args.to)
+    print(f"image {args.name}: version {version} is current")
+    return 0

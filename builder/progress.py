@@ -1,0 +1,63 @@
+"""Stage reporting for long builds: each stage logged when it starts and timed when it ends."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+log = logging.getLogger("swarmboot.builder")
+
+
+@dataclass
+class Stages:
+    """Names and times the stages of one build; `summary()` is printed at the end."""
+
+    what: str
+    times: list[tuple[str, float]] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    @contextlib.contextmanager
+    def stage(self, name: str, detail: str = "") -> Iterator[None]:
+        say(f"{self.what}: {name}" + (f" ({detail})" if detail else "") + " …")
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            elapsed = time.monotonic() - start
+            self.times.append((name, elapsed))
+        say(f"{self.what}: {name} done in {elapsed:.1f} s")
+
+    def total(self) -> float:
+        return time.monotonic() - self.started
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{name} {secs:.1f} s" for name, secs in self.times)
+        return f"{self.what}: {self.total():.1f} s ({parts})"
+
+
+def say(message: str) -> None:
+    """One progress line on stderr (stdout stays for results such as --json)."""
+    print(message, file=sys.stderr, flush=True)
+    log.debug(message)
+
+
+class Percent:
+    """Prints "label: 10 % … 100 %" as a count grows, at most once per step."""
+
+    def __init__(self, label: str, step: int = 10) -> None:
+        self.label = label
+        self.step = step
+        self.next = step
+
+    def __call__(self, done: int, total: int) -> None:
+        if total <= 0:
+            return
+        percent = done * 100 // total
+        if percent >= self.next:
+            say(f"  {self.label}: {percent} %")
+            while self.next <= percent:
+                self.next += self.step

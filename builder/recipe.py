@@ -1,0 +1,164 @@
+"""Recipes: what to add to an image beyond the base (TOML, validated once when read).
+
+    packages = ["htop", "openmpi-bin"]
+
+    [[files]]                      # copied in during post-install (paths relative to the recipe)
+    source = "files/motd"
+    dest = "/etc/motd"
+    mode = "0644"                  # optional; default: the source's mode
+
+    [[hooks.configure]]            # phases: install, packages, post-install, configure
+    name = "motd"
+    run = "echo 'welcome' >> /etc/motd"   # a shell script body, run inside the image
+
+    [[hooks.post-install]]
+    name = "site-repo"
+    script = "hooks/site-repo.sh"  # a script file; chroot = false runs it on the head node
+    chroot = true
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from builder.packages import check_package_names
+from swarmboot.errors import UsageError
+
+PHASES: tuple[str, ...] = ("install", "packages", "post-install", "configure")
+HOOK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class RecipeError(UsageError):
+    """A recipe file is not valid."""
+
+
+@dataclass(frozen=True)
+class RecipeFile:
+    source: Path  # absolute, on the head node
+    dest: str  # absolute path inside the image
+    mode: int | None = None
+
+
+@dataclass(frozen=True)
+class RecipeHook:
+    phase: str
+    name: str
+    run: str = ""  # inline script body
+    script: Path | None = None  # or a script file (absolute)
+    chroot: bool = True  # run inside the image (True) or on the head node
+
+
+@dataclass(frozen=True)
+class Recipe:
+    path: Path | None = None
+    packages: tuple[str, ...] = ()
+    files: tuple[RecipeFile, ...] = ()
+    hooks: tuple[RecipeHook, ...] = ()
+    text: str = ""  # the file as read, kept in image.json
+
+    def hooks_for(self, phase: str) -> list[RecipeHook]:
+        return [hook for hook in self.hooks if hook.phase == phase]
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Read and validate a recipe file."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise RecipeError(f"cannot read recipe {path}: {exc.strerror}") from exc
+    return parse_recipe(text, path.resolve())
+
+
+def parse_recipe(text: str, path: Path) -> Recipe:
+    where = str(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"{where}: not valid TOML: {exc}") from exc
+    unknown = set(data) - {"packages", "files", "hooks"}
+    if unknown:
+        raise RecipeError(
+            f"{where}: unknown key(s): {', '.join(sorted(unknown))}",
+            hint="a recipe has 'packages', 'files' and 'hooks' (see docs/builder.md)",
+        )
+    base = path.parent
+    packages = data.get("packages", [])
+    if not isinstance(packages, list) or not all(isinstance(p, str) for p in packages):
+        raise RecipeError(f"{where}: 'packages' must be a list of package names")
+    check_package_names(packages)
+    files = tuple(_parse_file(entry, base, where) for entry in _table_list(data, "files", where))
+    hooks_table = data.get("hooks", {})
+    if not isinstance(hooks_table, dict):
+        raise RecipeError(f"{where}: 'hooks' must be a table of phases")
+    hooks: list[RecipeHook] = []
+    for phase, entries in hooks_table.items():
+        if phase not in PHASES:
+            raise RecipeError(f"{where}: unknown hook phase {phase!r}", hint=f"phases: {', '.join(PHASES)}")
+        if not isinstance(entries, list):
+            raise RecipeError(f"{where}: hooks.{phase} must be an array of tables ([[hooks.{phase}]])")
+        hooks += [_parse_hook(phase, entry, base, where) for entry in entries]
+    names = [(h.phase, h.name) for h in hooks]
+    dupes = {f"{p}/{n}" for p, n in names if names.count((p, n)) > 1}
+    if dupes:
+        raise RecipeError(f"{where}: hook names must be unique per phase: {', '.join(sorted(dupes))}")
+    return Recipe(path=path, packages=tuple(packages), files=files, hooks=tuple(hooks), text=text)
+
+
+def _table_list(data: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise RecipeError(f"{where}: '{key}' must be an array of tables ([[{key}]])")
+    return value
+
+
+def _parse_file(entry: dict[str, Any], base: Path, where: str) -> RecipeFile:
+    extra = set(entry) - {"source", "dest", "mode"}
+    if extra or "source" not in entry or "dest" not in entry:
+        raise RecipeError(f"{where}: each [[files]] needs 'source' and 'dest' (and optional 'mode')")
+    source = (base / str(entry["source"])).resolve()
+    if not source.exists():
+        raise RecipeError(f"{where}: file to copy in does not exist: {source}")
+    dest = str(entry["dest"])
+    if not dest.startswith("/") or ".." in PurePosixPath(dest).parts:
+        raise RecipeError(f"{where}: 'dest' must be an absolute path inside the image, not {dest!r}")
+    mode = entry.get("mode")
+    if mode is not None:
+        try:
+            mode = int(str(mode), 8)
+        except ValueError:
+            raise RecipeError(f"{where}: 'mode' must be octal like \"0644\", not {mode!r}") from None
+        if not 0 <= mode <= 0o7777:
+            raise RecipeError(f"{where}: 'mode' out of range: {entry['mode']!r}")
+    return RecipeFile(source=source, dest=dest, mode=mode)
+
+
+def _parse_hook(phase: str, entry: dict[str, Any], base: Path, where: str) -> RecipeHook:
+    if not isinstance(entry, dict):
+        raise RecipeError(f"{where}: hooks.{phase} entries must be tables")
+    extra = set(entry) - {"name", "run", "script", "chroot"}
+    if extra:
+        raise RecipeError(f"{where}: hooks.{phase}: unknown key(s) {', '.join(sorted(extra))}")
+    name = entry.get("name", "")
+    if not isinstance(name, str) or not HOOK_NAME_RE.match(name):
+        raise RecipeError(f"{where}: hooks.{phase}: 'name' must be a simple name, not {name!r}")
+    run, script = entry.get("run", ""), entry.get("script")
+    if bool(run) == bool(script):
+        raise RecipeError(f"{where}: hook {phase}/{name} needs exactly one of 'run' and 'script'")
+    chroot = entry.get("chroot", True)
+    if not isinstance(chroot, bool):
+        raise RecipeError(f"{where}: hook {phase}/{name}: 'chroot' must be true or false")
+    if phase == "install" and chroot:
+        raise RecipeError(
+            f"{where}: hook install/{name} cannot run inside the image (it does not exist yet)",
+            hint="set chroot = false; the tree is in $SWARMBOOT_ROOTFS",
+        )
+    script_path = None
+    if script:
+        script_path = (base / str(script)).resolve()
+        if not script_path.is_file():
+            raise RecipeError(f"{where}: hook {phase}/{name}: script not found: {script_path}")
+    return RecipeHook(phase=phase, name=name, run=str(run), script=script_path, chroot=chroot)
