@@ -47,6 +47,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("compression", str, "zstd:3", "default compression (zstd|xz|lz4|gzip[:LEVEL])"),
     Setting("hooks_dir", Path, Path("/etc/swarmboot/hooks"), "site hooks that replace built-in ones"),
     Setting("log_level", str, "info", "debug, info, warning or error"),
+    Setting("seeder_listen", str, "0.0.0.0:6880", "HOST:PORT the server's BitTorrent seeder listens on"),
+    Setting("boot_menu_timeout", int, 30, "seconds the unknown-machine boot menu waits before local boot"),
+    Setting("rescue_group", str, "", "group whose image starts the rescue shell of unknown machines"),
+    Setting("dhcp_interface", str, "", "interface `serve` runs dnsmasq on (empty: no DHCP/TFTP)"),
+    Setting("tftp_root", Path, Path("/usr/lib/ipxe"), "directory with undionly.kpxe, snponly.efi, ipxe.efi"),
 )
 
 
@@ -62,6 +67,11 @@ class Settings:
     compression: str = "zstd:3"
     hooks_dir: Path = Path("/etc/swarmboot/hooks")
     log_level: str = "info"
+    seeder_listen: str = "0.0.0.0:6880"
+    boot_menu_timeout: int = 30
+    rescue_group: str = ""
+    dhcp_interface: str = ""
+    tftp_root: Path = Path("/usr/lib/ipxe")
     source: tuple[str, ...] = field(default=(), compare=False)
 
     # Derived locations: one definition each, used by every part.

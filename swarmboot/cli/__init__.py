@@ -20,6 +20,13 @@ from swarmboot.errors import SwarmbootError
 # Subcommand modules, in the order they appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
     "swarmboot.cli.image",
+    "swarmboot.cli.network",
+    "swarmboot.cli.switch",
+    "swarmboot.cli.group",
+    "swarmboot.cli.node",
+    "swarmboot.cli.inventory",
+    "swarmboot.cli.serve",
+    "swarmboot.cli.dnsmasq",
 )
 
 

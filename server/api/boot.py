@@ -1,0 +1,169 @@
+"""iPXE-facing endpoints: the start script, per-node scripts, the unknown-machine menu, rescue.
+
+Every answer is an iPXE script (HTTP 200) so a machine never hangs on an error page: problems are
+printed on its console and it asks again later. The one write is the menu's binding of a MAC to
+a node that has none.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from server import events, ipxe
+from server.api.deps import client_ip, state_of
+from server.inventory import validate
+from server.inventory.models import Group, Mac, Node
+from server.inventory.nodes import bind_mac, node_by_mac
+from server.plan import image_version
+from server.state import ServerState
+from swarmboot.errors import SwarmbootError
+
+router = APIRouter()
+log = logging.getLogger(__name__)
+MENU_NODES = 40
+
+
+class IpxeScript(PlainTextResponse):
+    media_type = "text/plain"
+
+
+def _mac_or_message(state: ServerState, mac: str | None) -> tuple[str | None, str | None]:
+    try:
+        return validate.mac(mac or ""), None
+    except SwarmbootError:
+        return None, ipxe.render_message(
+            "no usable MAC",
+            [f"the boot script got mac={mac!r}, not a MAC address"],
+            "${netX/mac}",
+            state.server_url,
+        )
+
+
+def _node_script(
+    state: ServerState, node: Node, mac: str, *, platform: str, service: bool, address: str
+) -> str:
+    try:
+        version = image_version(node.group, state.catalog)
+    except SwarmbootError as exc:
+        return ipxe.render_message(
+            f"node {node.name} cannot boot", [exc.message, exc.hint], mac, state.server_url
+        )
+    event = {
+        "stage": "ipxe",
+        "status": "done",
+        "progress": None,
+        "duration": None,
+        "message": "",
+        "image": version.image,
+        "version": version.number,
+        "details": {"platform": platform},
+    }
+    with state.db.write_state() as session:
+        events.apply(session, node, event, address, dt.datetime.now(dt.UTC))
+    return ipxe.render_node(
+        node, version, state.catalog, mac, platform=platform, service=service or node.service
+    )
+
+
+def _unassigned(state: ServerState) -> tuple[list[str], int]:
+    with state.db.read() as session:
+        query = (
+            select(Node.name)
+            .where(~select(Mac.id).where(Mac.node_id == Node.id).exists())
+            .order_by(Node.name)
+        )
+        names = list(session.execute(query).scalars())
+    return names[:MENU_NODES], len(names)
+
+
+def script_for(
+    state: ServerState, mac_param: str | None, platform_param: str | None, address: str, rescue: bool = False
+) -> str:
+    mac, message = _mac_or_message(state, mac_param)
+    if mac is None:
+        return message or ""
+    platform = ipxe.platform_of(platform_param)
+    with state.db.read() as session:
+        node = node_by_mac(session, mac)
+    if node is not None:
+        return _node_script(state, node, mac, platform=platform, service=rescue, address=address)
+    if rescue:
+        return _rescue_unknown(state, mac, platform)
+    names, total = _unassigned(state)
+    return ipxe.render_menu(
+        mac,
+        platform,
+        state.server_url,
+        unassigned=names,
+        unassigned_total=total,
+        timeout=state.settings.boot_menu_timeout,
+    )
+
+
+def _rescue_unknown(state: ServerState, mac: str, platform: str) -> str:
+    """Service mode for a machine the inventory does not know: the rescue group's image, no node."""
+    wanted = state.settings.rescue_group
+    with state.db.read() as session:
+        groups = list(session.execute(select(Group).order_by(Group.name)).unique().scalars())
+    if wanted:
+        groups = [g for g in groups if g.name == wanted]
+    for group in groups:
+        version = state.catalog.get(group.image, group.image_version)
+        if version is not None:
+            return ipxe.render_node(
+                None, version, state.catalog, mac, platform=platform, service=True, group_name=group.name
+            )
+    return ipxe.render_message(
+        "no rescue image", ["no group has a packed image to start a rescue shell from"], mac, state.server_url
+    )
+
+
+def choose(
+    state: ServerState, mac_param: str | None, name: str | None, platform_param: str | None, address: str
+) -> str:
+    mac, message = _mac_or_message(state, mac_param)
+    if mac is None:
+        return message or ""
+    platform = ipxe.platform_of(platform_param)
+    try:
+        with state.db.write() as session:
+            node = bind_mac(session, (name or "").strip().lower(), mac)
+            log.info("boot menu: bound %s to node %s", mac, node.name)
+    except SwarmbootError as exc:
+        return ipxe.render_message(
+            f"cannot give {mac} the name {name!r}", [exc.message, exc.hint], mac, state.server_url, retry=5
+        )
+    with state.db.read() as session:
+        bound = node_by_mac(session, mac)
+    assert bound is not None
+    return _node_script(state, bound, mac, platform=platform, service=False, address=address)
+
+
+@router.get("/boot/start.ipxe", response_class=IpxeScript)
+async def start(request: Request) -> str:
+    return ipxe.render_start(state_of(request).server_url)
+
+
+@router.get("/boot/ipxe", response_class=IpxeScript)
+async def node_script(
+    request: Request, mac: str | None = None, platform: str | None = None, buildarch: str | None = None
+) -> str:
+    return await run_in_threadpool(script_for, state_of(request), mac, platform, client_ip(request))
+
+
+@router.get("/boot/ipxe/rescue", response_class=IpxeScript)
+async def rescue_script(request: Request, mac: str | None = None, platform: str | None = None) -> str:
+    return await run_in_threadpool(script_for, state_of(request), mac, platform, client_ip(request), True)
+
+
+@router.get("/boot/ipxe/choose", response_class=IpxeScript)
+async def choose_script(
+    request: Request, mac: str | None = None, node: str | None = None, platform: str | None = None
+) -> str:
+    return await run_in_threadpool(choose, state_of(request), mac, node, platform, client_ip(request))

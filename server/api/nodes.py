@@ -1,0 +1,66 @@
+"""Node-facing API: the boot plan (read-only) and events (the one node-facing write)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from server import events, plan
+from server.api.deps import client_ip, state_of
+from server.inventory import validate
+from server.inventory.models import Node
+from server.inventory.nodes import node_by_mac
+from server.state import ServerState
+from swarmboot.errors import NotFoundError, UsageError
+
+router = APIRouter()
+log = logging.getLogger(__name__)
+
+
+def _plan_body(state: ServerState, mac: str | None, node: str | None) -> bytes:
+    with state.db.read() as session:
+        boot_mac = validate.mac(mac) if mac else None
+        if node:
+            row = session.execute(select(Node).where(Node.name == node)).unique().scalar_one_or_none()
+            if row is None:
+                raise NotFoundError(f"no node named {node!r}")
+        elif boot_mac:
+            row = node_by_mac(session, boot_mac)
+            if row is None:
+                raise NotFoundError(
+                    f"no node has MAC {boot_mac}",
+                    hint=f"bind it: swarmboot node set NAME --mac {boot_mac} (or pick one in the boot menu)",
+                )
+        else:
+            raise UsageError("the plan needs ?mac=MAC or ?node=NAME")
+        result = plan.build(row, state.catalog, state.server_url, boot_mac)
+    return json.dumps(result.to_dict(), separators=(",", ":")).encode()
+
+
+@router.get("/api/v1/plan")
+async def get_plan(request: Request, mac: str | None = None, node: str | None = None) -> Response:
+    state = state_of(request)
+    epoch = state.cache_epoch
+    body = await run_in_threadpool(_plan_body, state, mac, node)
+    state.counters.plans += 1
+    state.cache_plan(request.scope["query_string"], body, epoch)
+    return Response(body, media_type="application/json")
+
+
+@router.post("/api/v1/nodes/{name}/events")
+async def post_event(request: Request, name: str) -> dict[str, object]:
+    state = state_of(request)
+    try:
+        data = json.loads(await request.body())
+    except ValueError:
+        raise events.EventError("the event is not valid JSON") from None
+    event = events.parse(data)
+    result = await run_in_threadpool(events.record, state.db, name, event, client_ip(request))
+    state.counters.events += 1
+    if event["status"] == "failed":
+        log.warning("node %s: %s failed: %s", name, event["stage"], event["message"])
+    return {"ok": True, "state": result["state"]}

@@ -1,0 +1,116 @@
+"""The inventory's tables (SQLAlchemy 2 declarative). The schema itself is made by the Alembic
+migrations in server/migrations; a unit test checks that the two agree."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Meta(Base):
+    """Key/value rows; `generation` is bumped by every inventory change (the server's caches watch it)."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Network(Base):
+    __tablename__ = "networks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    cidr: Mapped[str] = mapped_column(String(64))
+    gateway: Mapped[str] = mapped_column(String(64), default="")
+    dns: Mapped[list[str]] = mapped_column(JSON, default=list)
+    domain: Mapped[str] = mapped_column(String(253), default="")
+    range_start: Mapped[str] = mapped_column(String(64), default="")  # node addresses
+    range_end: Mapped[str] = mapped_column(String(64), default="")
+    dhcp_start: Mapped[str] = mapped_column(String(64), default="")  # pool for unknown machines
+    dhcp_end: Mapped[str] = mapped_column(String(64), default="")
+    mtu: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Switch(Base):
+    __tablename__ = "switches"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    address: Mapped[str] = mapped_column(String(64), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class Group(Base):
+    __tablename__ = "groups"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    image: Mapped[str] = mapped_column(String(63))
+    image_version: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: current
+    network_id: Mapped[int | None] = mapped_column(ForeignKey("networks.id"), nullable=True)
+    root_mode: Mapped[str] = mapped_column(String(16), default="overlay")
+    root_options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    pre_script: Mapped[str] = mapped_column(Text, default="")
+    part_script: Mapped[str] = mapped_column(Text, default="")
+    post_script: Mapped[str] = mapped_column(Text, default="")
+    kernel_args: Mapped[str] = mapped_column(Text, default="")
+    console: Mapped[str] = mapped_column(String(255), default="ttyS0,115200 tty0")
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    ssh_keys: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    network: Mapped[Network | None] = relationship(lazy="joined")
+
+
+class Node(Base):
+    __tablename__ = "nodes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id"))
+    network_id: Mapped[int | None] = mapped_column(ForeignKey("networks.id"), nullable=True)
+    address: Mapped[str] = mapped_column(String(64), default="")
+    switch_id: Mapped[int | None] = mapped_column(ForeignKey("switches.id"), nullable=True)
+    switch_port: Mapped[str] = mapped_column(String(64), default="")
+    bmc_address: Mapped[str] = mapped_column(String(255), default="")
+    bmc_user: Mapped[str] = mapped_column(String(255), default="")
+    bmc_password: Mapped[str] = mapped_column(String(255), default="")
+    service: Mapped[bool] = mapped_column(Boolean, default=False)
+    kernel_args: Mapped[str] = mapped_column(Text, default="")
+
+    group: Mapped[Group] = relationship(lazy="joined")
+    network: Mapped[Network | None] = relationship(lazy="joined")
+    switch: Mapped[Switch | None] = relationship(lazy="joined")
+    macs: Mapped[list[Mac]] = relationship(
+        lazy="selectin", order_by="Mac.position", cascade="all, delete-orphan", back_populates="node"
+    )
+
+
+class Mac(Base):
+    __tablename__ = "macs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mac: Mapped[str] = mapped_column(String(17), unique=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+    node: Mapped[Node] = relationship(back_populates="macs")
+
+
+class NodeState(Base):
+    """What the node last told us (events). Runtime state: not part of export/import."""
+
+    __tablename__ = "node_state"
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True)
+    state: Mapped[str] = mapped_column(String(32), default="new")
+    stage: Mapped[str] = mapped_column(String(32), default="")
+    status: Mapped[str] = mapped_column(String(32), default="")
+    progress: Mapped[float | None] = mapped_column(Float, nullable=True)
+    image: Mapped[str] = mapped_column(String(63), default="")
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    address: Mapped[str] = mapped_column(String(64), default="")  # where its last event came from
+    boot_started: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_seen: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

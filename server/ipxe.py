@@ -1,0 +1,119 @@
+"""iPXE scripts from the Jinja2 templates in ipxe/: start, per-node boot, unknown-machine menu.
+
+The kernel command line is the agent's contract (docs/design.md):
+    root=swarmboot swarmboot.server=URL swarmboot.node=NAME swarmboot.mac=MAC [swarmboot.service=1]
+    ip=dhcp rd.neednet=1 [console=…] [initrd=initramfs.img under EFI] <group args> <node args>
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import jinja2
+
+from server.catalog import Catalog, Version
+from server.inventory.models import Node
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "ipxe"
+PLATFORMS = ("pcbios", "efi")
+
+
+@functools.cache
+def env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+
+
+def platform_of(value: str | None) -> str:
+    """iPXE's ${platform}: 'efi' or 'pcbios' (anything unknown is treated as BIOS)."""
+    return "efi" if value == "efi" else "pcbios"
+
+
+def cmdline(
+    node: Node | None, version: Version, server_url: str, mac: str, *, platform: str, service: bool
+) -> str:
+    args = ["root=swarmboot", f"swarmboot.server={server_url}"]
+    if node is not None:
+        args.append(f"swarmboot.node={node.name}")
+    args.append(f"swarmboot.mac={mac}")
+    if service:
+        args.append("swarmboot.service=1")
+    args += ["ip=dhcp", "rd.neednet=1"]
+    group_args = node.group.kernel_args if node is not None else ""
+    node_args = node.kernel_args if node is not None else ""
+    consoles = node.group.console if node is not None else "ttyS0,115200 tty0"
+    if "console=" not in f"{group_args} {node_args}":
+        args += [f"console={c}" for c in consoles.split()]
+    if platform == "efi":
+        args.append(f"initrd={version.manifest.initramfs.name}")
+    args += [a for a in (group_args, node_args) if a]
+    return " ".join(args)
+
+
+def render_start(server_url: str) -> str:
+    return env().get_template("start.ipxe.j2").render(server_url=server_url)
+
+
+def render_node(
+    node: Node | None,
+    version: Version,
+    catalog: Catalog,
+    mac: str,
+    *,
+    platform: str,
+    service: bool,
+    group_name: str = "",
+) -> str:
+    m = version.manifest
+    return (
+        env()
+        .get_template("node.ipxe.j2")
+        .render(
+            node=node.name if node else "(rescue)",
+            group=node.group.name if node else group_name,
+            image=m.image,
+            version=m.version,
+            platform=platform,
+            service=service,
+            mac=mac,
+            server_url=catalog.server_url,
+            kernel_url=catalog.url(version, m.kernel.name),
+            initrd_url=catalog.url(version, m.initramfs.name),
+            cmdline=cmdline(node, version, catalog.server_url, mac, platform=platform, service=service),
+        )
+    )
+
+
+def render_menu(
+    mac: str, platform: str, server_url: str, *, unassigned: list[str], unassigned_total: int, timeout: int
+) -> str:
+    return (
+        env()
+        .get_template("menu.ipxe.j2")
+        .render(
+            mac=mac,
+            platform=platform,
+            server_url=server_url,
+            unassigned=unassigned,
+            unassigned_total=unassigned_total,
+            timeout=timeout,
+        )
+    )
+
+
+def render_message(title: str, lines: list[str], mac: str, server_url: str, retry: int = 30) -> str:
+    safe = [line.replace("${", "$ {") for line in lines]
+    return (
+        env()
+        .get_template("message.ipxe.j2")
+        .render(title=title.replace("\n", " "), lines=safe, mac=mac, server_url=server_url, retry=retry)
+    )
+
+
+def render_localboot(mac: str, platform: str) -> str:
+    return env().get_template("localboot.ipxe.j2").render(mac=mac, platform=platform)

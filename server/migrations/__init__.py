@@ -1,0 +1,1 @@
+"""Alembic migrations of the inventory (run by server.inventory.db.migrate)."""

@@ -1,0 +1,153 @@
+"""Build a node's boot plan (bootagent.plan.BootPlan) from the inventory and the packed image.
+
+Per-node files are rendered here, in a sandboxed Jinja2 environment with StrictUndefined: a
+template that uses an unknown variable is a clear error for the admin, not an empty file on the
+node. Template variables: node, group, network, image, server_url (see docs/server.md).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import jinja2
+
+from bootagent.plan import (
+    PLAN_VERSION,
+    BootPlan,
+    ImageRef,
+    Interface,
+    NodeFile,
+    NodeInfo,
+    Partition,
+    Reporting,
+    RootSpec,
+    Scripts,
+)
+from server.catalog import Catalog, Version
+from server.inventory.models import Group, Node
+from server.inventory.objects import template_env
+from swarmboot.errors import NotFoundError, SwarmbootError
+
+HEARTBEAT_SECONDS = 10
+
+
+class PlanRenderError(SwarmbootError):
+    """The inventory cannot produce a plan for this node (a template error, a missing image)."""
+
+
+def image_version(group: Group, catalog: Catalog) -> Version:
+    version = catalog.get(group.image, group.image_version)
+    if version is None:
+        if group.image_version is not None:
+            raise NotFoundError(
+                f"group {group.name}: image {group.image!r} has no packed version {group.image_version}",
+                hint=f"pack it, or unpin: swarmboot group set {group.name} --image-version current",
+            )
+        raise NotFoundError(
+            f"group {group.name}: image {group.image!r} has no packed version",
+            hint=f"pack it with: swarmboot image pack {group.image}",
+        )
+    return version
+
+
+def interfaces(node: Node, boot_mac: str | None) -> tuple[Interface, ...]:
+    net = node.network
+    prefix = ipaddress.IPv4Network(net.cidr).prefixlen if net else 0
+    boot = boot_mac or (node.macs[0].mac if node.macs else "")
+    result = []
+    for i, entry in enumerate(node.macs):
+        first = i == 0
+        result.append(
+            Interface(
+                mac=entry.mac,
+                address=f"{node.address}/{prefix}" if first and node.address and net else "",
+                gateway=net.gateway if first and net else "",
+                dns=tuple(net.dns) if first and net else (),
+                mtu=net.mtu if net else 0,
+                boot=entry.mac == boot,
+            )
+        )
+    return tuple(result)
+
+
+def template_context(node: Node, version: Version, server_url: str) -> dict[str, Any]:
+    from server.inventory.nodes import node_dict
+    from server.inventory.objects import group_dict, network_dict
+
+    node_vars = node_dict(node)
+    node_vars["hostname"] = node.name
+    node_vars.pop("bmc", None)  # credentials stay out of files unless asked for explicitly
+    node_vars["bmc_address"] = node.bmc_address
+    m = version.manifest
+    return {
+        "node": node_vars,
+        "group": group_dict(node.group),
+        "network": network_dict(node.network) if node.network else {},
+        "image": {"name": m.image, "version": m.version, "kernel_version": m.kernel_version},
+        "server_url": server_url,
+    }
+
+
+def render_files(node: Node, version: Version, server_url: str) -> tuple[NodeFile, ...]:
+    env = template_env()
+    context = template_context(node, version, server_url)
+    files = []
+    for entry in node.group.files:
+        try:
+            content = env.from_string(entry["template"]).render(context)
+        except jinja2.TemplateError as exc:
+            raise PlanRenderError(
+                f"node {node.name}: the template of {entry['path']} (group {node.group.name}) failed: {exc}",
+                hint="variables: node, group, network, image, server_url; fix it with: "
+                f"swarmboot group set {node.group.name} --file {entry['path']}=TEMPLATE",
+            ) from None
+        files.append(
+            NodeFile(
+                path=entry["path"],
+                content=content,
+                mode=entry["mode"],
+                owner=entry["owner"],
+                group=entry["group"],
+            )
+        )
+    return tuple(files)
+
+
+def root_spec(group: Group) -> RootSpec:
+    opts = dict(group.root_options or {})
+    parts = tuple(Partition(**p) for p in opts.pop("partitions", []))
+    return RootSpec(partitions=parts, **opts)
+
+
+def build(node: Node, catalog: Catalog, server_url: str, boot_mac: str | None = None) -> BootPlan:
+    group = node.group
+    version = image_version(group, catalog)
+    m = version.manifest
+    domain = node.network.domain if node.network else ""
+    kernel_args = " ".join(a for a in (group.kernel_args, node.kernel_args) if a)
+    return BootPlan(
+        version=PLAN_VERSION,
+        node=NodeInfo(name=node.name, hostname=node.name, group=group.name, domain=domain),
+        image=ImageRef(
+            name=m.image,
+            version=m.version,
+            format=m.format,  # type: ignore[arg-type]
+            size=m.image_file.size,
+            sha256=m.image_file.sha256,
+            torrent_url=catalog.url(version, m.torrent.name),
+            http_url=catalog.url(version, m.image_file.name),
+            info_hash=m.info_hash,
+            kernel_version=m.kernel_version,
+        ),
+        reporting=Reporting(
+            events_url=f"{server_url}/api/v1/nodes/{node.name}/events", heartbeat_seconds=HEARTBEAT_SECONDS
+        ),
+        interfaces=interfaces(node, boot_mac),
+        root=root_spec(group),
+        scripts=Scripts(pre=group.pre_script, part=group.part_script, post=group.post_script),
+        files=render_files(node, version, server_url),
+        ssh_authorized_keys=tuple(group.ssh_keys),
+        kernel_args=kernel_args,
+        service=node.service,
+    )

@@ -1,0 +1,105 @@
+"""`swarmboot serve`: HTTP API, tracker, seeder and (optionally) dnsmasq, in one process.
+
+The listening socket is bound before anything else starts, so `--listen 127.0.0.1:0` works (the
+chosen port is printed and used for server_url) and the seeder's first announce to our own
+tracker waits in the socket's backlog instead of failing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import socket
+import sys
+
+from swarmboot.config import Settings
+from swarmboot.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+
+def bind(listen: str) -> socket.socket:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UsageError(f"--listen takes HOST:PORT, not {listen!r}", hint="e.g. --listen 0.0.0.0:8080")
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        raise UsageError(f"--listen needs an IP address, not {host!r}") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, int(port)))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(
+            f"cannot listen on {listen}: {exc.strerror}",
+            hint="is another server running there? pick another port with --listen",
+        ) from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def server_url_for(settings: Settings, sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    bound = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return dataclasses.replace(settings, listen=bound).effective_server_url
+
+
+def serve(settings: Settings, listen: str, dhcp_interface: str = "", seeder: bool = True) -> None:
+    import uvicorn
+
+    from server import auth
+    from server.api.app import create_app
+    from server.dnsmasq import Dnsmasq
+    from server.events import running_versions
+    from server.inventory.db import Database
+    from server.seeder import Seeder
+    from server.state import ServerState
+
+    sock = bind(listen)
+    server_url = server_url_for(settings, sock)
+    token = auth.ensure_token(settings.home)
+    db = Database.from_settings(settings, pool_size=20)
+    state = ServerState(settings, server_url, token, db)
+    state.refresh(force=True)
+    dns = None
+    if seeder:
+        state.seeder = Seeder(state.catalog, settings.seeder_listen, lambda: running_versions(db))
+        state.seeder.start()
+        state.listeners.append(state.seeder.request_sync)
+    try:
+        if dhcp_interface:
+            dns = Dnsmasq(settings, db, server_url, dhcp_interface)
+            dns.start()
+            state.listeners.append(dns.reload)
+        print(
+            f"swarmboot: serving on {server_url} (listening on {sock.getsockname()[0]}:"
+            f"{sock.getsockname()[1]}; admin token in {auth.token_path(settings.home)}"
+            + (f"; seeder port {state.seeder.port}" if state.seeder else "")
+            + ")",
+            flush=True,
+        )
+        config = uvicorn.Config(
+            create_app(state),
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            loop="uvloop",
+            http="httptools",
+            timeout_keep_alive=30,
+            backlog=2048,
+            log_level=settings.log_level,
+        )
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        if dns is not None:
+            dns.stop()
+        if state.seeder is not None:
+            state.seeder.stop()
+        db.close()
+        sock.close()
+        sys.stdout.flush()

@@ -1,0 +1,95 @@
+"""The running server's shared state: database, catalog, tracker, plan cache, counters.
+
+`refresh()` (run every second off the event loop) notices inventory changes (the generation
+counter) and store changes (new versions, a new current) and drops what depends on them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from server.catalog import Catalog
+from server.inventory.db import Database
+from server.inventory.models import Node, NodeState, Switch
+from server.tracker import Tracker
+from swarmboot.config import Settings
+
+log = logging.getLogger(__name__)
+PLAN_CACHE_MAX = 100_000
+
+
+@dataclass
+class Counters:
+    http_bytes: dict[str, int] = field(default_factory=dict)  # "image/version/file" -> bytes sent
+    plans: int = 0
+    plan_cache_hits: int = 0
+    events: int = 0
+
+    def add_bytes(self, key: str, n: int) -> None:
+        self.http_bytes[key] = self.http_bytes.get(key, 0) + n
+
+
+class ServerState:
+    def __init__(self, settings: Settings, server_url: str, token: str, db: Database | None = None) -> None:
+        self.settings = settings
+        self.server_url = server_url.rstrip("/")
+        self.token = token
+        self.db = db or Database.from_settings(settings, pool_size=20)
+        self.catalog = Catalog(settings.images_dir, self.server_url)
+        self.ip_switch: dict[str, str] = {}
+        self.tracker = Tracker(known=self.catalog.knows, switch_of=self.ip_switch.get)
+        self.plan_cache: dict[bytes, bytes] = {}
+        self.cache_epoch = 0
+        self.db_generation = -1
+        self.counters = Counters()
+        self.listeners: list[Callable[[], None]] = []  # called after a change (seeder, dnsmasq)
+        self._lock = threading.Lock()
+        self.seeder: Any = None
+
+    def refresh(self, force: bool = False) -> bool:
+        """Pick up inventory and store changes; return True when something changed."""
+        with self._lock:
+            store_changed = self.catalog.refresh()
+            generation = self.db.generation()
+            inventory_changed = generation != self.db_generation
+            if not (store_changed or inventory_changed or force):
+                return False
+            self.db_generation = generation
+            self.cache_epoch += 1
+            self.plan_cache.clear()
+            self.ip_switch = self._load_switch_map()
+            self.tracker.switch_of = self.ip_switch.get
+            self.tracker.refresh_switches()
+        for listener in list(self.listeners):
+            try:
+                listener()
+            except Exception:  # a listener's failure must not stop the refresh loop
+                log.exception("refresh listener %r failed", listener)
+        return True
+
+    def _load_switch_map(self) -> dict[str, str]:
+        mapping: dict[str, str] = {}
+        with self.db.read() as session:
+            rows = session.execute(
+                select(Node.address, NodeState.address, Switch.name)
+                .join(Switch, Node.switch_id == Switch.id)
+                .outerjoin(NodeState, NodeState.node_id == Node.id)
+            ).all()
+        for address, seen, switch in rows:
+            for ip in (address, seen):
+                if ip:
+                    mapping[ip] = switch
+        return mapping
+
+    def cache_plan(self, key: bytes, body: bytes, epoch: int) -> None:
+        if epoch != self.cache_epoch:
+            return
+        if len(self.plan_cache) >= PLAN_CACHE_MAX:
+            self.plan_cache.clear()
+        self.plan_cache[key] = body

@@ -1,0 +1,208 @@
+"""`swarmboot group add|set|show|list|rm`: what a set of nodes boots and how."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from swarmboot.cli import add_object
+from swarmboot.config import Settings
+from swarmboot.errors import UsageError
+
+COLUMNS = [
+    ("name", "NAME"),
+    ("image", "IMAGE"),
+    ("image_version", "VERSION"),
+    ("root", "ROOT"),
+    ("network", "NETWORK"),
+    ("kernel_args", "KERNEL ARGS"),
+]
+
+
+def _options(parser: argparse.ArgumentParser, adding: bool) -> None:
+    parser.add_argument("--image", required=adding, help="the image nodes of this group boot")
+    parser.add_argument("--image-version", help="pin a packed version (default: the image's current)")
+    parser.add_argument(
+        "--root", choices=("overlay", "tmpfs", "nfs", "disk"), help="root mode (default overlay)"
+    )
+    parser.add_argument("--tmpfs-size", help="tmpfs size (tmpfs mode, overlay upper layer), e.g. 75%% or 8G")
+    parser.add_argument("--nfs-export", help="nfs mode: SERVER:/path of the unpacked image")
+    parser.add_argument("--disk", help="disk mode: target device (/dev/sda or auto)")
+    parser.add_argument(
+        "--partition",
+        action="append",
+        metavar="LABEL:SIZE[:FS[:MOUNTPOINT[:keep]]]",
+        help="disk mode: a partition of the layout (repeat; replaces the layout)",
+    )
+    parser.add_argument("--network", help="network the group's nodes get addresses from")
+    for script in ("pre", "part", "post"):
+        parser.add_argument(f"--{script}", metavar="FILE", help=f"{script} script (file, '-' for stdin)")
+    parser.add_argument("--kernel-args", help="extra kernel arguments")
+    parser.add_argument("--console", help="consoles for the kernel, e.g. 'ttyS0,115200 tty0' ('' for none)")
+    parser.add_argument(
+        "--file",
+        action="append",
+        metavar="PATH=TEMPLATE[:MODE]",
+        help="per-node file PATH rendered from the Jinja2 template file TEMPLATE (repeat)",
+    )
+    parser.add_argument("--ssh-key", action="append", help="SSH public key for service mode (repeat)")
+    parser.add_argument("--ssh-key-file", action="append", help="file of SSH public keys (repeat)")
+    if not adding:
+        parser.add_argument("--no-file", action="append", metavar="PATH", help="drop a per-node file")
+        parser.add_argument("--clear-ssh-keys", action="store_true", help="remove all SSH keys first")
+
+
+def _partition(text: str) -> dict[str, Any]:
+    parts = text.split(":")
+    if len(parts) < 2 or len(parts) > 5:
+        raise UsageError(f"invalid --partition {text!r}", hint="write LABEL:SIZE[:FS[:MOUNTPOINT[:keep]]]")
+    entry: dict[str, Any] = {"label": parts[0], "size": parts[1]}
+    if len(parts) > 2 and parts[2]:
+        entry["fs"] = parts[2]
+    if len(parts) > 3 and parts[3]:
+        entry["mountpoint"] = parts[3]
+    if len(parts) > 4:
+        if parts[4] != "keep":
+            raise UsageError(f"invalid --partition {text!r}: the fifth field can only be 'keep'")
+        entry["keep"] = True
+    return entry
+
+
+def _file(text: str) -> dict[str, Any]:
+    from server.cliutil import read_text
+
+    path, sep, rest = text.partition("=")
+    if not sep:
+        raise UsageError(
+            f"invalid --file {text!r}", hint="write PATH=TEMPLATE_FILE[:MODE], e.g. /etc/motd=motd.j2"
+        )
+    source, _, mode = rest.partition(":")
+    entry: dict[str, Any] = {"path": path, "template": read_text(source, f"the template of {path}")}
+    if mode:
+        try:
+            entry["mode"] = int(mode, 8)
+        except ValueError:
+            raise UsageError(
+                f"invalid mode {mode!r} in --file {text!r}", hint="an octal mode like 0600"
+            ) from None
+    return entry
+
+
+def _spec(args: argparse.Namespace, current: dict[str, Any] | None) -> dict[str, Any]:
+    from server.cliutil import read_text
+
+    spec: dict[str, Any] = {}
+    for key in ("image", "image_version", "network", "kernel_args", "console"):
+        if getattr(args, key) is not None:
+            spec[key] = getattr(args, key)
+    root = dict(current["root"]) if current else {}
+    changed = False
+    if args.root is not None:
+        if current and args.root != root.get("mode"):
+            root = {}
+        root["mode"] = args.root
+        changed = True
+    for key in ("tmpfs_size", "nfs_export", "disk"):
+        if getattr(args, key) is not None:
+            root[key] = getattr(args, key)
+            changed = True
+    if args.partition:
+        root["partitions"] = [_partition(p) for p in args.partition]
+        changed = True
+    if changed:
+        spec["root"] = root
+    scripts = {
+        s: read_text(getattr(args, s), f"the {s} script")
+        for s in ("pre", "part", "post")
+        if getattr(args, s) is not None
+    }
+    if scripts:
+        spec["scripts"] = scripts
+    files = {f["path"]: f for f in (current["files"] if current else [])}
+    for path in getattr(args, "no_file", None) or []:
+        if path not in files:
+            raise UsageError(f"the group has no file {path}")
+        del files[path]
+    for text in args.file or []:
+        entry = _file(text)
+        files[entry["path"]] = entry
+    if args.file or getattr(args, "no_file", None):
+        spec["files"] = list(files.values())
+    keys = [] if (not current or getattr(args, "clear_ssh_keys", False)) else list(current["ssh_keys"])
+    new_keys = list(args.ssh_key or [])
+    for path in args.ssh_key_file or []:
+        new_keys += [
+            line.strip()
+            for line in read_text(path, "SSH keys").splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
+    if new_keys or getattr(args, "clear_ssh_keys", False):
+        spec["ssh_keys"] = keys + [k for k in new_keys if k not in keys]
+    return spec
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    verbs = add_object(subparsers, "group", "groups of nodes: image, root mode, scripts, files")
+    p = verbs.add_parser("add", help="add a group")
+    p.add_argument("name")
+    _options(p, adding=True)
+    p.set_defaults(handler=cmd_add)
+    p = verbs.add_parser("set", help="change a group")
+    p.add_argument("name")
+    _options(p, adding=False)
+    p.set_defaults(handler=cmd_set)
+    p = verbs.add_parser("show", help="show a group")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_show)
+    p = verbs.add_parser("list", help="list groups")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_list)
+    p = verbs.add_parser("rm", help="remove groups (without nodes)")
+    p.add_argument("names", nargs="+")
+    p.set_defaults(handler=cmd_rm)
+
+
+def cmd_add(args: argparse.Namespace, settings: Settings) -> None:
+    from server import cliutil
+    from server.inventory import crud
+
+    cliutil.show(crud.add(cliutil.database(settings), "group", args.name, _spec(args, None)), False)
+
+
+def cmd_set(args: argparse.Namespace, settings: Settings) -> None:
+    from server import cliutil
+    from server.inventory import crud
+
+    db = cliutil.database(settings)
+    current = crud.show(db, "group", args.name)
+    cliutil.show(crud.update(db, "group", args.name, _spec(args, current)), False)
+
+
+def cmd_show(args: argparse.Namespace, settings: Settings) -> None:
+    from server import cliutil
+    from server.inventory import crud
+
+    cliutil.show(crud.show(cliutil.database(settings), "group", args.name), args.json)
+
+
+def cmd_list(args: argparse.Namespace, settings: Settings) -> None:
+    from server import cliutil
+    from server.inventory import crud
+
+    rows = crud.list_all(cliutil.database(settings), "group")
+    if args.json:
+        cliutil.emit_json(rows)
+        return
+    for row in rows:
+        row["root"] = row["root"]["mode"]
+        row["image_version"] = row["image_version"] or "current"
+    print(cliutil.table(rows, COLUMNS))
+
+
+def cmd_rm(args: argparse.Namespace, settings: Settings) -> None:
+    from server import cliutil
+    from server.inventory import crud
+
+    for name in crud.remove(cliutil.database(settings), "group", args.names):
+        print(f"removed group {name}")

@@ -1,0 +1,45 @@
+"""`swarmboot inventory export FILE.yaml | import FILE.yaml`: the whole inventory as one file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from swarmboot.cli import add_object
+from swarmboot.config import Settings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    verbs = add_object(subparsers, "inventory", "export or import the whole inventory (YAML)")
+    p = verbs.add_parser("export", help="write networks, switches, groups and nodes to FILE ('-': stdout)")
+    p.add_argument("file")
+    p.set_defaults(handler=cmd_export)
+    p = verbs.add_parser("import", help="create or update everything in FILE ('-': stdin), all or nothing")
+    p.add_argument("file")
+    p.add_argument("--replace", action="store_true", help="also remove objects that are not in FILE")
+    p.set_defaults(handler=cmd_import)
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> None:
+    from server import cliutil
+    from server.inventory import crud
+
+    text = crud.dump_yaml(crud.export(cliutil.database(settings)))
+    if args.file == "-":
+        sys.stdout.write(text)
+        return
+    from pathlib import Path
+
+    from builder.store import write_atomic
+
+    write_atomic(Path(args.file), text)
+    print(f"wrote {args.file}")
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> None:
+    from server import cliutil
+    from server.inventory import crud
+
+    data = crud.load_yaml(cliutil.read_text(args.file, "the inventory"), args.file)
+    counts = crud.import_(cliutil.database(settings), data, replace=args.replace)
+    print("imported " + ", ".join(f"{n} {key}" for key, n in counts.items()))

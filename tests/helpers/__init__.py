@@ -1,0 +1,1 @@
+"""Reusable test helpers (packed image versions, a running server)."""
