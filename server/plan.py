@@ -27,12 +27,12 @@ from bootagent.plan import (
 from server.catalog import Catalog, Version
 from server.inventory.models import Group, Node
 from server.inventory.objects import template_env
-from swarmboot.errors import NotFoundError, SwarmbootError
+from swarmboot.errors import ConflictError, NotFoundError
 
 HEARTBEAT_SECONDS = 10
 
 
-class PlanRenderError(SwarmbootError):
+class PlanRenderError(ConflictError):
     """The inventory cannot produce a plan for this node (a template error, a missing image)."""
 
 

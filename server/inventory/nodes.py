@@ -136,12 +136,16 @@ def set_macs(session: Session, row: Node, values: Any) -> None:
                 hint=f"remove it there first: swarmboot node set {owner.node.name} --remove-mac {mac}",
             )
     existing = {m.mac: m for m in row.macs}
-    row.macs = []
+    for entry in list(row.macs):
+        if entry.mac not in macs:
+            row.macs.remove(entry)  # delete-orphan: removed at the flush below
     session.flush()
+    entries = []
     for position, mac in enumerate(macs):
         entry = existing.get(mac) or Mac(mac=mac)
         entry.position = position
-        row.macs.append(entry)
+        entries.append(entry)
+    row.macs = entries
 
 
 def node_dict(row: Node) -> dict[str, Any]:
