@@ -96,6 +96,7 @@ class Scripts:
     pre: str = ""
     part: str = ""
     post: str = ""
+    timeout: int = 600  # seconds each script may run before the boot stops (agent: bounded waits)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,90 @@
+"""The frozen agent's command line (`swarmboot-agent`), also `python -m bootagent`.
+
+swarmboot-agent [boot]            boot this node (the dracut pre-mount hook runs this)
+swarmboot-agent seed …            keep seeding the verified image (started by the agent)
+swarmboot-agent self-test         import libtorrent, requests, pyudev; print versions, timings
+swarmboot-agent cmdline [FILE]    parse a kernel command line (default /proc/cmdline), print it
+swarmboot-agent --version
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from swarmboot import __version__
+from swarmboot.errors import SwarmbootError
+
+
+def self_test() -> dict[str, object]:
+    """Import what the agent needs and open a libtorrent session; return versions and timings."""
+    timings: dict[str, float] = {}
+    versions: dict[str, str] = {}
+    for name in ("requests", "pyudev", "libtorrent", "ssl"):
+        start = time.perf_counter()
+        module = __import__(name)
+        timings[name] = round(time.perf_counter() - start, 4)
+        versions[name] = str(getattr(module, "__version__", getattr(module, "OPENSSL_VERSION", "")))
+    import libtorrent as lt
+
+    from bootagent import lan_tuning
+
+    start = time.perf_counter()
+    session = lt.session(lan_tuning.session_settings("node", "127.0.0.1:0"))
+    del session
+    timings["libtorrent_session"] = round(time.perf_counter() - start, 4)
+    return {
+        "agent": __version__,
+        "python": sys.version.split()[0],
+        "versions": versions,
+        "import_seconds": timings,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="swarmboot-agent", description="the swarmboot boot agent")
+    parser.add_argument("--version", action="version", version=f"swarmboot-agent {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("boot", help="boot this node (default)")
+    seed = sub.add_parser("seed", help="seed a verified image until stopped")
+    seed.add_argument("--torrent", type=Path, required=True)
+    seed.add_argument("--dir", type=Path, required=True)
+    seed.add_argument("--sha256", required=True)
+    seed.add_argument("--listen", default="0.0.0.0:6881")
+    seed.add_argument("--status", type=Path, required=True)
+    seed.add_argument("--max-seconds", type=float, default=4 * 3600)
+    sub.add_parser("self-test", help="import the agent's libraries and print versions")
+    parse = sub.add_parser("cmdline", help="parse a kernel command line and print the agent's arguments")
+    parse.add_argument("file", type=Path, nargs="?", default=Path("/proc/cmdline"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command or "boot"
+    if command == "boot":
+        from bootagent.main import main as boot_main
+
+        return boot_main()
+    if command == "seed":
+        from bootagent.seeder import seed_main
+
+        return seed_main(
+            args.torrent, args.dir, args.sha256, args.listen, args.status, max_seconds=args.max_seconds
+        )
+    if command == "self-test":
+        print(json.dumps(self_test(), indent=2))
+        return 0
+    from bootagent.cmdline import read_cmdline
+
+    try:
+        print(json.dumps(asdict(read_cmdline(args.file)), indent=2))
+    except SwarmbootError as exc:
+        print(f"swarmboot-agent: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,250 @@
+"""The boot agent's main(): the boot, read as its list of stages.
+
+    cmdline → network → plan → [service] → pre → [part] → download → root → files → post → handover
+
+Each stage is a small function here that calls its module. main() returns 0 so dracut switches
+root into the sysroot; 1 when a stage failed on its last attempt (the dracut hook reboots).
+Nothing happens at import; paths, the rescue and the listen address are injectable for tests.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from bootagent import cmdline, network, nodefiles, roots, scripts
+from bootagent.context import AgentConfig, BootContext, Console, Paths
+from bootagent.download import DownloadStatus, ImageDownload
+from bootagent.errors import DownloadError
+from bootagent.report import Reporter
+from bootagent.rescue import ConsoleRescue, Rescue
+from bootagent.seeder import start_seeder
+from bootagent.server import ServerClient
+from bootagent.stages import BootFailed, Stage, StageResult, run_stages
+
+# -- the stages -----------------------------------------------------------------------------------
+
+
+def stage_cmdline(ctx: BootContext) -> StageResult:
+    args = cmdline.read_cmdline(ctx.paths.cmdline)
+    ctx.args = args
+    ctx.console.debug_enabled = ctx.console.debug_enabled or args.debug
+    reporter = ctx.reporter
+    if reporter is not None:
+        reporter.servers = args.servers
+        if args.node:
+            reporter.set_events_url(f"{args.servers[0]}/api/v1/nodes/{args.node}/events")
+        reporter.start()
+    return {"servers": list(args.servers), "node": args.node, "mac": args.mac}
+
+
+def stage_network(ctx: BootContext) -> StageResult:
+    args = ctx.require_args()
+    iface = network.find_boot_interface(args.mac, timeout=ctx.config.network_timeout)
+    ctx.interface = iface
+    ctx.console.info(f"boot interface {iface.name} ({iface.mac}): {' '.join(iface.addresses)}")
+    return {"interface": iface.name, "mac": iface.mac, "addresses": list(iface.addresses)}
+
+
+def stage_plan(ctx: BootContext) -> StageResult:
+    args = ctx.require_args()
+    mac = args.mac or (ctx.interface.mac if ctx.interface else "")
+    client = ServerClient(args.servers, ctx.console)
+    plan, server = client.fetch_plan(mac, args.node, args.plan_timeout)
+    ctx.plan, ctx.server = plan, server
+    ctx.facts["client"] = client
+    if ctx.reporter is not None:
+        ctx.reporter.set_image(plan.image.name, plan.image.version)
+        ctx.reporter.heartbeat_seconds = float(plan.reporting.heartbeat_seconds)
+        ctx.reporter.set_events_url(plan.reporting.events_url)
+    ctx.console.info(
+        f"plan from {server}: node {plan.node.name}, image {plan.image.name} v{plan.image.version} "
+        f"({plan.image.format}, {plan.image.size >> 20} MiB), root mode {plan.root.mode}"
+    )
+    return {"server": server, "node": plan.node.name, "root_mode": plan.root.mode}
+
+
+def service_requested(ctx: BootContext) -> bool:
+    return bool((ctx.args and ctx.args.service) or (ctx.plan and ctx.plan.service))
+
+
+def stage_service(ctx: BootContext) -> StageResult:
+    ctx.rescue.stop(ctx, "service", "service mode (swarmboot.service=1 or the node's service flag)")
+    return {"service": True}
+
+
+def stage_pre(ctx: BootContext) -> StageResult:
+    scripts.run_script(ctx, "pre")
+    return None
+
+
+def part_wanted(ctx: BootContext) -> bool:
+    plan = ctx.require_plan()
+    return bool(plan.scripts.part.strip())
+
+
+def stage_part(ctx: BootContext) -> StageResult:
+    # The declarative disk layout (root mode `disk`) comes with the disk mode; the part script runs now.
+    scripts.run_script(ctx, "part")
+    return None
+
+
+def stage_download(ctx: BootContext) -> StageResult:
+    plan = ctx.require_plan()
+    config = ctx.config
+    client: ServerClient = ctx.facts.get("client") or ServerClient(ctx.require_args().servers, ctx.console)
+    image_dir = ctx.paths.image_dir
+    image_dir.mkdir(parents=True, exist_ok=True)
+    torrent = client.fetch_bytes(plan.image.torrent_url, 120.0, "the image's .torrent")
+    torrent_file = ctx.paths.run_dir / "image.torrent"
+    torrent_file.write_bytes(torrent)
+    reporter = ctx.reporter
+    last = [0.0]
+
+    def on_progress(status: DownloadStatus) -> None:
+        now = time.monotonic()
+        if now - last[0] >= config.progress_every:
+            last[0] = now
+            ctx.console.info(
+                f"download {status.progress:6.1%}  {status.download_rate / 1048576:6.1f} MiB/s  "
+                f"{status.peers} peers  {status.state}"
+            )
+            if reporter is not None:
+                reporter.event(
+                    "download",
+                    "progress",
+                    progress=status.progress,
+                    details={"rate": status.download_rate, "peers": status.peers},
+                )
+
+    dl = ImageDownload(
+        torrent,
+        image_dir,
+        sha256=plan.image.sha256,
+        size=plan.image.size,
+        listen_interfaces=config.listen_interfaces,
+    )
+    ctx.download = dl
+    try:
+        dl.start()
+        path = dl.wait(
+            on_progress, deadline=plan.torrent.max_download_seconds, stall=plan.torrent.stall_seconds
+        )
+        status = dl.status()
+    finally:
+        dl.close()
+        ctx.download = None
+    ctx.image_file = path
+    seconds = status.elapsed
+    summary = {
+        "bytes": status.total,
+        "seconds": round(seconds, 3),
+        "reused": dl.reused,
+        "from_peers": status.from_peers,
+        "from_web_seeds": status.from_web_seeds,
+        "hash_failures": dl.hash_failures,
+        "rate": int(status.total / seconds) if seconds > 0 and not dl.reused else 0,
+    }
+    (ctx.paths.run_dir / "download.json").write_text(json.dumps(summary) + "\n")
+    ctx.console.info(f"image verified (sha256 ok): {path} ({status.total >> 20} MiB in {seconds:.1f} s)")
+    if config.seed_after and plan.torrent.seed_until_switch_root:
+        try:
+            ctx.seeder_pid = start_seeder(
+                torrent_file, path, plan.image.sha256, config.listen_interfaces, ctx.paths.run_dir
+            )
+        except OSError as exc:
+            raise DownloadError(f"cannot start the seeding process: {exc}") from exc
+    return summary
+
+
+def stage_root(ctx: BootContext) -> StageResult:
+    plan = ctx.require_plan()
+    if ctx.image_file is None:
+        raise RuntimeError("the root stage needs the downloaded image")
+    if ctx.mounts is not None:  # a retry after a failure: start clean
+        ctx.mounts.unwind()
+    ctx.paths.sysroot.mkdir(parents=True, exist_ok=True)
+    ctx.mounts = roots.build_root(
+        plan.root, ctx.image_file, plan.image.format, ctx.paths.sysroot, ctx.paths.mounts_dir
+    )
+    if plan.root.mode == "tmpfs":  # the archive is unpacked: free its RAM once seeding stops
+        (ctx.paths.run_dir / "cleanup-files").write_text(f"{ctx.image_file}\n")
+    return {"mode": plan.root.mode, "sysroot": str(ctx.paths.sysroot)}
+
+
+def stage_files(ctx: BootContext) -> StageResult:
+    plan = ctx.require_plan()
+    args = ctx.require_args()
+    boot_mac = ctx.interface.mac if ctx.interface else args.mac
+    names = {n.mac: n.name for n in network.list_nics()}
+    from bootagent.report import events_urls
+
+    urls = events_urls(plan.reporting.events_url, args.servers)
+    return nodefiles.write_node_files(
+        plan, ctx.paths.sysroot, boot_mac, names, urls, resolv_conf=Path("/etc/resolv.conf")
+    )
+
+
+def stage_post(ctx: BootContext) -> StageResult:
+    scripts.run_script(ctx, "post")
+    return None
+
+
+def stage_handover(ctx: BootContext) -> StageResult:
+    total = time.monotonic() - ctx.console.started
+    timings = {
+        "stages": ctx.timings,
+        "agent_seconds": round(total, 3),
+        "without_transfer_seconds": round(total - ctx.timings.get("download", 0.0), 3),
+    }
+    (ctx.paths.run_dir / "timings.json").write_text(json.dumps(timings) + "\n")
+    ctx.console.info(f"handing over to the booted system after {total:.1f} s")
+    return timings
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("cmdline", stage_cmdline),
+    Stage("network", stage_network),
+    Stage("plan", stage_plan),
+    Stage("service", stage_service, when=service_requested),
+    Stage("pre", stage_pre),
+    Stage("part", stage_part, when=part_wanted),
+    Stage("download", stage_download),
+    Stage("root", stage_root),
+    Stage("files", stage_files),
+    Stage("post", stage_post),
+    Stage("handover", stage_handover),
+)
+
+
+def make_context(
+    paths: Paths | None = None, rescue: Rescue | None = None, config: AgentConfig | None = None
+) -> BootContext:
+    paths = paths or Paths()
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    console = Console(paths)
+    ctx = BootContext(
+        paths=paths, console=console, rescue=rescue or ConsoleRescue(), config=config or AgentConfig()
+    )
+    ctx.reporter = Reporter(console)
+    return ctx
+
+
+def boot(ctx: BootContext, stages: tuple[Stage, ...] = STAGES) -> int:
+    """Run the stages; 0: dracut switches root, 1: a stage failed on its last attempt."""
+    ctx.console.info("agent started")
+    try:
+        run_stages(ctx, stages, max_attempts=ctx.config.max_attempts)
+    except BootFailed as failed:
+        ctx.console.info(f"giving up: stage {failed.stage} failed {ctx.config.max_attempts} times")
+        return 1
+    finally:
+        if ctx.reporter is not None:
+            ctx.reporter.close(timeout=5.0)
+    return 0
+
+
+def main(paths: Paths | None = None, rescue: Rescue | None = None, config: AgentConfig | None = None) -> int:
+    """Boot this node (what the dracut pre-mount hook runs)."""
+    return boot(make_context(paths, rescue, config))

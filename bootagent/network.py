@@ -1,0 +1,104 @@
+"""The network stage. dracut (network-legacy) brings the network up; the agent finds the boot
+interface by its MAC (pyudev) and waits, bounded, until it has an address."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bootagent.errors import NetworkError
+from swarmboot.run import output
+
+
+@dataclass(frozen=True)
+class BootInterface:
+    name: str
+    mac: str
+    addresses: tuple[str, ...]  # CIDR, IPv4 first
+    gateway: str = ""
+
+
+@dataclass(frozen=True)
+class Nic:
+    name: str
+    mac: str
+    driver: str
+    path: str
+
+
+def list_nics() -> list[Nic]:
+    """Network interfaces with a hardware address (loopback excluded), from udev."""
+    import pyudev
+
+    nics = []
+    for dev in pyudev.Context().list_devices(subsystem="net"):
+        name = dev.sys_name
+        mac = (dev.attributes.get("address") or b"").decode().strip().lower()
+        if name == "lo" or not mac or mac == "00:00:00:00:00:00":
+            continue
+        driver = ""
+        parent = dev.find_parent("pci") or dev.parent
+        if parent is not None and parent.driver:
+            driver = parent.driver
+        nics.append(Nic(name=name, mac=mac, driver=driver, path=dev.sys_path))
+    return sorted(nics, key=lambda n: n.name)
+
+
+def addresses_of(name: str) -> tuple[str, ...]:
+    """Global addresses of an interface, IPv4 first, as CIDR strings."""
+    data = json.loads(output(["ip", "-j", "addr", "show", "dev", name]) or "[]")
+    found: list[tuple[int, str]] = []
+    for link in data:
+        for info in link.get("addr_info", []):
+            if info.get("scope") != "global" or info.get("tentative"):
+                continue
+            family = 0 if info.get("family") == "inet" else 1
+            found.append((family, f"{info['local']}/{info['prefixlen']}"))
+    return tuple(addr for _, addr in sorted(found, key=lambda x: x[0]))
+
+
+def default_route() -> tuple[str, str]:
+    """(interface, gateway) of the IPv4 default route, or ("", "")."""
+    data = json.loads(output(["ip", "-j", "-4", "route", "show", "default"]) or "[]")
+    for route in data:
+        return route.get("dev", ""), route.get("gateway", "")
+    return "", ""
+
+
+def find_boot_interface(
+    mac: str,
+    timeout: float = 60.0,
+    poll: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> BootInterface:
+    """The interface with MAC `mac` (or, without one, the default route's), once it has an address."""
+    start = clock()
+    seen: list[Nic] = []
+    while True:
+        seen = list_nics()
+        candidates = [n for n in seen if n.mac == mac] if mac else []
+        if not mac:
+            dev, _ = default_route()
+            candidates = [n for n in seen if n.name == dev] or [n for n in seen if addresses_of(n.name)]
+        for nic in candidates:
+            addrs = addresses_of(nic.name)
+            if addrs:
+                dev, gateway = default_route()
+                return BootInterface(nic.name, nic.mac, addrs, gateway if dev == nic.name else "")
+        if clock() - start >= timeout:
+            break
+        sleep(poll)
+    listing = ", ".join(f"{n.name} ({n.mac}, {n.driver or 'no driver'})" for n in seen) or "none"
+    if mac and not any(n.mac == mac for n in seen):
+        raise NetworkError(
+            f"no network interface has the MAC {mac} (swarmboot.mac); interfaces: {listing}",
+            hint="the NIC's driver may be missing from the initramfs, or swarmboot.mac names another "
+            "card of this node",
+        )
+    raise NetworkError(
+        f"the boot interface got no address within {timeout:.0f} s; interfaces: {listing}",
+        hint="check DHCP (the server's dnsmasq), the cable/VLAN, and the ip=dhcp rd.neednet=1 arguments",
+    )

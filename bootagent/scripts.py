@@ -1,0 +1,67 @@
+"""The pre / part / post scripts of the plan. Each runs with the node's facts in its environment
+(SWARMBOOT_NODE, SWARMBOOT_HOSTNAME, SWARMBOOT_ADDRESSES, SWARMBOOT_IMAGE, SWARMBOOT_IMAGE_VERSION,
+SYSROOT, …: see BootContext.environment). A script that fails or runs too long stops the boot; its
+output is shown on the console and sent with the failure event."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bootagent.context import BootContext
+from bootagent.errors import ScriptError
+from swarmboot.errors import CommandError
+from swarmboot.run import run
+
+OUTPUT_TAIL = 40  # lines of output kept in the failure message
+
+
+def script_argv(path: Path, text: str) -> list[str]:
+    """Run a script with its own interpreter when it has a #! line, with /bin/sh otherwise."""
+    return [str(path)] if text.startswith("#!") else ["/bin/sh", "-e", str(path)]
+
+
+def run_script(ctx: BootContext, which: str) -> str:
+    """Run the plan's `which` script ("pre", "part", "post"); return its output."""
+    plan = ctx.require_plan()
+    text: str = getattr(plan.scripts, which)
+    if not text.strip():
+        return ""
+    scripts = ctx.paths.run_dir / "scripts"
+    scripts.mkdir(parents=True, exist_ok=True)
+    path = scripts / f"{which}.sh"
+    path.write_text(text)
+    os.chmod(path, 0o700)
+    timeout = float(plan.scripts.timeout)
+    ctx.console.info(f"running the {which} script ({len(text.splitlines())} lines, timeout {timeout:.0f} s)")
+    try:
+        result = run(
+            script_argv(path, text),
+            env=ctx.environment() | {"SWARMBOOT_SCRIPT": which},
+            cwd=ctx.paths.run_dir,
+            timeout=timeout,
+            stderr=-2,  # subprocess.STDOUT: one stream, in order
+        )
+    except CommandError as exc:
+        out = _tail(exc.stdout or exc.stderr)
+        reason = (
+            f"exited with code {exc.returncode}"
+            if exc.returncode >= 0
+            else f"ran longer than {timeout:.0f} s"
+        )
+        raise ScriptError(
+            f"the {which} script {reason}" + (":\n" + _indent(out) if out else " (no output)"),
+            hint=f"fix the group's {which} script on the server; it is in {path} for a test by hand",
+            output=out,
+        ) from exc
+    if result.stdout.strip():
+        ctx.console.block(_indent(_tail(result.stdout)))
+    return result.stdout
+
+
+def _tail(text: str) -> str:
+    return "\n".join(text.rstrip().splitlines()[-OUTPUT_TAIL:])
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  | " + line for line in text.splitlines())

@@ -1,0 +1,115 @@
+"""Root modes for real: a squashfs on a loop device under an overlay with a tmpfs upper, and a
+tar.zst unpacked into a tmpfs, at a temporary "sysroot"; both undone cleanly."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bootagent.errors import RootError
+from bootagent.plan import RootSpec
+from bootagent.roots import RootMode, build_root
+from swarmboot.run import output, run
+
+pytestmark = pytest.mark.root
+
+
+def mounted(path: Path) -> bool:
+    return any(line.split()[1] == str(path) for line in Path("/proc/self/mounts").read_text().splitlines())
+
+
+def loops_of(image: Path) -> list[str]:
+    return [line for line in output(["losetup", "-a"]).splitlines() if str(image) in line]
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "tree"
+    for d in ("sbin", "etc", "home/alice"):
+        (root / d).mkdir(parents=True)
+    (root / "sbin/init").write_text("#!/bin/sh\n")
+    os.chmod(root / "sbin/init", 0o755)
+    (root / "etc/os-release").write_text("ID=test\n")
+    secret = root / "home/alice/secret"
+    secret.write_text("s3cret\n")
+    os.chown(secret, 1234, 2345)
+    os.chmod(secret, 0o640)
+    os.chown(root / "home/alice", 1234, 2345)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def need_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (loop devices, mounts)")
+
+
+def test_overlay_mounts_squashfs_under_a_tmpfs_upper_and_unmounts(tree: Path, tmp_path: Path) -> None:
+    image = tmp_path / "image.squashfs"
+    run(["mksquashfs", str(tree), str(image), "-comp", "zstd", "-noappend", "-quiet"], timeout=120)
+    sysroot, mnt = tmp_path / "sysroot", tmp_path / "mnt"
+    stack = build_root(RootSpec(mode="overlay", tmpfs_size="64m"), image, "squashfs", sysroot, mnt)
+    try:
+        assert mounted(sysroot) and mounted(mnt / "lower") and mounted(mnt / "rw")
+        assert output(["findmnt", "-n", "-o", "FSTYPE", str(sysroot)]) == "overlay"
+        assert output(["findmnt", "-n", "-o", "FSTYPE", str(mnt / "lower")]) == "squashfs"
+        assert len(loops_of(image)) == 1
+        st = (sysroot / "home/alice/secret").stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (1234, 2345, 0o640)
+        (sysroot / "etc/hostname").write_text("node1\n")  # writable: goes to the tmpfs upper
+        assert (mnt / "rw/upper/etc/hostname").read_text() == "node1\n"
+        assert not (mnt / "lower/etc/hostname").exists()
+    finally:
+        errors = stack.unwind()
+    assert errors == []
+    assert not mounted(sysroot) and not mounted(mnt / "lower") and not mounted(mnt / "rw")
+    assert loops_of(image) == []
+
+
+def test_tmpfs_unpacks_tar_zst_with_owners_and_modes(tree: Path, tmp_path: Path) -> None:
+    image = tmp_path / "image.tar.zst"
+    run(["tar", "--zstd", "-c", "--numeric-owner", "-f", str(image), "-C", str(tree), "."], timeout=120)
+    sysroot = tmp_path / "sysroot"
+    stack = build_root(RootSpec(mode="tmpfs", tmpfs_size="64m"), image, "tar.zst", sysroot, tmp_path / "mnt")
+    try:
+        assert output(["findmnt", "-n", "-o", "FSTYPE,OPTIONS", str(sysroot)]).startswith("tmpfs")
+        assert "size=65536k" in output(["findmnt", "-n", "-o", "OPTIONS", str(sysroot)])
+        st = (sysroot / "home/alice/secret").stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (1234, 2345, 0o640)
+        assert (sysroot / "sbin/init").stat().st_mode & 0o777 == 0o755
+    finally:
+        assert stack.unwind() == []
+    assert not mounted(sysroot)
+
+
+def test_a_failure_midway_undoes_the_mounts_already_made(tree: Path, tmp_path: Path) -> None:
+    (tree / "sbin/init").unlink()  # not bootable: the check after mounting fails
+    image = tmp_path / "image.squashfs"
+    run(["mksquashfs", str(tree), str(image), "-noappend", "-quiet"], timeout=120)
+    sysroot, mnt = tmp_path / "sysroot", tmp_path / "mnt"
+    with pytest.raises(RootError, match="no /sbin/init"):
+        build_root(RootSpec(mode="overlay", tmpfs_size="16m"), image, "squashfs", sysroot, mnt)
+    assert not mounted(sysroot) and not mounted(mnt / "lower") and not mounted(mnt / "rw")
+    assert loops_of(image) == []
+
+
+def test_tmpfs_too_small_says_so(tree: Path, tmp_path: Path) -> None:
+    (tree / "big").write_bytes(os.urandom(3 << 20))
+    image = tmp_path / "image.tar.zst"
+    run(["tar", "--zstd", "-c", "-f", str(image), "-C", str(tree), "."], timeout=120)
+    sysroot = tmp_path / "sysroot"
+    with pytest.raises(RootError, match="tmpfs is too small"):
+        build_root(RootSpec(mode="tmpfs", tmpfs_size="1m"), image, "tar.zst", sysroot, tmp_path / "mnt")
+    assert not mounted(sysroot)
+
+
+def test_registry_knows_the_modes_and_refuses_a_wrong_format(tmp_path: Path) -> None:
+    assert {"overlay", "tmpfs"} <= set(RootMode.registry)
+    with pytest.raises(RootError, match="needs an image in format squashfs"):
+        build_root(
+            RootSpec(mode="overlay"), tmp_path / "x.tar.zst", "tar.zst", tmp_path / "s", tmp_path / "m"
+        )
+    with pytest.raises(RootError, match="'nfs' is not in this agent"):
+        build_root(RootSpec(mode="nfs"), tmp_path / "x", "squashfs", tmp_path / "s", tmp_path / "m")

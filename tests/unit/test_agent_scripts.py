@@ -1,0 +1,87 @@
+"""pre/post scripts: the environment they get, output shown, failures and timeouts stop the boot."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bootagent.context import BootContext, Console, Paths
+from bootagent.errors import ScriptError
+from bootagent.network import BootInterface
+from bootagent.plan import BootPlan
+from bootagent.rescue import Rescue
+from bootagent.scripts import run_script
+
+
+def context(tmp_path: Path, scripts: dict[str, Any]) -> tuple[BootContext, io.StringIO]:
+    echo = io.StringIO()
+    paths = Paths(
+        cmdline=tmp_path / "cmdline",
+        sysroot=tmp_path / "sysroot",
+        console=tmp_path / "console",
+        run_dir=tmp_path / "run",
+    )
+    ctx = BootContext(paths=paths, console=Console(paths, echo=echo), rescue=Rescue())
+    ctx.plan = BootPlan.from_dict(
+        {
+            "version": 1,
+            "node": {"name": "n7", "hostname": "node7", "group": "gpu", "domain": "lab"},
+            "image": {
+                "name": "compute",
+                "version": 4,
+                "format": "squashfs",
+                "size": 1,
+                "sha256": "0" * 64,
+                "torrent_url": "/t",
+                "http_url": "/i",
+            },
+            "reporting": {"events_url": "/e"},
+            "scripts": scripts,
+        }
+    )
+    ctx.interface = BootInterface("ens3", "52:54:00:00:00:07", ("10.0.0.7/24", "fd00::7/64"), "10.0.0.1")
+    ctx.server = "http://10.0.0.1:8080"
+    return ctx, echo
+
+
+def test_the_script_environment(tmp_path: Path) -> None:
+    ctx, echo = context(tmp_path, {"pre": 'env | grep -E "^(SWARMBOOT_|SYSROOT=)" | sort\n'})
+    out = run_script(ctx, "pre")
+    env = dict(line.split("=", 1) for line in out.splitlines())
+    assert env["SWARMBOOT_NODE"] == "n7" and env["SWARMBOOT_HOSTNAME"] == "node7"
+    assert env["SWARMBOOT_ADDRESSES"] == "10.0.0.7/24 fd00::7/64" and env["SWARMBOOT_ADDRESS"] == "10.0.0.7"
+    assert env["SWARMBOOT_IMAGE"] == "compute" and env["SWARMBOOT_IMAGE_VERSION"] == "4"
+    assert env["SYSROOT"] == str(tmp_path / "sysroot") and env["SWARMBOOT_SCRIPT"] == "pre"
+    assert env["SWARMBOOT_SERVER"] == "http://10.0.0.1:8080" and env["SWARMBOOT_BOOT_IFACE"] == "ens3"
+    assert "SWARMBOOT_NODE=n7" in echo.getvalue()  # the output is shown on the console
+
+
+def test_a_failing_script_stops_with_its_output(tmp_path: Path) -> None:
+    ctx, _ = context(tmp_path, {"post": "echo preparing\necho 'disk sdz missing' >&2\nexit 3\necho never\n"})
+    with pytest.raises(ScriptError, match="the post script exited with code 3") as info:
+        run_script(ctx, "post")
+    assert "preparing" in info.value.output and "disk sdz missing" in info.value.output
+    assert "never" not in info.value.output
+    assert str(tmp_path / "run/scripts/post.sh") in info.value.hint
+
+
+def test_a_failing_command_inside_stops_the_script(tmp_path: Path) -> None:
+    ctx, _ = context(tmp_path, {"pre": "false\necho should not run\n"})
+    with pytest.raises(ScriptError, match="exited with code 1"):
+        run_script(ctx, "pre")
+
+
+def test_a_shebang_picks_the_interpreter_and_a_timeout_is_bounded(tmp_path: Path) -> None:
+    ctx, _ = context(tmp_path, {"pre": "#!/bin/sh\necho $0\n", "post": "sleep 30\n", "timeout": 1})
+    assert run_script(ctx, "pre").strip().endswith("pre.sh")
+    with pytest.raises(ScriptError, match="ran longer than 1 s"):
+        run_script(ctx, "post")
+
+
+def test_no_script_runs_nothing(tmp_path: Path) -> None:
+    ctx, _ = context(tmp_path, {})
+    assert run_script(ctx, "pre") == ""
+    assert not (tmp_path / "run/scripts").exists()
