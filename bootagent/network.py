@@ -39,7 +39,9 @@ def list_nics() -> list[Nic]:
         if name == "lo" or not mac or mac == "00:00:00:00:00:00":
             continue
         driver = ""
-        parent = dev.find_parent("pci") or dev.parent
+        parent = dev.find_parent("pci")
+        if parent is None:
+            parent = dev.parent
         if parent is not None and parent.driver:
             driver = parent.driver
         nics.append(Nic(name=name, mac=mac, driver=driver, path=dev.sys_path))
