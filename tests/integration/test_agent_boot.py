@@ -182,7 +182,7 @@ def test_overlay_boot_end_to_end(booted: tuple[Path, LoopbackServer]) -> None:
     # the seeder keeps seeding after the agent returned, and stops on SIGTERM (the dracut cleanup hook)
     pid = int((tmp / "run/seeder.pid").read_text())
     assert pid == ctx.seeder_pid
-    assert wait_for(lambda: (tmp / "run/seeder.json").is_file(), 20), (tmp / "run/seeder.log").read_text()
+    assert wait_for((tmp / "run/seeder.json").is_file, 20), (tmp / "run/seeder.log").read_text()
     os.kill(pid, signal.SIGTERM)
     assert wait_for(lambda: _reap(pid), 15)
     assert json.loads((tmp / "run/seeder.json").read_text())["stopped"] is True
