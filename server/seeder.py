@@ -21,9 +21,12 @@ POLL_SECONDS = 1.0
 
 
 class Seeder:
-    def __init__(self, catalog: Catalog, listen: str, wanted: Callable[[], set[tuple[str, int]]]) -> None:
+    def __init__(
+        self, catalog: Catalog, listen: str, wanted: Callable[[], set[tuple[str, int]]], upload_rate: int = 0
+    ) -> None:
         self.catalog = catalog
         self.listen = listen
+        self.upload_rate = upload_rate
         self.wanted_extra = wanted
         self.handles: dict[tuple[str, int], Any] = {}
         self.errors: list[str] = []
@@ -38,7 +41,13 @@ class Seeder:
 
         from bootagent.lan_tuning import session_settings
 
-        self.session = lt.session(session_settings("seed", self.listen))
+        self.session = lt.session(session_settings("seed", self.listen, upload_rate_limit=self.upload_rate))
+        if self.upload_rate:
+            # libtorrent exempts peers on the local network (a cluster LAN, loopback) from rate
+            # limits: they are in the "local" peer class. Apply the limit there too.
+            local = self.session.get_peer_class(lt.session.local_peer_class_id)
+            local["upload_limit"] = self.upload_rate
+            self.session.set_peer_class(lt.session.local_peer_class_id, local)
         self._thread = threading.Thread(target=self._run, name="seeder", daemon=True)
         self._thread.start()
 

@@ -68,7 +68,9 @@ def serve(settings: Settings, listen: str, dhcp_interface: str = "", seeder: boo
     state.refresh(force=True)
     dns = None
     if seeder:
-        state.seeder = Seeder(state.catalog, settings.seeder_listen, lambda: running_versions(db))
+        state.seeder = Seeder(
+            state.catalog, settings.seeder_listen, lambda: running_versions(db), settings.seeder_upload_rate
+        )
         state.seeder.start()
         state.listeners.append(state.seeder.request_sync)
     try:

@@ -224,7 +224,7 @@ def test_100_concurrent_plan_requests_all_succeed(server: ServerProcess, setting
         barrier = threading.Barrier(100)
         results: dict[int, Any] = {}
 
-        def fetch(i: int) -> None:
+        def fetch(i: int, barrier: threading.Barrier = barrier, results: dict[int, Any] = results) -> None:
             barrier.wait(timeout=30)
             try:
                 r = requests.get(
