@@ -266,3 +266,17 @@ def test_sqlite_runs_in_wal_mode(capsys: pytest.CaptureFixture[str], swarmboot_h
     with sqlite3.connect(swarmboot_home / "swarmboot.db") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0001"
+
+
+def test_models_match_the_migrations(tmp_path: Path) -> None:
+    """The ORM models and the Alembic migrations describe the same schema (from an empty database)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from server.inventory.db import Database
+    from server.inventory.models import Base
+
+    db = Database(f"sqlite:///{tmp_path / 'fresh.db'}")
+    with db.engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
