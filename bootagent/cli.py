@@ -23,6 +23,9 @@ from swarmboot.errors import SwarmbootError
 
 def self_test() -> dict[str, object]:
     """Import what the agent needs and open a libtorrent session; return versions and timings."""
+    from bootagent.libs import ensure_find_library
+
+    ensure_find_library()
     timings: dict[str, float] = {}
     versions: dict[str, str] = {}
     for name in ("requests", "pyudev", "libtorrent", "ssl"):
@@ -33,6 +36,11 @@ def self_test() -> dict[str, object]:
     import libtorrent as lt
 
     from bootagent import lan_tuning
+    from bootagent.network import list_nics
+
+    start = time.perf_counter()
+    nics = [f"{n.name} {n.mac}" for n in list_nics()]  # loads libudev through pyudev
+    timings["pyudev_nics"] = round(time.perf_counter() - start, 4)
 
     start = time.perf_counter()
     session = lt.session(lan_tuning.session_settings("node", "127.0.0.1:0"))
@@ -42,7 +50,8 @@ def self_test() -> dict[str, object]:
         "agent": __version__,
         "python": sys.version.split()[0],
         "versions": versions,
-        "import_seconds": timings,
+        "nics": nics,
+        "seconds": timings,
     }
 
 

@@ -30,6 +30,9 @@ class Nic:
 
 def list_nics() -> list[Nic]:
     """Network interfaces with a hardware address (loopback excluded), from udev."""
+    from bootagent.libs import ensure_find_library
+
+    ensure_find_library()  # pyudev finds libudev with it; the initramfs has no ldconfig
     import pyudev
 
     nics = []

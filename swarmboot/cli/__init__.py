@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "swarmboot.cli.inventory",
     "swarmboot.cli.serve",
     "swarmboot.cli.dnsmasq",
+    "swarmboot.cli.agent",
 )
 
 
