@@ -59,10 +59,9 @@ def fingerprint(tree: Path, excludes: tuple[str, ...] = PACK_EXCLUDES) -> Finger
                 stack.append(entry.path)
             elif stat.S_ISREG(mode):
                 total += info.st_size
-            lines.append(
-                f"{entry.path[prefix:]}\0{mode:o}\0{info.st_uid}\0{info.st_gid}\0{info.st_size}\0"
-                f"{info.st_mtime_ns}\0{extra}\n"
-            )
+            # An excluded directory counts by itself, not by what changes inside it (its mtime).
+            when = "" if entry.path in skip else f"{info.st_size}\0{info.st_mtime_ns}"
+            lines.append(f"{entry.path[prefix:]}\0{mode:o}\0{info.st_uid}\0{info.st_gid}\0{when}\0{extra}\n")
             count += 1
         digest.update("".join(lines).encode("utf-8", "surrogateescape"))
     return Fingerprint(digest.hexdigest(), count, total)

@@ -89,7 +89,10 @@ def parse_recipe(text: str, path: Path) -> Recipe:
     packages = data.get("packages", [])
     if not isinstance(packages, list) or not all(isinstance(p, str) for p in packages):
         raise RecipeError(f"{where}: 'packages' must be a list of package names")
-    check_package_names(packages)
+    try:
+        check_package_names(packages)
+    except UsageError as error:
+        raise RecipeError(f"{where}: {error.message}", hint=error.hint) from None
     files = tuple(_parse_file(entry, base, where) for entry in _table_list(data, "files", where))
     hooks_table = data.get("hooks", {})
     if not isinstance(hooks_table, dict):
