@@ -7,6 +7,7 @@ node. Template variables: node, group, network, image, server_url (see docs/serv
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Any
 
@@ -89,13 +90,17 @@ def template_context(node: Node, version: Version, server_url: str) -> dict[str,
     }
 
 
+@functools.lru_cache(maxsize=512)
+def _compiled(text: str) -> jinja2.Template:
+    return template_env().from_string(text)
+
+
 def render_files(node: Node, version: Version, server_url: str) -> tuple[NodeFile, ...]:
-    env = template_env()
     context = template_context(node, version, server_url)
     files = []
     for entry in node.group.files:
         try:
-            content = env.from_string(entry["template"]).render(context)
+            content = _compiled(entry["template"]).render(context)
         except jinja2.TemplateError as exc:
             raise PlanRenderError(
                 f"node {node.name}: the template of {entry['path']} (group {node.group.name}) failed: {exc}",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import socket
 import struct
 import time
 from collections.abc import Callable
@@ -50,15 +51,62 @@ class Peer:
     v6: bool
 
 
+class PeerList:
+    """Peers in a list with O(1) add, remove (swap with the last) and O(k) random samples."""
+
+    def __init__(self) -> None:
+        self.items: list[Peer] = []
+        self.index: dict[int, int] = {}
+
+    def add(self, peer: Peer) -> None:
+        self.index[id(peer)] = len(self.items)
+        self.items.append(peer)
+
+    def remove(self, peer: Peer) -> None:
+        i = self.index.pop(id(peer))
+        last = self.items.pop()
+        if last is not peer:
+            self.items[i] = last
+            self.index[id(last)] = i
+
+    def sample(self, k: int) -> list[Peer]:
+        """k peers at random: a true sample of a small pool, a window at a random offset of a large
+        one (O(k) with one random number; swap-removals keep the order mixed)."""
+        n = len(self.items)
+        if n <= 4 * k:
+            return random.sample(self.items, min(k, n))
+        start = random.randrange(n)
+        window = self.items[start : start + k]
+        return window + self.items[: k - len(window)] if len(window) < k else window
+
+
 @dataclass
 class Swarm:
     peers: dict[tuple[str, int], Peer] = field(default_factory=dict)
+    leechers: PeerList = field(default_factory=PeerList)  # left > 0
+    seeds: PeerList = field(default_factory=PeerList)  # left == 0
+    by_switch: dict[str, PeerList] = field(default_factory=dict)
     completed: int = 0
+    has_v6: bool = False
     # what peers that left (stopped or expired) had reported last
     gone_uploaded: int = 0
     gone_downloaded: int = 0
 
+    def add(self, peer: Peer) -> None:
+        self.has_v6 = self.has_v6 or peer.v6
+        self.peers[(peer.ip, peer.port)] = peer
+        (self.seeds if peer.left == 0 else self.leechers).add(peer)
+        if peer.switch is not None:
+            self.by_switch.setdefault(peer.switch, PeerList()).add(peer)
+
+    def remove(self, peer: Peer) -> None:
+        del self.peers[(peer.ip, peer.port)]
+        (self.seeds if peer.left == 0 else self.leechers).remove(peer)
+        if peer.switch is not None:
+            self.by_switch[peer.switch].remove(peer)
+
     def retire(self, peer: Peer) -> None:
+        self.remove(peer)
         self.gone_uploaded += peer.uploaded
         self.gone_downloaded += peer.downloaded
 
@@ -100,7 +148,9 @@ def parse_query(query: bytes) -> Announce:
         if not part:
             continue
         key, _, value = part.partition(b"=")
-        params[unquote_to_bytes(key)] = unquote_to_bytes(value)
+        if b"%" in key or b"+" in key:
+            key = unquote_to_bytes(key)
+        params[key] = unquote_to_bytes(value) if b"%" in value else value
     info_hash = params.get(b"info_hash")
     if info_hash is None:
         raise AnnounceError("missing info_hash")
@@ -136,6 +186,10 @@ def failure(reason: str) -> bytes:
 
 
 def _compact(ip: str, port: int) -> tuple[bytes, bool]:
+    try:
+        return socket.inet_aton(ip) + struct.pack("!H", port), False
+    except OSError:
+        pass
     addr = ipaddress.ip_address(ip)
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped
@@ -184,7 +238,6 @@ class Tracker:
         old = swarm.peers.get(key)
         if req.event == b"stopped":
             if old is not None:
-                del swarm.peers[key]
                 old.uploaded, old.downloaded = req.uploaded, req.downloaded
                 swarm.retire(old)
             return encode({"interval": self.interval, "peers": b""})
@@ -207,25 +260,43 @@ class Tracker:
                 packed,
                 v6,
             )
-            swarm.peers[key] = peer
+            swarm.add(peer)
         else:
             peer = old
+            if (old.left == 0) != (req.left == 0):  # became a seed (or started over)
+                swarm.remove(old)
+                old.left = req.left
+                swarm.add(old)
             peer.peer_id, peer.left, peer.seen = req.peer_id, req.left, now
             peer.uploaded, peer.downloaded = req.uploaded, req.downloaded
         return self._response(swarm, peer, req)
 
     def _select(self, swarm: Swarm, me: Peer, numwant: int) -> list[Peer]:
-        others = [p for p in swarm.peers.values() if p is not me]
-        if me.left == 0:  # a seed needs no seeds
-            others = [p for p in others if p.left > 0]
-        random.shuffle(others)
-        if me.switch is not None:
-            others.sort(key=lambda p: p.switch != me.switch)  # stable: same switch first, shuffled
-        return others[:numwant]
+        """Up to numwant peers: same switch first, then leechers, then (for a leecher) seeds, at random.
+
+        Costs O(numwant), not O(swarm size): it samples index lists, never shuffles the swarm.
+        """
+        chosen: list[Peer] = []
+        seen = {id(me)}
+        pools = []
+        if me.switch is not None and me.switch in swarm.by_switch:
+            pools.append(swarm.by_switch[me.switch])
+        pools.append(swarm.leechers)
+        if me.left > 0:  # a seed needs no seeds
+            pools.append(swarm.seeds)
+        for pool in pools:
+            for peer in pool.sample(numwant + 1):
+                if len(chosen) >= numwant:
+                    return chosen
+                if id(peer) in seen or (me.left == 0 and peer.left == 0):
+                    continue
+                seen.add(id(peer))
+                chosen.append(peer)
+        return chosen
 
     def _response(self, swarm: Swarm, me: Peer, req: Announce) -> bytes:
         chosen = self._select(swarm, me, req.numwant)
-        seeds = sum(1 for p in swarm.peers.values() if p.left == 0)
+        seeds = len(swarm.seeds.items)
         body: dict[str, Any] = {
             "interval": self.interval,
             "min interval": MIN_INTERVAL,
@@ -234,10 +305,23 @@ class Tracker:
             "downloaded": swarm.completed,
         }
         if req.compact:
-            body["peers"] = b"".join(p.compact for p in chosen if not p.v6)
-            six = b"".join(p.compact for p in chosen if p.v6)
-            if six:
-                body["peers6"] = six
+            four = b"".join([p.compact for p in chosen if not p.v6])
+            six = b"".join([p.compact for p in chosen if p.v6]) if swarm.has_v6 else b""
+            if not six:  # the common case, encoded directly (keys in bencode's sorted order)
+                return (
+                    b"d8:completei%de10:downloadedi%de10:incompletei%de8:intervali%de"
+                    b"12:min intervali%de5:peers%d:%se"
+                    % (
+                        seeds,
+                        swarm.completed,
+                        len(swarm.peers) - seeds,
+                        self.interval,
+                        MIN_INTERVAL,
+                        len(four),
+                        four,
+                    )
+                )
+            body["peers"], body["peers6"] = four, six
         else:
             body["peers"] = [
                 {"ip": p.ip, "port": p.port}
@@ -252,9 +336,8 @@ class Tracker:
         self._last_expiry = now
         removed = 0
         for swarm in self.swarms.values():
-            for key, peer in list(swarm.peers.items()):
+            for peer in list(swarm.peers.values()):
                 if now - peer.seen > self.peer_ttl:
-                    del swarm.peers[key]
                     swarm.retire(peer)
                     removed += 1
         return removed
@@ -262,8 +345,10 @@ class Tracker:
     def refresh_switches(self) -> None:
         """Re-map every peer's switch (after the inventory changed)."""
         for swarm in self.swarms.values():
-            for peer in swarm.peers.values():
+            for peer in list(swarm.peers.values()):
+                swarm.remove(peer)
                 peer.switch = self.switch_of(peer.ip)
+                swarm.add(peer)
 
     def stats(self) -> dict[str, dict[str, Any]]:
         out = {}

@@ -164,8 +164,9 @@ def node_dict(row: Node) -> dict[str, Any]:
 
 
 def node_by_mac(session: Session, mac: str) -> Node | None:
-    entry = session.execute(select(Mac).where(Mac.mac == mac)).scalar_one_or_none()
-    return entry.node if entry else None
+    """The node owning `mac`, with its group, network, switch and MACs loaded (2 queries)."""
+    query = select(Node).join(Mac, Mac.node_id == Node.id).where(Mac.mac == mac)
+    return session.execute(query).unique().scalar_one_or_none()
 
 
 def bind_mac(session: Session, name: str, mac: str) -> Node:
