@@ -12,14 +12,24 @@ so the dracut module can install it; its content hash is part of pack's inputs.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from builder.chroot import ChrootSpec, run_in_image
 from builder.dracut_module import tree_hash
+from swarmboot.errors import SwarmbootError
 
 AGENT_INSIDE = "/usr/lib/swarmboot/agent"
 OUT_INSIDE = "/run/lchroot/out"
 DRACUT_TIMEOUT = 1800.0
+
+# Added with the swarmboot module (dracut-module/90swarmboot/module-setup.sh): the agent runs
+# under dracut's classic shell init, whose hooks own the console.
+SWARMBOOT_MODULE_OPTIONS: tuple[str, ...] = ("--omit", "systemd systemd-initrd dracut-systemd")
+
+
+class InitramfsError(SwarmbootError):
+    """dracut failed inside the image."""
 
 DRACUT_OPTIONS: tuple[str, ...] = (
     "--no-hostonly",
@@ -32,11 +42,18 @@ DRACUT_OPTIONS: tuple[str, ...] = (
 )
 
 
-def dracut_argv(kernel_version: str, output_inside: str, modules: list[str]) -> list[str]:
-    argv = ["dracut", *DRACUT_OPTIONS]
+def dracut_options(modules: list[str] | tuple[str, ...]) -> list[str]:
+    """Every dracut option for these extra modules (also what pack hashes into its inputs)."""
+    options = list(DRACUT_OPTIONS)
     for module in modules:
-        argv += ["--add", module]
-    return [*argv, "--kver", kernel_version, output_inside]
+        options += ["--add", module]
+    if "swarmboot" in modules:
+        options += SWARMBOOT_MODULE_OPTIONS
+    return options
+
+
+def dracut_argv(kernel_version: str, output_inside: str, modules: list[str] | tuple[str, ...]) -> list[str]:
+    return ["dracut", *dracut_options(modules), "--kver", kernel_version, output_inside]
 
 
 def agent_bundle_hash(agent_bundle: Path | None) -> str:
@@ -63,9 +80,11 @@ def build_initramfs(
         binds=((output.parent.resolve(), OUT_INSIDE),),
         binds_ro=binds_ro,
     )
-    run_in_image(
-        spec,
-        dracut_argv(kernel_version, f"{OUT_INSIDE}/{output.name}", list(modules)),
-        timeout=DRACUT_TIMEOUT,
-        stderr=-2,
-    )
+    argv = dracut_argv(kernel_version, f"{OUT_INSIDE}/{output.name}", list(modules))
+    result = run_in_image(spec, argv, timeout=DRACUT_TIMEOUT, stderr=-2, check=False)
+    if result.returncode != 0:
+        tail = "\n".join("  | " + line for line in result.stdout.strip().splitlines()[-30:])
+        raise InitramfsError(
+            f"dracut failed with exit code {result.returncode} inside the image\n{tail}",
+            hint=f"try it by hand: lchroot {label or 'IMAGE'} {shlex.join(argv[:-1])} /tmp/initramfs.img",
+        )

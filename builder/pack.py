@@ -27,7 +27,7 @@ from typing import Any
 from builder import dracut_module, torrent
 from builder.fingerprint import fingerprint
 from builder.formats import Compression, check_format, cores, parse_compression, write_squashfs, write_tar_zst
-from builder.initramfs import DRACUT_OPTIONS, agent_bundle_hash, build_initramfs
+from builder.initramfs import agent_bundle_hash, build_initramfs, dracut_options
 from builder.kernel import require_kernel
 from builder.progress import Percent, Stages, say
 from builder.steps import AGENT_MOUNT_POINT
@@ -154,7 +154,12 @@ def prepare(job: PackJob) -> None:
     changed = dracut_module.sync_modules(job.rootfs, job.dracut_modules)
     if changed:
         say(f"  dracut module(s) updated in the image: {', '.join(changed)}")
-    job.modules = dracut_module.installed_modules(job.rootfs, job.dracut_modules)
+    installed = dracut_module.installed_modules(job.rootfs, job.dracut_modules)
+    # The swarmboot module needs the frozen agent: without a bundle it is left out.
+    job.modules = installed if job.agent_bundle is not None else []
+    if installed and job.agent_bundle is None:
+        say(f"  no agent bundle: the initramfs leaves out {', '.join(installed)} "
+            "(give one with --agent-bundle to boot nodes with root=swarmboot)")
     (job.rootfs / AGENT_MOUNT_POINT).mkdir(parents=True, exist_ok=True)
     job.kernel_version = require_kernel(job.rootfs, job.name)
 
@@ -167,7 +172,7 @@ def compute_inputs(job: PackJob) -> None:
         "format": job.format,
         "compression": str(job.compression),
         "kernel_version": job.kernel_version,
-        "dracut_options": [*DRACUT_OPTIONS, *(x for m in job.modules for x in ("--add", m))],
+        "dracut_options": dracut_options(job.modules),
         "dracut_modules": dracut_module.modules_hash(job.dracut_modules),
         "agent_bundle": agent_bundle_hash(job.agent_bundle),
         "tool_version": __version__,

@@ -235,6 +235,35 @@ def test_unchanged_repack_makes_no_new_version(packed: Packed) -> None:
     print(f"unchanged repack took {elapsed:.2f} s")
 
 
+def test_agent_bundle_goes_into_the_initramfs(packed: Packed, tmp_path: Path) -> None:
+    """The hook the boot agent uses: pack(…, agent_bundle=DIR) binds DIR at
+    /usr/lib/swarmboot/agent while dracut runs with the repository's swarmboot module."""
+    from builder.dracut_module import module_dirs, repo_modules_dir
+    from builder.pack import pack
+
+    if not any(m.name == "90swarmboot" for m in module_dirs(repo_modules_dir())):
+        pytest.skip("dracut-module/90swarmboot is not in this checkout")
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    agent = bundle / "swarmboot-agent"
+    agent.write_text("#!/bin/sh\necho 'fake agent for the builder test'\n")
+    agent.chmod(0o755)
+    result = pack(packed.settings, packed.name, agent_bundle=bundle)
+    assert result.created
+    inputs = result.manifest.inputs
+    assert inputs["agent_bundle"] and "swarmboot" in inputs["dracut_options"]
+    initramfs = packed.store.file_path(result.manifest, "initramfs")
+    listing = subprocess.run(
+        ["sh", "-c", 'zstd -dc "$1" | cpio -it --quiet', "list", str(initramfs)],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout.splitlines()
+    assert "usr/lib/swarmboot/agent/swarmboot-agent" in listing
+    # Nothing of the bundle stays in the image: it was only bound there.
+    assert list((packed.store.rootfs(packed.name) / "usr/lib/swarmboot/agent").iterdir()) == []
+    again = pack(packed.settings, packed.name, agent_bundle=bundle)
+    assert not again.created and again.version == result.version
+
+
 def test_tar_zst_version_rollback_and_rm(packed: Packed, tmp_path: Path) -> None:
     settings, name, store = packed.settings, packed.name, packed.store
     first = store.current_version(name)
