@@ -122,3 +122,37 @@ def test_recipe_packages_files_and_hooks(
         ["chroot", str(rootfs), "dpkg-divert", "--list"], capture_output=True, text=True, check=True,
         timeout=60).stdout
     assert leftovers(settings) == ["custom"]
+
+
+def swarmboot(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(VENV_BIN / "swarmboot"), "image", *args], capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def test_clone_copies_everything_and_rm_removes(settings: Settings) -> None:
+    store = ImageStore(settings)
+    rootfs = store.rootfs("small")
+    (rootfs / "usr/bin").mkdir(parents=True)
+    (rootfs / "usr/bin/tool").write_text("#!/bin/sh\n")
+    os.chmod(rootfs / "usr/bin/tool", 0o4755)
+    os.chown(rootfs / "usr/bin/tool", 123, 456)
+    os.link(rootfs / "usr/bin/tool", rootfs / "usr/bin/tool2")
+    os.setxattr(rootfs / "usr/bin/tool", "security.capability",
+                bytes.fromhex("0100000200200000000000000000000000000000"))
+    (store.image_dir("small") / "image.json").write_text('{"name": "small", "release": "bookworm"}\n')
+    result = swarmboot("clone", "small", "copy")
+    assert result.returncode == 0, result.stderr
+    copy = store.rootfs("copy")
+    assert fingerprint(copy) == fingerprint(rootfs)
+    assert (copy / "usr/bin/tool").stat().st_ino == (copy / "usr/bin/tool2").stat().st_ino
+    assert os.getxattr(copy / "usr/bin/tool", "security.capability")[:4] == bytes.fromhex("01000002")
+    assert '"cloned_from": "small"' in (store.image_dir("copy") / "image.json").read_text()
+    again = swarmboot("clone", "small", "copy")
+    assert again.returncode == 1 and "exists already" in again.stderr
+    listed = swarmboot("list")
+    assert [line.split()[0] for line in listed.stdout.splitlines()[1:]] == ["copy", "small"]
+    assert swarmboot("rm", "copy").returncode == 0
+    assert not store.image_dir("copy").exists() and store.exists("small")
+    missing = swarmboot("rm", "copy")
+    assert missing.returncode == 1 and "no image named 'copy'" in missing.stderr
+    assert leftovers(settings) == ["small"]
