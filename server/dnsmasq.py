@@ -71,6 +71,7 @@ def render_conf(
         "port=0",
         f"interface={interface}",
         "bind-interfaces",
+        "except-interface=lo",
     ]
     if listen_address:
         lines.append(f"listen-address={ipaddress.ip_address(listen_address)}")
@@ -177,8 +178,9 @@ class Dnsmasq:
         if self.proc is None:
             return
         if self.proc.poll() is not None:
+            self.proc = None  # report its death once
             raise SwarmbootError(
-                f"dnsmasq exited with code {self.proc.returncode}",
+                "dnsmasq exited",
                 hint="see its messages above; check the interface and that port 67 is free",
             )
         from builder.store import write_atomic
