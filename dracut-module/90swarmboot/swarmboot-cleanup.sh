@@ -1,0 +1,26 @@
+#!/bin/sh
+# swarmboot: just before switch_root, stop the seeder (it writes its last counters to
+# /run/swarmboot/seeder.json) and the rescue SSH server, and free an unpacked tar.zst.
+# /run/swarmboot moves into the booted system with /run. Sourced by dracut: never `exit`.
+
+if [ -d /run/swarmboot ]; then
+    for _sb in seeder dropbear; do
+        [ -s "/run/swarmboot/$_sb.pid" ] || continue
+        read -r _sb_pid < "/run/swarmboot/$_sb.pid"
+        kill -TERM "$_sb_pid" 2> /dev/null
+        _sb_i=0
+        while [ "$_sb" = seeder ] && [ $_sb_i -lt 50 ] && kill -0 "$_sb_pid" 2> /dev/null \
+            && ! grep -q '"stopped": true' /run/swarmboot/seeder.json 2> /dev/null; do
+            sleep 0.1
+            _sb_i=$((_sb_i + 1))
+        done
+        kill -KILL "$_sb_pid" 2> /dev/null
+        rm -f "/run/swarmboot/$_sb.pid"
+    done
+    if [ -s /run/swarmboot/cleanup-files ]; then
+        while read -r _sb_f; do
+            rm -f -- "$_sb_f"
+        done < /run/swarmboot/cleanup-files
+    fi
+    unset _sb _sb_pid _sb_i _sb_f
+fi
