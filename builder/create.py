@@ -23,7 +23,7 @@ from builder.progress import Stages, say
 from builder.recipe import PHASES, Recipe
 from builder.sources import Mirrors, default_mirrors
 from builder.store import ImageStore, check_name
-from builder.treeops import remove_tree
+from builder.treeops import clean_stale_staging, remove_tree, staging_path
 from swarmboot import __version__
 from swarmboot.config import Settings
 from swarmboot.errors import ConflictError
@@ -94,11 +94,12 @@ def create_image(
         mirrors=default_mirrors(release, mirror or settings.mirror),
         packages=image_packages(extra),
         recipe=recipe,
-        staging=store.staging_dir / f"{name}.{uuid.uuid4().hex[:8]}",
+        staging=staging_path(store.staging_dir, name, uuid.uuid4().hex[:8]),
         bootstrapper=pick_bootstrapper(),
         dracut_modules=dracut_modules if dracut_modules is not None else repo_modules_dir(),
         extra_packages=extra,
     )
+    clean_stale_staging(store.staging_dir)
     ctx.staging.mkdir(parents=True)
     stages = Stages(f"create {name}")
     try:

@@ -12,7 +12,7 @@ from builder.chroot import ChrootSpec, exec_in_image
 from builder.create import check_new_name
 from builder.kernel import image_kernel_version
 from builder.store import ImageStore
-from builder.treeops import copy_tree, remove_tree
+from builder.treeops import copy_tree, remove_tree, staging_path
 from swarmboot.config import Settings
 from swarmboot.errors import NotFoundError
 
@@ -91,7 +91,7 @@ def remove_image(settings: Settings, name: str) -> None:
     store = ImageStore(settings)
     store.require(name)
     with store.lock(name, "swarmboot image rm"):
-        trash = store.staging_dir / f"{name}.rm.{uuid.uuid4().hex[:8]}"
+        trash = staging_path(store.staging_dir, name, "rm" + uuid.uuid4().hex[:8])
         trash.parent.mkdir(parents=True, exist_ok=True)
         store.image_dir(name).rename(trash)  # gone at once for readers; deleted below
     remove_tree(trash)
@@ -102,7 +102,7 @@ def clone_image(settings: Settings, source: str, target: str) -> Path:
     store = ImageStore(settings)
     store.require(source)
     check_new_name(store, target)
-    staging = store.staging_dir / f"{target}.{uuid.uuid4().hex[:8]}"
+    staging = staging_path(store.staging_dir, target, uuid.uuid4().hex[:8])
     staging.mkdir(parents=True)
     try:
         with store.lock(source, f"swarmboot image clone {source} {target}"):

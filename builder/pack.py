@@ -32,7 +32,7 @@ from builder.kernel import require_kernel
 from builder.progress import Percent, Stages, say
 from builder.steps import AGENT_MOUNT_POINT
 from builder.store import IMAGE_FILE, FileEntry, ImageStore, Manifest, write_atomic
-from builder.treeops import remove_tree
+from builder.treeops import clean_stale_staging, remove_tree, staging_path
 from swarmboot import __version__
 from swarmboot.config import Settings
 from swarmboot.errors import NotFoundError, SwarmbootError
@@ -72,6 +72,7 @@ class PackJob:
     inputs_hash: str = ""
     tree_bytes: int = 0
     work: Path = Path()
+    version: int = 0
 
     @property
     def rootfs(self) -> Path:
@@ -120,8 +121,9 @@ def pack(
             return PackResult(name, existing.version, False, existing, stages.times)
         with stages.stage("space"):
             check_space(job)
-        job.work = store.staging_dir / f"{name}.pack.{next_version(job)}"
-        remove_tree(job.work)
+        clean_stale_staging(store.staging_dir)
+        job.version = next_version(job)
+        job.work = staging_path(store.staging_dir, name, f"pack{job.version}")
         job.work.mkdir(parents=True)
         try:
             with stages.stage("kernel", job.kernel_version):
@@ -252,7 +254,7 @@ def hash_and_torrent(job: PackJob) -> tuple[dict[str, FileEntry], torrent.Torren
 def write_manifest(job: PackJob, hashes: dict[str, FileEntry], info: torrent.TorrentInfo) -> Manifest:
     manifest = Manifest(
         image=job.name,
-        version=int(job.work.name.rsplit(".", 1)[1]),
+        version=job.version,
         format=job.format,
         compression=str(job.compression),
         kernel_version=job.kernel_version,
@@ -272,7 +274,7 @@ def write_manifest(job: PackJob, hashes: dict[str, FileEntry], info: torrent.Tor
 
 
 def publish(job: PackJob) -> int:
-    version = int(job.work.name.rsplit(".", 1)[1])
+    version = job.version
     target = job.store.version_dir(job.name, version)
     target.parent.mkdir(parents=True, exist_ok=True)
     job.work.rename(target)

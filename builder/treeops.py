@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from swarmboot.errors import SwarmbootError
@@ -33,6 +34,28 @@ def remove_tree(path: Path) -> None:
             hint=f"unmount it first: umount -R {mounted[0]}",
         )
     run(["rm", "-rf", "--one-file-system", "--", str(path)], timeout=TREE_TIMEOUT)
+
+
+def staging_path(staging_dir: Path, name: str, what: str) -> Path:
+    """A work directory named so that `clean_stale_staging` knows its owner: NAME.PID.WHAT."""
+    return staging_dir / f"{name}.{os.getpid()}.{what}"
+
+
+def clean_stale_staging(staging_dir: Path) -> list[str]:
+    """Remove work directories left by swarmboot processes that died (e.g. killed with SIGKILL)."""
+    removed = []
+    if not staging_dir.is_dir():
+        return removed
+    for path in staging_dir.iterdir():
+        parts = path.name.split(".")
+        if len(parts) < 3 or not parts[-2].isdigit():
+            continue
+        pid = int(parts[-2])
+        if pid == os.getpid() or Path(f"/proc/{pid}").exists():
+            continue
+        remove_tree(path)
+        removed.append(path.name)
+    return removed
 
 
 def copy_tree(source: Path, target: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from builder.packages import BASE_PACKAGES, check_package_names, image_packages
@@ -34,3 +36,30 @@ def test_image_packages_keep_base_first_without_duplicates() -> None:
     assert packages[: len(BASE_PACKAGES)] == list(BASE_PACKAGES)
     assert packages.count("curl") == 1 and packages.count("htop") == 1
     assert "linux-image-amd64" in BASE_PACKAGES and "dracut-network" in BASE_PACKAGES
+
+
+def test_stale_staging_directories_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    import os
+
+    tmp_path = tmp_path / "staging"
+    tmp_path.mkdir()
+
+    from builder.treeops import clean_stale_staging, staging_path
+
+    gone_pid = _dead_pid()
+    (tmp_path / f"img.{gone_pid}.abcd/rootfs").mkdir(parents=True)
+    mine = staging_path(tmp_path, "img", "pack3")
+    mine.mkdir()
+    (tmp_path / "img.1.live").mkdir()  # pid 1 is alive
+    (tmp_path / "unrelated").mkdir()
+    assert clean_stale_staging(tmp_path) == [f"img.{gone_pid}.abcd"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, "img.1.live", "unrelated"])
+    assert mine.name == f"img.{os.getpid()}.pack3"
+
+
+def _dead_pid() -> int:
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait(timeout=10)
+    return proc.pid
