@@ -102,6 +102,7 @@ class ImageDownload:
         self.handle: Any = None
         self.verified = False
         self.reused = False
+        self.rehashed = False  # the streaming sha256 did not match and the file was hashed again
         self.hash_failures = 0
         self.errors: list[str] = []
         self._digest = hashlib.sha256()
@@ -286,6 +287,7 @@ class ImageDownload:
             # The streaming hash may have read a piece before it reached the file: decide from disk.
             with contextlib.suppress(RuntimeError, AttributeError):
                 self.handle.flush_cache()
+            self.rehashed = True
             actual = sha256_file(self.path)
             if actual != self.sha256:
                 raise ImageHashMismatch(

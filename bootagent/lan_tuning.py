@@ -56,5 +56,9 @@ def session_settings(role: Role, listen_interfaces: str, **overrides: Any) -> di
             "announce_to_all_tiers": True,
         }
     )
+    if role == "node":
+        # The agent closes its session before the seeding process takes over the port: do not
+        # wait the default 5 s for the tracker to acknowledge "stopped".
+        base["stop_tracker_timeout"] = 1
     base.update(overrides)
     return base

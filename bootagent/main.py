@@ -144,6 +144,7 @@ def stage_download(ctx: BootContext) -> StageResult:
         "from_peers": status.from_peers,
         "from_web_seeds": status.from_web_seeds,
         "hash_failures": dl.hash_failures,
+        "rehashed": dl.rehashed,
         "rate": int(status.total / seconds) if seconds > 0 and not dl.reused else 0,
     }
     (ctx.paths.run_dir / "download.json").write_text(json.dumps(summary) + "\n")

@@ -11,6 +11,7 @@ failure, the node reboots; there is no silent hang and no panic loop.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 BANNER = {
     "failure": "THE BOOT STOPPED",
+    "final": "THE BOOT STOPPED (last attempt)",
     "service": "SERVICE MODE",
     "break": "STOPPED ON REQUEST (swarmboot.break)",
 }
@@ -57,14 +59,20 @@ class ConsoleRescue(Rescue):
         self.ssh_note = ""
 
     def stop(self, ctx: BootContext, kind: str, message: str) -> None:
+        self.write_environment(ctx)
         self.start_ssh(ctx)
         args = ctx.args
         timeout = args.rescue_timeout if args is not None else 3600.0
         after = {
             "failure": "leave the shell (exit or Ctrl-D) to try the stage again",
+            "final": "leave the shell (exit or Ctrl-D) to reboot the node",
             "service": "leave the shell (exit or Ctrl-D) to go on booting",
             "break": "leave the shell (exit or Ctrl-D) to go on booting",
         }[kind]
+        unattended = {
+            "failure": "the stage is tried again",
+            "final": "the node reboots",
+        }.get(kind, "the boot goes on")
         ctx.console.block(
             "\n".join(
                 [
@@ -74,13 +82,21 @@ class ConsoleRescue(Rescue):
                     *message.splitlines(),
                     "",
                     f"  log: {ctx.paths.log_file}   {self.ssh_note}",
-                    f"  {after}; without anyone here, in {timeout:.0f} s "
-                    + ("the node reboots." if kind == "failure" else "the boot goes on."),
+                    f"  {after}; without anyone here, in {timeout:.0f} s {unattended}.",
                     "=" * 72,
                 ]
             )
         )
         self.shell(ctx, timeout)
+
+    def write_environment(self, ctx: BootContext) -> None:
+        """The scripts' environment for SSH sessions too: $HOME/.profile reads run_dir/env."""
+        env = ctx.paths.run_dir / "env"
+        env.write_text(
+            "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(ctx.environment().items()))
+        )
+        self.ssh_home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (self.ssh_home / ".profile").write_text(f"[ -r {env} ] && . {env}\nPS1='swarmboot# '\n")
 
     def shell(self, ctx: BootContext, timeout: float) -> None:
         tty = console_tty()

@@ -85,7 +85,7 @@ def run_stage(ctx: BootContext, stage: Stage, attempt: int, max_attempts: int) -
         if attempt < max_attempts:
             ctx.rescue.stop(ctx, "failure", message)
         else:
-            ctx.rescue.stop(ctx, "failure", message + "\n  (last attempt: the node reboots after this shell)")
+            ctx.rescue.stop(ctx, "final", message)
             raise BootFailed(stage.name, message) from error
         return False
     duration = time.monotonic() - started

@@ -47,6 +47,10 @@ install() {
     # The tools the agent runs, and the rescue shell's SSH server (dropbear-bin in the image).
     inst_multiple losetup mount umount mkdir sh setsid ip tar zstd sync sleep
     inst_multiple -o dropbear dropbearkey findmnt lsblk less
+    # Name NICs in the initramfs as the booted system will (ens3, not eth0): without the .link
+    # files udev keeps the kernel's names, and the booted system's udev cannot rename a NIC that
+    # is up (then systemd-networkd never configures it).
+    inst_multiple -o /usr/lib/systemd/network/99-default.link /usr/lib/systemd/network/73-usb-net-by-mac.link
     # The image's root keys: SSH into the rescue shell works even before the plan arrives.
     if [[ -s $dracutsysrootdir/root/.ssh/authorized_keys ]]; then
         inst_simple "$dracutsysrootdir/root/.ssh/authorized_keys" /root/.ssh/authorized_keys.image

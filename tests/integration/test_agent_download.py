@@ -40,6 +40,7 @@ def test_fetches_from_a_peer_through_the_tracker(image: tuple[Path, bytes, str],
     assert hashlib.sha256(got.read_bytes()).hexdigest() == sha
     assert status.from_peers > 0 and status.from_web_seeds == 0
     assert status.hashed == path.stat().st_size  # the sha256 was computed while pieces arrived
+    assert not dl.rehashed
     assert seen and seen[-1] == 1.0
     assert any(r.startswith("/announce?") for r in server.requests)
 
