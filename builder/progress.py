@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 log = logging.getLogger("swarmboot.builder")
@@ -30,6 +31,23 @@ class Stages:
             elapsed = time.monotonic() - start
             self.times.append((name, elapsed))
         say(f"{self.what}: {name} done in {elapsed:.1f} s")
+
+    def parallel(self, jobs: list[tuple[str, str, Callable[[], None]]]) -> None:
+        """Run (name, detail, function) stages at the same time, each timed; after all have
+        ended, the first failure (in the order given) is raised."""
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            futures = [pool.submit(self._run, name, detail, function) for name, detail, function in jobs]
+            concurrent.futures.wait(futures)
+        for future in futures:
+            future.result()
+
+    def sequential(self, jobs: list[tuple[str, str, Callable[[], None]]]) -> None:
+        for name, detail, function in jobs:
+            self._run(name, detail, function)
+
+    def _run(self, name: str, detail: str, function: Callable[[], None]) -> None:
+        with self.stage(name, detail):
+            function()
 
     def total(self) -> float:
         return time.monotonic() - self.started
