@@ -33,6 +33,7 @@ from bootagent.errors import DownloadError, DownloadStalled, DownloadTimeout, Im
 HASH_CHUNK = 4 * 1024 * 1024
 HASH_BUDGET = 64 * 1024 * 1024  # bytes hashed per wait() iteration, so alerts keep flowing
 PEER_SAMPLE_SECONDS = 0.2
+FLUSH_WAIT = 60.0  # seconds for the last pieces to reach the file after completion
 
 
 @dataclass(frozen=True)
@@ -263,31 +264,43 @@ class ImageDownload:
                     del self.errors[:-10]
 
     # -- verification ----------------------------------------------------------------------------
-    def _hash_ahead(self, budget: int) -> None:
-        """Feed the sha256 with the pieces that are verified and written, in order."""
+    def _hash_ahead(self, budget: int) -> int:
+        """Feed the sha256 with the pieces that are verified and on disk, in order; return how many.
+
+        `have_piece` can be true before libtorrent's disk thread has written the piece (a hole
+        in the sparse file reads as zeros), so a piece read back is used only when its SHA-1 is
+        the torrent's: then these are the final bytes.
+        """
         pieces = self.info.num_pieces()
         piece_length = self.info.piece_length()
+        done = 0
         while budget > 0 and self._next_piece < pieces and self.handle.have_piece(self._next_piece):
             if self._fd is None:
                 self._fd = os.open(self.path, os.O_RDONLY)
             length = self.info.piece_size(self._next_piece)
             data = os.pread(self._fd, length, self._next_piece * piece_length)
-            if len(data) != length:
-                return  # not on disk yet: try again at the next round
+            if hashlib.sha1(data).digest() != self.info.hash_for_piece(self._next_piece):
+                break  # not on disk yet: try again at the next round
             self._digest.update(data)
             self._next_piece += 1
             budget -= length
+            done += 1
+        return done
 
     def _finish(self) -> Path:
         if self.verified:
             return self.path
-        self._hash_ahead(self.size + 1)
-        streamed = self._digest.hexdigest() if self._next_piece == self.info.num_pieces() else ""
+        with contextlib.suppress(RuntimeError, AttributeError):
+            self.handle.flush_cache()
+        pieces = self.info.num_pieces()
+        settle = time.monotonic() + FLUSH_WAIT
+        while self._next_piece < pieces and time.monotonic() < settle:
+            if not self._hash_ahead(self.size + 1):
+                time.sleep(0.05)  # the last writes are still on their way to the file
+        streamed = self._digest.hexdigest() if self._next_piece == pieces else ""
         if streamed != self.sha256:
-            # The streaming hash may have read a piece before it reached the file: decide from disk.
-            with contextlib.suppress(RuntimeError, AttributeError):
-                self.handle.flush_cache()
-            self.rehashed = True
+            # Decide from the whole file on disk (also what says "wrong image" when it is).
+            self.rehashed = streamed == ""
             actual = sha256_file(self.path)
             if actual != self.sha256:
                 raise ImageHashMismatch(

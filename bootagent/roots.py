@@ -174,6 +174,7 @@ class TmpfsRoot(RootMode):
             "--numeric-owner",
             "--xattrs",
             "--xattrs-include=*",
+            "--acls",
             "-f",
             str(image_file),
             "-C",
