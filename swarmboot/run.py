@@ -27,6 +27,7 @@ TOOL_PACKAGES: dict[str, str] = {
     "tar": "tar",
     "cpio": "cpio",
     "unshare": "util-linux",
+    "chroot": "coreutils",
     "mount": "mount",
     "umount": "mount",
     "losetup": "mount",
