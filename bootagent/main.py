@@ -243,6 +243,7 @@ def boot(ctx: BootContext, stages: tuple[Stage, ...] = STAGES) -> int:
     finally:
         if ctx.reporter is not None:
             ctx.reporter.close(timeout=5.0)
+        ctx.console.info(f"agent exits after {time.monotonic() - ctx.console.started:.1f} s")
     return 0
 
 
