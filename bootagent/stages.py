@@ -82,10 +82,15 @@ def run_stage(ctx: BootContext, stage: Stage, attempt: int, max_attempts: int) -
         reporter = ctx.reporter  # the stage may have made it (cmdline)
         if reporter is not None:
             reporter.event(stage.name, "failed", duration=duration, message=message)
-        if attempt < max_attempts:
-            ctx.rescue.stop(ctx, "failure", message)
-        else:
-            ctx.rescue.stop(ctx, "final", message)
+        kind = "failure" if attempt < max_attempts else "final"
+        if reporter is not None:
+            reporter.current_stage = "rescue"
+            reporter.event("rescue", "start", message=f"after stage {stage.name} failed")
+        rescued = time.monotonic()
+        ctx.rescue.stop(ctx, kind, message)
+        if reporter is not None:
+            reporter.event("rescue", "done", duration=time.monotonic() - rescued)
+        if kind == "final":
             raise BootFailed(stage.name, message) from error
         return False
     duration = time.monotonic() - started

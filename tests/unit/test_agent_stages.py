@@ -122,6 +122,14 @@ def test_a_failure_is_shown_reported_rescued_and_retried(tmp_path: Path, events:
     failed = [e for _, e in received if e["status"] == "failed"]
     assert len(failed) == 1 and failed[0]["stage"] == "download" and "download broke" in failed[0]["message"]
     assert "duration" in failed[0]
+    pairs = [(e["stage"], e["status"]) for _, e in received]
+    i = pairs.index(("download", "failed"))
+    assert pairs[i : i + 4] == [
+        ("download", "failed"),
+        ("rescue", "start"),
+        ("rescue", "done"),
+        ("download", "start"),
+    ]
 
 
 def test_the_last_failure_gives_up(tmp_path: Path, events: Any) -> None:
