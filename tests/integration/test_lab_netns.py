@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -71,8 +70,11 @@ def test_parse_rate() -> None:
 
 
 def test_interface_names_are_checked() -> None:
+    before = _namespaces()
     with NetLab() as lab:
         ns = lab.namespace("n")
         with pytest.raises(SwarmbootError):
             lab.bridge(ns, "a-name-that-is-too-long")
-    assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).returncode == 0
+        links = ns.run(["ip", "-o", "link", "show"]).stdout
+        assert "a-name-that" not in links
+    assert _namespaces() == before
