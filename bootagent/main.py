@@ -234,7 +234,7 @@ def make_context(
 
 def boot(ctx: BootContext, stages: tuple[Stage, ...] = STAGES) -> int:
     """Run the stages; 0: dracut switches root, 1: a stage failed on its last attempt."""
-    ctx.console.info("agent started")
+    ctx.console.info(f"agent started (monotonic clock {time.monotonic():.2f} s, as the kernel's log)")
     try:
         run_stages(ctx, stages, max_attempts=ctx.config.max_attempts)
     except BootFailed as failed:
@@ -243,7 +243,8 @@ def boot(ctx: BootContext, stages: tuple[Stage, ...] = STAGES) -> int:
     finally:
         if ctx.reporter is not None:
             ctx.reporter.close(timeout=5.0)
-        ctx.console.info(f"agent exits after {time.monotonic() - ctx.console.started:.1f} s")
+        now = time.monotonic()
+        ctx.console.info(f"agent exits after {now - ctx.console.started:.1f} s (monotonic clock {now:.2f} s)")
     return 0
 
 
