@@ -12,6 +12,12 @@ Layout under settings.agent_dir:
 
 PyInstaller rather than Nuitka: it is a dependency already, needs no C compiler on the head node,
 builds in about a minute, and its onedir output is plain files dracut can copy.
+
+libtorrent: Debian's `python3-libtorrent` (2.0.8, linked against the shared libtorrent-rasterbar
+and the system's OpenSSL) when the head node has it for this Python, else the PyPI wheel the
+virtualenv has (2.1, with OpenSSL linked in statically). Debian's makes the bundle ~8 MB smaller
+(23.6 MB instead of 31.4 MB) and the agent's download code works with both; `libtorrent="wheel"`
+forces the wheel.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from bootagent import elf
 from bootagent.errors import FreezeError, GlibcTooOld
@@ -39,7 +45,9 @@ if TYPE_CHECKING:
     from swarmboot.config import Settings
 
 NAME = "swarmboot-agent"
-BUNDLE_FORMAT = 1
+BUNDLE_FORMAT = 2
+DEBIAN_DIST_PACKAGES = Path("/usr/lib/python3/dist-packages")
+LibtorrentChoice = Literal["auto", "debian", "wheel"]
 # What the agent never imports; excluding keeps the bundle small (PyInstaller follows every import
 # it sees, including optional ones of requests/urllib3).
 EXCLUDES = (
@@ -121,6 +129,7 @@ class BundleInfo:
     files: int
     glibc: str  # the newest GLIBC_x.y the bundle needs
     python: str
+    libtorrent: str  # "debian /usr/lib/python3/dist-packages/libtorrent….so" or "wheel"
     built: str
     build_seconds: float
     format: int = BUNDLE_FORMAT
@@ -134,11 +143,38 @@ def agent_sources() -> list[Path]:
     return files
 
 
-def source_hash() -> str:
+def debian_libtorrent() -> Path | None:
+    """Debian's libtorrent module for the running Python (python3-libtorrent), if installed and
+    this Python is Debian's own (a module built for it loads only there)."""
+    if Path(sys.base_prefix).resolve() != Path("/usr"):
+        return None
+    tag = f"cpython-{sys.version_info.major}{sys.version_info.minor}"
+    found = sorted(DEBIAN_DIST_PACKAGES.glob(f"libtorrent.{tag}-*.so"))
+    return found[0] if found else None
+
+
+def libtorrent_source(choice: LibtorrentChoice = "auto") -> Path | None:
+    """The libtorrent module file to freeze, or None for the virtualenv's wheel."""
+    if choice == "wheel":
+        return None
+    module = debian_libtorrent()
+    if module is None and choice == "debian":
+        raise FreezeError(
+            "Debian's libtorrent for this Python is not installed",
+            hint="apt-get install python3-libtorrent (or build with the wheel)",
+        )
+    return module
+
+
+def source_hash(choice: LibtorrentChoice = "auto") -> str:
     """Changes whenever the bundle would: the sources, the libraries' versions, the build options."""
     from importlib.metadata import version
 
     digest = hashlib.sha256()
+    module = libtorrent_source(choice)
+    if module is not None:
+        stat = module.stat()
+        digest.update(f"debian libtorrent {module} {stat.st_size} {stat.st_mtime_ns}\n".encode())
     root = Path(__file__).resolve().parent.parent
     for path in agent_sources():
         digest.update(f"{path.relative_to(root)}\0".encode() + hashlib.sha256(path.read_bytes()).digest())
@@ -242,13 +278,24 @@ def read_info(agent_dir: Path) -> BundleInfo | None:
         return None
 
 
-def build_bundle(agent_dir: Path, timeout: float = 1200.0) -> BundleInfo:
+def build_bundle(
+    agent_dir: Path, timeout: float = 1200.0, libtorrent: LibtorrentChoice = "auto"
+) -> BundleInfo:
     """Run PyInstaller into a work directory, then put the bundle in place (atomically)."""
-    wanted = source_hash()
+    wanted = source_hash(libtorrent)
     root = Path(__file__).resolve().parent.parent
     work = agent_dir / f".build-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    lt_module = libtorrent_source(libtorrent)
+    if lt_module is not None:
+        # A directory with only Debian's module in it, searched before the virtualenv's.
+        shim = work / "libtorrent-debian"
+        shim.mkdir()
+        (shim / lt_module.name).symlink_to(lt_module)
+        paths = ["--paths", str(shim), "--paths", str(root)]
+    else:
+        paths = ["--paths", str(root), "--copy-metadata", "libtorrent"]
     started = time.monotonic()
     argv = [
         sys.executable,
@@ -267,12 +314,9 @@ def build_bundle(agent_dir: Path, timeout: float = 1200.0) -> BundleInfo:
         str(work / "build"),
         "--specpath",
         str(work),
-        "--paths",
-        str(root),
+        *paths,
         "--collect-submodules",
         "bootagent",
-        "--copy-metadata",
-        "libtorrent",
     ]
     for module in EXCLUDES:
         argv += ["--exclude-module", module]
@@ -294,6 +338,7 @@ def build_bundle(agent_dir: Path, timeout: float = 1200.0) -> BundleInfo:
         files=files,
         glibc=f"{need[0]}.{need[1]}",
         python=sys.version.split()[0],
+        libtorrent=f"debian {lt_module}" if lt_module is not None else "wheel",
         built=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         build_seconds=round(time.monotonic() - started, 1),
     )

@@ -3,6 +3,8 @@
 The pipeline (each stage timed and logged; see `pack`):
 
     prepare      sync the repository's dracut modules into the image, check tools
+    agent        the frozen boot agent (built when its sources changed), checked against the
+                 image's glibc and libraries (bootagent/freeze.py)
     fingerprint  hash the tree and every other input; stop here if a version has them all
     space        enough free disk for the estimate?
     kernel       /boot/vmlinuz-KVER → vmlinuz
@@ -66,6 +68,9 @@ class PackJob:
     compression: Compression
     agent_bundle: Path | None
     dracut_modules: Path | None
+    agent: bool = True  # put the boot agent (and the swarmboot dracut module) into the initramfs
+    check_agent: bool = True  # check that the image can run the agent bundle
+    installed_modules: list[str] = field(default_factory=list)
     kernel_version: str = ""
     modules: list[str] = field(default_factory=list)
     inputs: dict[str, Any] = field(default_factory=dict)
@@ -90,13 +95,17 @@ def pack(
     fmt: str | None = None,
     compression: str | None = None,
     agent_bundle: Path | None = None,
+    agent: bool = True,
+    check_agent: bool = True,
     dracut_modules: Path | None = None,
     overlap: bool = True,
 ) -> PackResult:
-    """Pack image `name`. `agent_bundle`: a frozen agent directory to put into the initramfs.
-    `dracut_modules`: where the dracut modules come from (default: the repository's).
-    `overlap`: build the initramfs and the image file at the same time (faster; False runs them
-    one after the other, e.g. to time the image stage alone)."""
+    """Pack image `name`. `agent`: put the boot agent into the initramfs (default), so nodes boot
+    `root=swarmboot`; its bundle is `agent_bundle` if given, else the one `swarmboot agent build`
+    makes (built here when missing or out of date), and is checked against the image
+    (`check_agent`). `dracut_modules`: where the dracut modules come from (default: the
+    repository's). `overlap`: build the initramfs and the image file at the same time (faster;
+    False runs them one after the other, e.g. to time the image stage alone)."""
     store = ImageStore(settings)
     store.require(name)
     job = PackJob(
@@ -104,8 +113,10 @@ def pack(
         name=name,
         format=fmt or settings.image_format,
         compression=parse_compression(compression or settings.compression),
-        agent_bundle=agent_bundle,
+        agent_bundle=agent_bundle if agent else None,
         dracut_modules=dracut_modules if dracut_modules is not None else dracut_module.repo_modules_dir(),
+        agent=agent,
+        check_agent=check_agent,
     )
     check_format(job.format, job.compression)
     if agent_bundle is not None and not agent_bundle.is_dir():
@@ -115,6 +126,8 @@ def pack(
     with store.lock(name, "swarmboot image pack"):
         with stages.stage("prepare"):
             prepare(job)
+        with stages.stage("agent"):
+            prepare_agent(job, settings)
         with stages.stage("fingerprint"):
             compute_inputs(job)
         existing = find_same_inputs(job)
@@ -154,14 +167,37 @@ def prepare(job: PackJob) -> None:
     changed = dracut_module.sync_modules(job.rootfs, job.dracut_modules)
     if changed:
         say(f"  dracut module(s) updated in the image: {', '.join(changed)}")
-    installed = dracut_module.installed_modules(job.rootfs, job.dracut_modules)
-    # The swarmboot module needs the frozen agent: without a bundle it is left out.
-    job.modules = installed if job.agent_bundle is not None else []
-    if installed and job.agent_bundle is None:
-        say(f"  no agent bundle: the initramfs leaves out {', '.join(installed)} "
-            "(give one with --agent-bundle to boot nodes with root=swarmboot)")
+    job.installed_modules = dracut_module.installed_modules(job.rootfs, job.dracut_modules)
     (job.rootfs / AGENT_MOUNT_POINT).mkdir(parents=True, exist_ok=True)
     job.kernel_version = require_kernel(job.rootfs, job.name)
+
+
+def prepare_agent(job: PackJob, settings: Settings) -> None:
+    """The frozen agent for the initramfs: built if needed, and checked against the image (its
+    glibc must be new enough, the libraries it takes from the image must be there)."""
+    from bootagent.freeze import check_image, ensure_bundle, read_info
+
+    installed = job.installed_modules
+    # The swarmboot module needs the frozen agent: without one it is left out.
+    if not job.agent:
+        job.agent_bundle, job.modules = None, []
+        if installed:
+            say(f"  --no-agent: the initramfs leaves out {', '.join(installed)}; it cannot boot "
+                "nodes with root=swarmboot")
+        return
+    if "swarmboot" not in installed:
+        job.agent_bundle, job.modules = None, installed
+        say(f"  no swarmboot dracut module in {job.dracut_modules}: the initramfs has no boot agent")
+        return
+    if job.agent_bundle is None:
+        job.agent_bundle = ensure_bundle(settings)
+        info = read_info(settings.agent_dir)
+        if info is not None:
+            say(f"  agent bundle {job.agent_bundle}: {info.size / 1e6:.1f} MB, {info.files} files, "
+                f"libtorrent {info.libtorrent.split()[0]}")
+    job.modules = installed
+    if job.check_agent:
+        say(f"  {check_image(job.agent_bundle, job.rootfs)}")
 
 
 def compute_inputs(job: PackJob) -> None:

@@ -30,7 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pack.add_argument("name")
     pack.add_argument("--format", choices=("squashfs", "tar.zst"), help="default: setting 'image_format'")
     pack.add_argument("--compression", help="zstd|xz|lz4|gzip[:LEVEL] (default: setting 'compression')")
-    pack.add_argument("--agent-bundle", type=Path, help="frozen agent directory for the initramfs")
+    pack.add_argument("--agent-bundle", type=Path,
+                      help="frozen agent directory for the initramfs (default: the one `swarmboot agent "
+                      "build` makes, built when missing or out of date)")
+    pack.add_argument("--no-agent", dest="agent", action="store_false",
+                      help="leave the boot agent out of the initramfs (it then cannot boot root=swarmboot)")
     pack.set_defaults(handler=cmd_pack)
 
     listing = verbs.add_parser("list", help="list images")
@@ -80,7 +84,7 @@ def cmd_pack(args: argparse.Namespace, settings: Settings) -> int:
     from builder.pack import pack
 
     result = pack(settings, args.name, fmt=args.format, compression=args.compression,
-                  agent_bundle=args.agent_bundle)
+                  agent_bundle=args.agent_bundle, agent=args.agent)
     if result.created:
         print(f"image {args.name}: version {result.version} packed and current")
     else:
