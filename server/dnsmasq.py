@@ -77,6 +77,10 @@ def render_conf(
         lines.append(f"listen-address={ipaddress.ip_address(listen_address)}")
     lines += [
         "pid-file=",
+        # dnsmasq re-reads the hosts file on SIGHUP after dropping to user nobody, who cannot read
+        # it under a home that only root may enter (mode 0700): every node then got an address
+        # from the pool instead of its own. It runs as a child of `swarmboot serve` (root) anyway.
+        "user=root",
         f"dhcp-leasefile={paths.leases}",
         f"dhcp-hostsfile={paths.hosts}",
         "log-dhcp",
