@@ -14,6 +14,7 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +141,12 @@ class Vm:
                     if time.monotonic() > deadline:
                         raise VmError(f"node {self.spec.name}: console socket not available") from None
                     time.sleep(0.2)
+            # Once a client is connected, QEMU sends it the console's output (one small write per
+            # byte): unread, the socket fills within a few hundred characters, the guest's serial
+            # port stalls and every process writing to the console blocks. The log file has it all,
+            # so what arrives here is read and dropped.
+            threading.Thread(target=_drain, args=(sock,), name=f"console-{self.spec.name}",
+                             daemon=True).start()
         self._console.sendall(text.encode())
 
     def stop(self) -> None:
@@ -150,6 +157,13 @@ class Vm:
         if self.proc is not None:
             runmod.stop(self.proc, grace=5)
         self.socket_path.unlink(missing_ok=True)
+
+
+def _drain(sock: socket.socket) -> None:
+    """Read and drop what QEMU sends to a console client until the socket closes."""
+    with contextlib.suppress(OSError):
+        while sock.recv(65536):
+            pass
 
 
 def mac_for(index: int, prefix: str = "52:54:00:5b") -> str:
