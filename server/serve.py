@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import signal
 import socket
 import sys
+from types import FrameType
 
 from swarmboot.config import Settings
 from swarmboot.errors import UsageError
@@ -49,6 +51,10 @@ def server_url_for(settings: Settings, sock: socket.socket) -> str:
     return dataclasses.replace(settings, listen=bound).effective_server_url
 
 
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
 def serve(settings: Settings, listen: str, dhcp_interface: str = "", seeder: bool = True) -> None:
     import uvicorn
 
@@ -61,6 +67,10 @@ def serve(settings: Settings, listen: str, dhcp_interface: str = "", seeder: boo
     from server.state import ServerState
 
     sock = bind(listen)
+    # uvicorn handles SIGTERM, shuts down, then raises the signal again for the handler that was
+    # there before it: the default one would end the process before the `finally` below stops
+    # dnsmasq (left running, holding the DHCP port) and the seeder. Ours exits through it.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     server_url = server_url_for(settings, sock)
     token = auth.ensure_token(settings.home)
     db = Database.from_settings(settings, pool_size=20)
