@@ -1,0 +1,92 @@
+"""End-to-end fixtures: one packed image in two formats, and one virtual cluster for the session.
+
+`e2e_images` clones the session's base image into its own home and packs it twice with the real
+pack (the frozen agent built and checked, dracut with the swarmboot module): version 1 squashfs
+(overlay root), version 2 tar.zst (tmpfs root).
+
+`lab` is the virtual cluster (swarmboot/lab/lab.py): a network namespace with a bridge, the real
+`swarmboot serve` listening on it with dnsmasq (DHCP + PXE), and this inventory, made with the CLI:
+
+    network lab 10.77.0.0/24 (nodes .10-.99, pool .100-.199)
+    group overlay  image e2e version 1, root overlay
+    group tmpfs    image e2e version 2, root tmpfs, the test's SSH key
+    n1 overlay (BIOS)   n2 overlay (UEFI)   n3 tmpfs, service mode   n4 overlay, dead server URL
+
+Measured figures (sizes, timelines, agent times) are collected in FIGURES and printed at the end
+of the run ("swarmboot e2e figures"; tests/helpers/e2e.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from swarmboot.config import Settings
+from swarmboot.lab.lab import LAB_CONSOLE, Lab, LabSpec, make_ssh_key
+from swarmboot.lab.vm import OVMF_CODE, mac_for
+from tests.helpers.e2e import DEAD_SERVER_ARGS, FIGURES, GROUP_ARGS, IMAGE, NODES, E2EImages, E2ELab
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FIGURES:
+        terminalreporter.section("swarmboot e2e figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
+
+
+def _require_lab_tools() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (namespaces, taps, QEMU)")
+    for tool in ("qemu-system-x86_64", "dnsmasq", "ssh", "ssh-keygen"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is missing: run `make setup` (scripts/host-packages.txt)")
+    if not OVMF_CODE.is_file():
+        pytest.fail(f"{OVMF_CODE} is missing: apt-get install ovmf (make setup)")
+
+
+@pytest.fixture(scope="session")
+def e2e_images(
+    clone_base: Callable[[Settings, str], str],
+    settings_for: Callable[[Path], Settings],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[E2EImages]:
+    _require_lab_tools()
+    from bootagent.freeze import read_info
+    from builder.pack import pack
+    from builder.treeops import remove_tree
+
+    home = tmp_path_factory.mktemp("e2e-home")
+    settings = settings_for(home)
+    clone_base(settings, IMAGE)
+    squashfs = pack(settings, IMAGE)  # the defaults: squashfs, with the agent
+    tar = pack(settings, IMAGE, fmt="tar.zst")
+    info = read_info(settings.agent_dir)
+    assert info is not None, "pack did not build the agent bundle"
+    yield E2EImages(settings, squashfs.manifest, tar.manifest, info.size, info.libtorrent)
+    remove_tree(home)
+
+
+@pytest.fixture(scope="session")
+def lab(e2e_images: E2EImages, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ELab]:
+    workdir = tmp_path_factory.mktemp("e2e-lab")
+    public_key = make_ssh_key(workdir / "id_ed25519")
+    spec = LabSpec(home=e2e_images.settings.home, workdir=workdir)
+    with Lab(spec) as the_lab:
+        the_lab.add_network()
+        for group, version, root, extra in (
+            ("overlay", e2e_images.squashfs.version, "overlay", ()),
+            ("tmpfs", e2e_images.tar.version, "tmpfs", ("--ssh-key-file", str(public_key))),
+        ):
+            the_lab.cli("group", "add", group, "--image", IMAGE, "--image-version", str(version),
+                        "--root", root, "--console", LAB_CONSOLE, "--kernel-args", GROUP_ARGS, *extra)
+        for name, (index, group, _firmware) in NODES.items():
+            extra = ("--service",) if name == "n3" else ()
+            if name == "n4":
+                extra = ("--kernel-args", DEAD_SERVER_ARGS.format(ip=spec.server_ip))
+            the_lab.cli("node", "add", name, "--mac", mac_for(index), "--group", group, *extra)
+        the_lab.start_server()
+        yield E2ELab(the_lab, e2e_images, workdir / "id_ed25519")

@@ -1,0 +1,190 @@
+"""Real boots: QEMU (TCG) nodes PXE-boot with QEMU's own iPXE ROMs (SeaBIOS and OVMF) from the
+real `swarmboot serve` (dnsmasq, HTTP, tracker, seeder) in a network namespace, load the packed
+kernel and initramfs, and the frozen agent fetches the image by BitTorrent and builds the root.
+
+Success is what the booted system itself reports (swarmboot-booted.service, after multi-user:
+`findmnt /`, the kernel, the agent's and the download's figures), as the server recorded it
+(`swarmboot node status`), never a console line. Every wait has a deadline; a failure's message
+carries the node's console tail and the server log's tail (Lab.evidence).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from swarmboot.lab.lab import ssh_argv
+from swarmboot.lab.timeline import BootSummary, kernel_clock, timeline_line
+from tests.helpers.e2e import DEAD_SERVER_ARGS, FIGURES, IMAGE, E2EImages, E2ELab
+
+# The tests' own deadlines (BOOT_TIMEOUT, the console waits) come first, so a failure shows the
+# evidence; pytest-timeout is the last resort (it includes the session fixtures: clone + 2 packs).
+pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1500)]
+MB = 1_000_000
+INITRAMFS_GOAL = 45 * MB
+BUNDLE_GOAL = 25 * MB
+NIC_DRIVERS = ("virtio_net", "e1000", "e1000e", "igb", "ixgbe", "i40e", "ice", "bnxt_en", "tg3", "r8169",
+               "mlx4_en", "mlx5_core", "vmxnet3")
+BOOT_TIMEOUT = 720  # two TCG guests on two shared cores; measured 130-180 s
+
+
+def summarize(lab: E2ELab, name: str, details: dict) -> BootSummary:
+    """Record the node's figures for the run's summary and return them."""
+    summary = BootSummary.from_report(details)
+    vm = lab.lab.vms[name]
+    FIGURES.append(
+        f"{name} ({lab.firmware(name)}, root {summary.root_fstype}): booted report at uptime "
+        f"{summary.uptime:.1f} s; agent {summary.agent_seconds:.1f} s, own time (without transfer) "
+        f"{summary.agent_own_seconds:.1f} s; download {summary.image_bytes / 2**20:.0f} MiB in "
+        f"{summary.download_seconds:.1f} s (BitTorrent {summary.from_peers / 2**20:.0f} MiB, web seed "
+        f"{summary.from_web_seed / 2**20:.0f} MiB); stages {summary.stages}"
+    )
+    FIGURES.append(f"{name} timeline: " + timeline_line(
+        lab.lab.timelines[name].seen, kernel_clock(vm.console_text()), summary.uptime))
+    return summary
+
+
+def kernel_command_line(console: str) -> str:
+    match = re.search(r"Command line: (.*)", console)
+    return match.group(1) if match else ""
+
+
+def node_uploads(stats: dict, info_hash: str, server_ip: str) -> int:
+    """What nodes uploaded to each other in the swarm, by the tracker's count: everything its peers
+    reported (departed ones included) minus what the server's own seeder reported."""
+    swarm = stats["tracker"]["swarms"].get(info_hash)
+    if swarm is None:
+        return 0
+    server = sum(p["uploaded"] for p in swarm["peers"] if p["ip"] == server_ip)
+    return int(swarm["uploaded"]) - server
+
+
+def test_pack_puts_the_agent_and_the_nic_drivers_into_a_lean_initramfs(e2e_images: E2EImages) -> None:
+    store_dir = e2e_images.settings.images_dir / IMAGE / "versions" / str(e2e_images.squashfs.version)
+    initramfs = store_dir / "initramfs.img"
+    listing = subprocess.run(["sh", "-c", 'zstd -dc "$1" | cpio -it --quiet', "list", str(initramfs)],
+                             capture_output=True, text=True, timeout=120, check=True).stdout.splitlines()
+    assert "usr/lib/swarmboot/agent/swarmboot-agent" in listing
+    modules = {re.sub(r"\.ko(\.\w+)?$", "", Path(p).name).replace("-", "_") for p in listing if ".ko" in p}
+    missing = [d for d in NIC_DRIVERS if d not in modules]
+    assert not missing, f"NIC drivers missing from the initramfs: {missing}"
+    assert {"squashfs", "overlay", "loop"} <= modules
+    size = e2e_images.squashfs.initramfs.size
+    FIGURES.append(f"initramfs {size / MB:.1f} MB ({len(modules)} kernel modules); agent bundle "
+                   f"{e2e_images.bundle_size / MB:.1f} MB (libtorrent: {e2e_images.bundle_libtorrent}); "
+                   f"image {e2e_images.squashfs.image_file.size / MB:.0f} MB squashfs, "
+                   f"{e2e_images.tar.image_file.size / MB:.0f} MB tar.zst")
+    assert size <= INITRAMFS_GOAL, f"initramfs {size / MB:.1f} MB > 45 MB"
+    assert e2e_images.bundle_size <= BUNDLE_GOAL or "wheel" in e2e_images.bundle_libtorrent
+
+
+def test_bios_and_uefi_nodes_pxe_boot_together_into_overlay_and_share_pieces(lab: E2ELab) -> None:
+    """(1) PXE → iPXE → our script → kernel + initramfs → the agent's BitTorrent download → overlay
+    root → multi-user → the booted report; (2) two nodes booting at once exchange pieces; (4) one
+    of them boots through OVMF (UEFI). The server's link is shaped to 100 Mbit/s (the nodes' links
+    are not), as on a real cluster, so that both nodes are in the swarm at the same time."""
+    the_lab, manifest = lab.lab, lab.images.squashfs
+    names = ["n1", "n2"]
+    the_lab.set_server_rate("100mbit")
+    try:
+        for name in names:
+            the_lab.start_vm(name, lab.mac(name), lab.firmware(name))
+        rows = the_lab.wait_booted(names, timeout=BOOT_TIMEOUT)
+        stats = the_lab.admin("stats")
+    finally:
+        the_lab.set_server_rate("")
+    summaries = {}
+    for name in names:
+        row, evidence = rows[name], the_lab.evidence([name], rows)
+        details = row["details"]
+        assert (row["image"], row["version"]) == (IMAGE, manifest.version), evidence
+        assert details.get("root_fstype") == "overlay", f"/ of {name} is not the overlay\n{evidence}"
+        assert details.get("kernel") == manifest.kernel_version, evidence
+        assert details.get("hostname") == name, evidence
+        summary = summaries[name] = summarize(lab, name, details)
+        assert summary.image_bytes == manifest.image_file.size and not summary.reused, evidence
+        assert 0 < summary.agent_own_seconds < summary.agent_seconds, evidence
+        console = the_lab.vms[name].console_text()
+        # iPXE ran the server's per-node script and fetched the packed kernel and initramfs over HTTP
+        assert f"swarmboot: booting {name}: {IMAGE} version {manifest.version}" in console, evidence
+        loaded = rf"/images/{IMAGE}/{manifest.version}/initramfs\.img\.\.\.[^\n]* ok"  # progress: 30%…
+        assert re.search(loaded, console), evidence
+    # The firmware each node really went through: SeaBIOS for n1; OVMF for n2, whose iPXE asked for
+    # the EFI script (only that one puts initrd= on the kernel command line).
+    bios, uefi = (the_lab.vms[n].console_text() for n in names)
+    assert "SeaBIOS" in bios and "initrd=initramfs.img" not in kernel_command_line(bios)
+    assert "SeaBIOS" not in uefi and "initrd=initramfs.img" in kernel_command_line(uefi), \
+        the_lab.evidence(["n2"], rows)
+    # Pieces went from node to node: the tracker's count of what nodes uploaded while
+    # downloading, plus what their seeding processes sent before switch_root.
+    between_nodes = node_uploads(stats, manifest.info_hash, the_lab.spec.server_ip)
+    seeded = sum(s.seeder_uploaded for s in summaries.values())
+    from_seeder = sum(t["uploaded"] for t in stats["seeder"]["torrents"])
+    over_http = stats["http_bytes"].get(f"{IMAGE}/{manifest.version}/image.squashfs", 0)
+    FIGURES.append(f"swarm of n1+n2: nodes uploaded {between_nodes / 2**20:.1f} MiB to each other "
+                   f"while downloading (tracker) + {seeded / 2**20:.1f} MiB from their seeding processes; "
+                   f"server seeder {from_seeder / 2**20:.0f} MiB, HTTP web seed {over_http / 2**20:.0f} MiB")
+    assert between_nodes + seeded >= manifest.piece_size, (
+        f"no piece went from one node to the other (tracker: {between_nodes} B, seeders: {seeded} B)\n"
+        f"{stats['tracker']['swarms'].get(manifest.info_hash)}")
+
+
+def test_service_mode_takes_ssh_in_the_initramfs_then_boots_into_tmpfs(lab: E2ELab) -> None:
+    """(5) service mode: SSH into the initramfs with the group's key and run a command; leaving the
+    console shell goes on booting; (3) the tmpfs root (tar.zst unpacked into RAM) boots."""
+    the_lab, manifest = lab.lab, lab.images.tar
+    vm = the_lab.start_vm("n3", lab.mac("n3"))
+    ssh_line = vm.wait_for(r"SSH: ssh root@(\d+\.\d+\.\d+\.\d+)", timeout=480)
+    address = ssh_line.group(1)
+    prompt = vm.wait_for(r"swarmboot# ", timeout=60, start_at=ssh_line.end())
+    deadline = time.monotonic() + 30
+    while the_lab.status(["n3"])[0]["state"] != "service" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert the_lab.status(["n3"])[0]["state"] == "service", the_lab.evidence(["n3"])
+    command = "cat /run/swarmboot/env; test -x /usr/lib/swarmboot/agent/swarmboot-agent && echo IN-INITRAMFS"
+    result = None
+    for _attempt in range(5):  # dropbear may still be starting
+        result = the_lab.namespace.run(ssh_argv(lab.ssh_key, address, command), check=False, timeout=60)
+        if result.returncode == 0:
+            break
+        time.sleep(3)
+    assert result is not None and result.returncode == 0, f"ssh failed: {result and result.stderr}\n" + \
+        the_lab.evidence(["n3"])
+    assert "SWARMBOOT_NODE=n3" in result.stdout and "IN-INITRAMFS" in result.stdout, result.stdout
+    assert "SWARMBOOT_ROOT_MODE=tmpfs" in result.stdout, result.stdout
+    vm.type("exit\n")  # leave the console's shell: the boot goes on
+    vm.wait_for(r"stage service done|stage pre done", timeout=60, start_at=prompt.end())
+    rows = the_lab.wait_booted(["n3"], timeout=BOOT_TIMEOUT)
+    row, evidence = rows["n3"], the_lab.evidence(["n3"], rows)
+    assert (row["image"], row["version"]) == (IMAGE, manifest.version), evidence
+    assert row["details"].get("root_fstype") == "tmpfs", f"/ of n3 is not a tmpfs\n{evidence}"
+    summary = summarize(lab, "n3", row["details"])
+    assert summary.image_bytes == manifest.image_file.size, evidence
+    assert summary.stages.get("root", 0) > 0, evidence
+
+
+def test_unreachable_server_ends_in_the_rescue_shell_with_a_clear_message(lab: E2ELab) -> None:
+    """(6) the node's kernel arguments name a server that does not answer: after plan_timeout the
+    console says which stage failed, why and what to check, and a working rescue shell opens."""
+    the_lab = lab.lab
+    vm = the_lab.start_vm("n4", lab.mac("n4"))
+    dead = DEAD_SERVER_ARGS.split()[0].split("=", 1)[1].format(ip=the_lab.spec.server_ip)
+    started = vm.wait_for(r"swarmboot: agent started", timeout=480)
+    t0 = time.monotonic()
+    failed = vm.wait_for(r"stage 'plan' failed \(attempt 1 of 3\): (.*)", timeout=15 + 60,
+                         start_at=started.end())
+    assert "no server gave the boot plan" in failed.group(1) and dead in failed.group(1), failed.group(0)
+    hint = vm.wait_for(r"what to check: (.*)", timeout=10, start_at=failed.end())
+    assert "swarmboot serve" in hint.group(1) and "swarmboot.server" in hint.group(1)
+    vm.wait_for(r"swarmboot: THE BOOT STOPPED", timeout=30, start_at=failed.end())
+    prompt = vm.wait_for(r"swarmboot# ", timeout=60, start_at=failed.end())
+    to_shell = time.monotonic() - t0  # bounded by the waits above; recorded, not asserted
+    vm.type("echo rescue-$((6*7))\n")
+    vm.wait_for(r"rescue-42", timeout=30, start_at=prompt.end())
+    FIGURES.append(f"n4 (dead server, plan_timeout=15 s): the rescue shell {to_shell:.0f} s after the "
+                   "agent started")
+    vm.stop()
