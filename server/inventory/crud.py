@@ -294,7 +294,7 @@ def import_(db: Database, data: dict[str, Any], replace: bool = False) -> dict[s
                 body = {k: v for k, v in spec.items() if k != "name"}
                 kind.apply(session, row, {**kind.defaults, **body})
             counts[key] = len(items)
-        session.flush()
+            session.flush()  # groups look their network up by name: networks must be in the DB
         items = data.get("nodes") or []
         for i, spec in enumerate(items):
             if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
