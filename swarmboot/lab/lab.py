@@ -253,6 +253,7 @@ class Lab:
         firmware: Firmware = "bios",
         *,
         memory_mb: int = 2048,
+        cpus: int = 1,
         deadline_s: float = 900.0,
     ) -> Vm:
         """A QEMU node on a new tap on the bridge, PXE-booting (its console in the workdir)."""
@@ -264,7 +265,7 @@ class Lab:
         self.netlab.tap(ns, tap)
         self.netlab.attach(ns, tap, BRIDGE)
         spec = VmSpec(name=name, mac=mac, tap=tap, workdir=self.spec.workdir, firmware=firmware,
-                      memory_mb=memory_mb, deadline_s=deadline_s)
+                      memory_mb=memory_mb, cpus=cpus, deadline_s=deadline_s)
         vm = Vm(spec, ns)
         self.vms[name] = vm
         self.timelines[name] = ConsoleTimeline()

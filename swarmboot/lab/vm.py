@@ -42,6 +42,7 @@ class VmSpec:
     workdir: Path
     firmware: Firmware = "bios"
     memory_mb: int = 2048
+    cpus: int = 1
     deadline_s: float = 600.0  # QEMU is killed after this long, whatever happens
     extra_args: tuple[str, ...] = ()
 
@@ -67,7 +68,7 @@ class Vm:
         console = f"socket,id=console,path={self.socket_path},server=on,wait=off,logfile={self.log_path}"
         args = [
             "timeout", "--kill-after=10", str(int(spec.deadline_s)),
-            "qemu-system-x86_64", "-accel", "tcg", "-m", str(spec.memory_mb), "-smp", "1",
+            "qemu-system-x86_64", "-accel", "tcg", "-m", str(spec.memory_mb), "-smp", str(spec.cpus),
             "-name", spec.name, "-nographic", "-no-reboot", "-monitor", "none",
             "-chardev", console,
             "-serial", "chardev:console",
