@@ -9,6 +9,7 @@ benchmark (one namespace per node) and by the virtual-node lab (QEMU taps on a b
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import subprocess
@@ -113,14 +114,34 @@ class NetLab:
     def address(self, ns: Namespace, ifname: str, cidr: str) -> None:
         ns.ip("addr", "add", cidr, "dev", ifname)
 
-    def shape(self, ns: Namespace, ifname: str, rate_bit: int, burst_bytes: int | None = None) -> None:
-        """Limit what leaves `ifname` to rate_bit bits/s with a token bucket (tbf)."""
+    def shape(
+        self,
+        ns: Namespace,
+        ifname: str,
+        rate_bit: int,
+        burst_bytes: int | None = None,
+        queue_seconds: float = 0.05,
+    ) -> None:
+        """Limit what leaves `ifname` to rate_bit bits/s with a token bucket (tbf) and a queue of
+        `queue_seconds` of traffic (at least two bursts): what a switch port buffers."""
         burst = burst_bytes or max(32 * 1024, rate_bit // 8 // 100)  # about 10 ms of traffic
-        limit = max(burst * 2, rate_bit // 8 // 20)  # about 50 ms of queue
+        limit = max(burst * 2, int(rate_bit / 8 * queue_seconds))
         runmod.run(
             ["tc", "-n", ns.name, "qdisc", "replace", "dev", ifname, "root", "tbf",
              "rate", f"{rate_bit}bit", "burst", str(burst), "limit", str(limit)]
         )
+
+
+def link_counters(ns: Namespace, ifname: str) -> dict[str, int]:
+    """The interface's kernel counters (rx_bytes, tx_bytes, rx_packets, tx_packets, …, drops)."""
+    out = runmod.run(["ip", "-n", ns.name, "-s", "-j", "link", "show", "dev", ifname]).stdout
+    (link,) = json.loads(out)
+    stats = link.get("stats64") or link.get("stats") or {}
+    counters = {}
+    for direction in ("rx", "tx"):
+        for key, value in stats.get(direction, {}).items():
+            counters[f"{direction}_{key}"] = int(value)
+    return counters
 
 
 def _check_ifname(name: str) -> None:
