@@ -9,7 +9,19 @@ Why each setting is here (measured on this kind of machine, see ../shared/design
 - Every node runs its own session on its own address, but tests run many on one address:
   several connections per IP are allowed.
 - No rate limits anywhere.
-The swarm benchmark (bench/swarm.py) measures the effect of each change made here.
+Measured with the swarm benchmark (bench/swarm.py, docs/swarm.md has the numbers; N = 8 nodes,
+16 MiB image, 16 KiB pieces, 10 Mbit/s links, server uploads in image copies):
+- seed: no piece suggestions. The high-performance preset suggests the pieces in the seed's read
+  cache, i.e. the ones it just sent to another node: nodes then asked the server for pieces a
+  peer already had (with the rest below: 1.32 -> 1.09 x T_min, 1.34 -> 1.11 copies).
+- node: whole_pieces_threshold 0. libtorrent asks a peer that can deliver a piece within 20 s for
+  runs of adjacent pieces: from the server it then took the neighbours of its stripe's pieces too,
+  pieces other nodes were fetching (2.0 -> 1.36 x, 2.0 -> 1.39 copies).
+- node: initial_picker_threshold 0. The first 4 pieces were picked at random, not by priority.
+- node: max_out_request_queue 8 blocks per peer (128 KiB; default 500). libtorrent sizes a
+  peer's queue by its rate (3 s worth), so a node that got a larger share of the server's link
+  queued more requests there and got a still larger share: the server's link went mostly to a
+  few nodes, the others' stripes lagged (1.32 -> 1.09 x).
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ from typing import Any, Literal
 Role = Literal["node", "seed"]
 
 ALERTS = ("error", "status", "storage", "tracker", "peer")
+NODE_REQUEST_QUEUE = 8  # blocks of 16 KiB outstanding per peer
 
 
 def session_settings(role: Role, listen_interfaces: str, **overrides: Any) -> dict[str, Any]:
@@ -56,9 +69,21 @@ def session_settings(role: Role, listen_interfaces: str, **overrides: Any) -> di
             "announce_to_all_tiers": True,
         }
     )
+    if role == "seed":
+        base["suggest_mode"] = int(lt.suggest_mode_t.no_piece_suggestions)
     if role == "node":
-        # The agent closes its session before the seeding process takes over the port: do not
-        # wait the default 5 s for the tracker to acknowledge "stopped".
-        base["stop_tracker_timeout"] = 1
+        base.update(
+            {
+                # The agent closes its session before the seeding process takes over the port:
+                # do not wait the default 5 s for the tracker to acknowledge "stopped".
+                "stop_tracker_timeout": 1,
+                "whole_pieces_threshold": 0,
+                "initial_picker_threshold": 0,
+                "max_out_request_queue": NODE_REQUEST_QUEUE,
+                # a leaf (bootagent.download) filters the server's address for peer connections,
+                # never for the tracker
+                "apply_ip_filter_to_trackers": False,
+            }
+        )
     base.update(overrides)
     return base

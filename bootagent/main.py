@@ -124,6 +124,7 @@ def stage_download(ctx: BootContext) -> StageResult:
         sha256=plan.image.sha256,
         size=plan.image.size,
         listen_interfaces=config.listen_interfaces,
+        stripe=(plan.torrent.stripe, plan.torrent.stripes) if plan.torrent.stripes > 0 else None,
     )
     ctx.download = dl
     try:

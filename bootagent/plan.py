@@ -125,6 +125,10 @@ class TorrentOptions:
     seed_until_switch_root: bool = True
     max_download_seconds: int = 1800  # give up (rescue shell) after this long
     stall_seconds: int = 120  # give up when nothing arrives for this long
+    # The image's pieces are split into `stripes` stripes (0: no hint); this node fetches stripe
+    # `stripe` from the server first and passes it on (-1: a leaf, it gets everything from peers).
+    stripe: int = -1
+    stripes: int = 0
 
 
 @dataclass(frozen=True)

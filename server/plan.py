@@ -12,6 +12,8 @@ import ipaddress
 from typing import Any
 
 import jinja2
+from sqlalchemy import func, select
+from sqlalchemy.orm import object_session
 
 from bootagent.plan import (
     PLAN_VERSION,
@@ -24,6 +26,7 @@ from bootagent.plan import (
     Reporting,
     RootSpec,
     Scripts,
+    TorrentOptions,
 )
 from server.catalog import Catalog, Version
 from server.inventory.models import Group, Node
@@ -31,6 +34,10 @@ from server.inventory.objects import template_env
 from swarmboot.errors import ConflictError, NotFoundError
 
 HEARTBEAT_SECONDS = 10
+# At most this many nodes of a group own a stripe of the image (fetch it from the server first and
+# pass it on); the others get everything from peers. The server's link is split among the owners,
+# so more of them means slower pieces from the server (docs/swarm.md).
+STRIPES_MAX = 32
 
 
 class PlanRenderError(ConflictError):
@@ -119,6 +126,19 @@ def render_files(node: Node, version: Version, server_url: str) -> tuple[NodeFil
     return tuple(files)
 
 
+def stripe_of(node: Node) -> tuple[int, int]:
+    """(stripe, stripes): the node's rank by name in its group when it is among the first
+    STRIPES_MAX, else -1 (a leaf); stripes = min(group size, STRIPES_MAX). (-1, 0): no hint."""
+    session = object_session(node)
+    if session is None:
+        return -1, 0
+    in_group = select(func.count()).select_from(Node).where(Node.group_id == node.group_id)
+    size = int(session.scalar(in_group) or 0)
+    rank = int(session.scalar(in_group.where(Node.name < node.name)) or 0)
+    stripes = min(size, STRIPES_MAX)
+    return (rank if rank < stripes else -1), stripes
+
+
 def root_spec(group: Group) -> RootSpec:
     opts = dict(group.root_options or {})
     parts = tuple(Partition(**p) for p in opts.pop("partitions", []))
@@ -131,6 +151,7 @@ def build(node: Node, catalog: Catalog, server_url: str, boot_mac: str | None = 
     m = version.manifest
     domain = node.network.domain if node.network else ""
     kernel_args = " ".join(a for a in (group.kernel_args, node.kernel_args) if a)
+    stripe, stripes = stripe_of(node)
     return BootPlan(
         version=PLAN_VERSION,
         node=NodeInfo(name=node.name, hostname=node.name, group=group.name, domain=domain),
@@ -154,5 +175,6 @@ def build(node: Node, catalog: Catalog, server_url: str, boot_mac: str | None = 
         files=render_files(node, version, server_url),
         ssh_authorized_keys=tuple(group.ssh_keys),
         kernel_args=kernel_args,
+        torrent=TorrentOptions(stripe=stripe, stripes=stripes),
         service=node.service,
     )
