@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from swarmboot.cli import add_object
@@ -163,11 +164,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_rm)
 
 
+def warn_unbootable_root(group: dict[str, Any]) -> None:
+    """The inventory knows all four root modes; the agent may not implement them all yet. Say so
+    now, not when a node ends in its rescue shell."""
+    from bootagent.roots import RootMode
+
+    mode = group["root"]["mode"]
+    if mode not in RootMode.registry:
+        print(
+            f"swarmboot: warning: group {group['name']!r}: this swarmboot's boot agent has no root mode "
+            f"{mode!r} yet (it has: {', '.join(sorted(RootMode.registry))}); its nodes will stop in the "
+            "rescue shell. Use --root overlay or --root tmpfs until it does.",
+            file=sys.stderr,
+        )
+
+
 def cmd_add(args: argparse.Namespace, settings: Settings) -> None:
     from server import cliutil
     from server.inventory import crud
 
-    cliutil.show(crud.add(cliutil.database(settings), "group", args.name, _spec(args, None)), False)
+    group = crud.add(cliutil.database(settings), "group", args.name, _spec(args, None))
+    cliutil.show(group, False)
+    warn_unbootable_root(group)
 
 
 def cmd_set(args: argparse.Namespace, settings: Settings) -> None:
@@ -176,7 +194,9 @@ def cmd_set(args: argparse.Namespace, settings: Settings) -> None:
 
     db = cliutil.database(settings)
     current = crud.show(db, "group", args.name)
-    cliutil.show(crud.update(db, "group", args.name, _spec(args, current)), False)
+    group = crud.update(db, "group", args.name, _spec(args, current))
+    cliutil.show(group, False)
+    warn_unbootable_root(group)
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> None:

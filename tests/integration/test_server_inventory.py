@@ -280,3 +280,16 @@ def test_models_match_the_migrations(tmp_path: Path) -> None:
     with db.engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert diff == []
+
+
+def test_a_root_mode_the_agent_lacks_is_saved_with_a_warning(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    populate(capsys, tmp_path)
+    code, _out, err = sb(capsys, "group", "add", "g3", "--image", "x", "--root", "nfs", "--nfs-export",
+                         "10.1.0.1:/srv/x")
+    assert code == 0
+    assert "no root mode 'nfs' yet" in err and "overlay" in err and "rescue shell" in err
+    code, _out, err = sb(capsys, "group", "set", "g3", "--root", "tmpfs")
+    assert code == 0 and "warning" not in err
+    assert json.loads(ok(capsys, "group", "show", "g3", "--json"))["root"]["mode"] == "tmpfs"
