@@ -1,0 +1,295 @@
+"""Swarm benchmark: provisioning time of N nodes against the physical limit and against plain HTTP,
+in network namespaces on this machine (needs root).
+
+The real pieces run: `swarmboot serve` (tracker, seeder, web seed) in a server namespace, and in
+each of N node namespaces the agent's own download module (bench/swarm_node.py); links are
+veth pairs through a bridge, shaped with tbf both ways (node link c, server link u_s). Then plain
+HTTP from the same server to the same N nodes. T_min = max(F/u_s, F/c, N·F/(u_s + N·c)) with TCP
+payload rates (0.956 x the line rate at MTU 1500).
+
+    flock /tmp/swarmboot-heavy.lock .venv/bin/python bench/swarm.py --nodes 8 \
+        [--size 8MiB] [--link 4mbit] [--server-link RATE] [--piece-size 16KiB] [--queue-ms 300] \
+        [--runs 1] [--no-http] [--json FILE] [--plot FILE]
+
+`--nodes 4,8,16,32` runs several sizes in one go (a table at the end). The last line reads
+`swarm N=… T_min=…s last=…s ratio=… http_ratio=… server_copies=…` (medians over --runs, last N).
+Everything (namespaces, processes, files) is removed at the end, also on Ctrl-C or failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import swarm_lab  # noqa: E402
+import swarm_report as rep  # noqa: E402
+
+from swarmboot.errors import SwarmbootError  # noqa: E402
+from swarmboot.lab.netns import NetLab, parse_rate  # noqa: E402
+
+MiB = 2**20
+IMAGE = "bench"
+BUSY_PERCENT = 15.0  # CPU use before a run above which the run is flagged
+
+
+def parse_size(text: str) -> int:
+    units = {"kib": 2**10, "mib": 2**20, "gib": 2**30, "k": 2**10, "m": 2**20, "g": 2**30}
+    value = text.strip().lower()
+    for suffix, factor in units.items():
+        if value.endswith(suffix):
+            return int(float(value[: -len(suffix)]) * factor)
+    return int(value)
+
+
+def prepare_image(home: Path, size: int, piece_size: int | None) -> dict[str, Any]:
+    """A real packed version (mksquashfs of random data, v1 torrent) in the server's store."""
+    from swarmboot.lab.packed import make_version
+
+    # the squashfs adds a little: aim the payload so the image file is about `size`
+    manifest = make_version(home / "images", IMAGE, 1, size=max(size - 64 * 1024, MiB), piece_size=piece_size)
+    return {
+        "name": IMAGE,
+        "version": 1,
+        "file": manifest.image_file.name,
+        "size": manifest.image_file.size,
+        "sha256": manifest.image_file.sha256,
+        "info_hash": manifest.info_hash,
+        "piece_size": manifest.piece_size,
+    }
+
+
+def wait_idle(cpu: swarm_lab.CpuMeter, seconds: float) -> float:
+    """Until the machine is less than BUSY_PERCENT busy over one second (the drivers are idle
+    now), at most `seconds`; return the last second's CPU use. Another job on the machine would
+    distort the run (and be distorted by it)."""
+    end = time.monotonic() + seconds
+    while True:
+        cpu.start()
+        time.sleep(1.0)
+        busy = cpu.stop()
+        if busy <= BUSY_PERCENT or time.monotonic() >= end:
+            return busy
+
+
+def run_phase(
+    kind: str,
+    *,
+    wait_idle_seconds: float = 0.0,
+    topo: swarm_lab.Topology,
+    server: swarm_lab.Server,
+    work: Path,
+    image: dict[str, Any],
+    tmin: float,
+    extra: list[str],
+    timeout: float,
+) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+    """Start N drivers, go, wait for all, measure; return the phase summary and per-node records."""
+    drivers = swarm_lab.start_drivers(topo, server, work, mode=kind, image=image, extra=extra)
+    try:
+        swarm_lab.wait_ready(drivers, timeout=120)
+        cpu = swarm_lab.CpuMeter()
+        cpu_before = wait_idle(cpu, wait_idle_seconds)
+        if cpu_before > BUSY_PERCENT:
+            print(f"  warning: the machine was {cpu_before:.0f} % busy before the {kind} run", flush=True)
+        tx0 = topo.server_counters()["tx_bytes"]
+        seeded0 = seeder_uploaded(server, image["info_hash"])
+        server_cpu0 = swarm_lab.process_cpu(server.proc.pid) if server.proc else 0.0
+        cpu.start()
+        swarm_lab.go(drivers, work, kind)
+        results = swarm_lab.wait_results(drivers, timeout)
+        cpu_percent = cpu.stop()
+        cpu_split = {k: round(v, 1) for k, v in cpu.split.items()}
+        tx = topo.server_counters()["tx_bytes"] - tx0
+        seeded = seeder_uploaded(server, image["info_hash"]) - seeded0
+        server_cpu = (swarm_lab.process_cpu(server.proc.pid) if server.proc else 0.0) - server_cpu0
+        errors = {i: r["error"] for i, r in results.items() if "error" in r}
+        if errors:
+            raise SwarmbootError(f"{kind}: nodes failed: {errors}")
+        final = swarm_lab.finish_drivers(drivers, work / f"{kind}.stop")
+    finally:
+        swarm_lab.stop_drivers(drivers)
+    summary = rep.phase_summary(results, image["size"], tmin, tx, cpu_percent)
+    summary["server_cpu_seconds"] = round(server_cpu, 2)
+    summary["cpu_before_percent"] = round(cpu_before, 1)
+    summary["cpu_split"] = cpu_split
+    summary["server_seeder_payload"] = seeded
+    cpu_times = [f.get("cpu", {}) for f in final.values()]
+    node_cpu = sum(t.get("self", 0.0) + t.get("children", 0.0) for t in cpu_times)
+    summary["node_cpu_seconds"] = round(node_cpu, 2)
+    if kind == "swarm":
+        summary["from_web_seeds"] = sum(r.get("from_web_seeds", 0) for r in results.values())
+        summary["from_peers"] = sum(r.get("from_peers", 0) for r in results.values())
+        summary["hash_failures"] = sum(r.get("hash_failures", 0) for r in results.values())
+        summary["seeder_uploaded"] = sum(f.get("seeder", {}).get("uploaded", 0) for f in final.values())
+    return summary, {i: {**results[i], **final.get(i, {})} for i in results}
+
+
+def seeder_uploaded(server: swarm_lab.Server, info_hash: str) -> int:
+    """Payload bytes the server's seeder has sent for the torrent (its own counter)."""
+    stats = server.admin("stats")
+    return sum(t["uploaded"] for t in stats["seeder"]["torrents"] if t["info_hash"] == info_hash)
+
+
+def bench_nodes(
+    args: argparse.Namespace, n: int, work: Path, image: dict[str, Any], home: Path
+) -> dict[str, Any]:
+    link, server_link = args.link_bit, args.server_link_bit
+    tmin = rep.t_min(image["size"], n, link, server_link)
+    group: dict[str, Any] = {"nodes": n, "t_min": tmin, "swarm": [], "http": [], "nodes_detail": []}
+    extra: list[str] = []
+    if args.node_settings:
+        extra += ["--settings", args.node_settings]
+    extra += args.node_arg
+    if args.stripes:
+        extra += ["--stripes", str(args.stripes)]
+    line_args = {"size": image["size"], "link_bit": link, "tmin": tmin}
+    timeout = max(60.0, 8 * tmin + 60)
+    http_timeout = max(60.0, 1.5 * n * tmin + 60)
+    swarm_lab.import_inventory(home, swarm_lab.inventory(n, IMAGE))
+    with NetLab() as lab:
+        topo = swarm_lab.Topology(lab, n, link, server_link, args.queue_ms / 1000)
+        topo.build()
+        for run in range(1, args.runs + 1):
+            rwork = work / f"n{n}-run{run}"
+            rwork.mkdir(parents=True)
+            server = swarm_lab.Server(topo.server, home)
+            try:
+                server.start(extra_env=dict(kv.split("=", 1) for kv in args.server_env))
+                server.wait_seeding(image["info_hash"])
+                swarm, detail = run_phase(
+                    "swarm", topo=topo, server=server, work=rwork, image=image, tmin=tmin, extra=extra,
+                    timeout=timeout, wait_idle_seconds=args.wait_idle,
+                )
+                print(rep.run_line("swarm", swarm, n=n, run=run, **line_args), flush=True)
+                group["swarm"].append(swarm)
+                group["nodes_detail"].append(detail)
+                if not args.no_http and run <= args.http_runs:
+                    http, _ = run_phase(
+                        "http", topo=topo, server=server, work=rwork, image=image, tmin=tmin, extra=[],
+                        timeout=http_timeout, wait_idle_seconds=args.wait_idle,
+                    )
+                    print(rep.run_line("http", http, n=n, run=run, **line_args), flush=True)
+                    group["http"].append(http)
+            finally:
+                server.stop()
+            if not args.keep:
+                shutil.rmtree(rwork, ignore_errors=True)
+    return group
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--nodes", default="8", help="N, or a comma list (4,8,16,32)")
+    p.add_argument("--size", default="8MiB", help="image size F (default 8MiB)")
+    p.add_argument("--link", default="4mbit", help="node link rate c, each way (default 4mbit)")
+    p.add_argument("--server-link", default="", help="server link rate u_s (default: c)")
+    p.add_argument(
+        "--queue-ms", type=float, default=300.0,
+        help="switch port buffer, ms of traffic at the link rate (default 300: 100 packets at 4mbit)"
+    )
+    p.add_argument(
+        "--piece-size", default="16KiB", help="torrent piece size (default 16KiB; '': the builder's policy)"
+    )
+    p.add_argument("--runs", type=int, default=1)
+    p.add_argument("--no-http", action="store_true", help="skip the plain HTTP comparison")
+    p.add_argument(
+        "--http-runs", type=int, default=1, help="plain HTTP in the first K runs (default 1: takes N x T_min)"
+    )
+    p.add_argument("--node-settings", default="", help="JSON: libtorrent overrides, nodes")
+    p.add_argument(
+        "--stripes", type=int, default=0, help="override the plans' stripe hints: K (first K own), -1: none"
+    )
+    p.add_argument("--node-arg", action="append", default=[], help="extra driver argument (experiments)")
+    p.add_argument("--server-env", action="append", default=[], help="KEY=VALUE for swarmboot serve")
+    p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--plot", type=Path, default=None)
+    p.add_argument(
+        "--wait-idle", type=float, default=600.0, help="seconds to wait for an idle machine before each run"
+    )
+    p.add_argument("--keep", action="store_true", help="keep the work directory (logs) in /dev/shm")
+    args = p.parse_args(argv)
+    args.node_list = [int(x) for x in str(args.nodes).split(",") if x.strip()]
+    if not args.node_list or min(args.node_list) < 1:
+        p.error("--nodes must be positive")
+    args.size_bytes = parse_size(args.size)
+    args.link_bit = parse_rate(args.link)
+    args.server_link_bit = parse_rate(args.server_link) if args.server_link else args.link_bit
+    args.piece = parse_size(args.piece_size) if args.piece_size else None
+    return args
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C: processes stopped, namespaces removed
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupted)
+    work = Path(tempfile.mkdtemp(prefix="swarmboot-bench.", dir="/dev/shm"))
+    groups: list[dict[str, Any]] = []
+    started = time.monotonic()
+    try:
+        home = work / "server-home"
+        home.mkdir()
+        image = prepare_image(home, args.size_bytes, args.piece)
+        print(
+            f"swarm benchmark: F={image['size']} bytes ({image['size'] / MiB:.2f} MiB), piece "
+            f"{image['piece_size'] // 1024} KiB, c={args.link}, u_s={args.server_link or args.link}, "
+            f"payload fraction {rep.PAYLOAD_FRACTION:.3f}, work dir {work}",
+            flush=True,
+        )
+        for n in args.node_list:
+            groups.append(bench_nodes(args, n, work, image, home))
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    rows = []
+    for g in groups:
+        http_ratio = rep.median_of(g["http"], "ratio") if g["http"] else math.nan
+        rows.append(
+            {
+                "nodes": g["nodes"],
+                "t_min": g["t_min"],
+                "last": rep.median_of(g["swarm"], "last"),
+                "p50": rep.median_of(g["swarm"], "p50"),
+                "p99": rep.median_of(g["swarm"], "p99"),
+                "ratio": rep.median_of(g["swarm"], "ratio"),
+                "http_ratio": http_ratio,
+                "server_copies": rep.median_of(g["swarm"], "server_copies"),
+                "cpu_percent": rep.median_of(g["swarm"], "cpu_percent"),
+            }
+        )
+    print(rep.table(rows))
+    if args.json:
+        doc = {
+            "config": {k: v for k, v in vars(args).items() if isinstance(v, str | int | float | bool | list)},
+            "image": image,
+            "payload_fraction": rep.PAYLOAD_FRACTION,
+            "seconds": round(time.monotonic() - started, 1),
+            "rows": rows,
+            "groups": groups,
+        }
+        args.json.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    if args.plot:
+        with contextlib.suppress(ImportError):
+            rep.plot(args.plot, groups)
+    last = groups[-1]
+    print(rep.summary_line(last["nodes"], last["t_min"], last["swarm"], last["http"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,344 @@
+"""The swarm benchmark's network and processes: a server namespace, a switch (bridge) namespace and
+N node namespaces, veth links shaped with tbf both ways, the real `swarmboot serve` in the server
+namespace and one driver (bench/swarm_node.py) per node namespace.
+
+    switch ns:  br0 ── s0 ──────────── eth0  server ns (10.77.0.1, u_s both ways)
+                 ├─── p1 ──────────── eth0  node 1 ns (10.77.1.1, c both ways)
+                 └─── pN ──────────── eth0  node N ns
+
+Every link is shaped on both ends' egress (tbf), so a link carries at most its rate each way.
+The namespaces have no route out: traffic stays inside. NetLab removes everything at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from swarmboot import run as runmod
+from swarmboot.errors import SwarmbootError
+from swarmboot.lab.netns import Namespace, NetLab, link_counters
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER_IP = "10.77.0.1"
+HTTP_PORT = 8080
+SEEDER_PORT = 6880
+NODE_PORT = 6881
+URL_LINE = re.compile(r"swarmboot: serving on (http://\S+)")
+
+
+def node_ip(i: int) -> str:
+    """Node i (1-based) → 10.77.1.i (consecutive addresses, as `swarmboot node add` allocates)."""
+    return str(ipaddress.ip_address("10.77.1.0") + i)
+
+
+def node_name(i: int) -> str:
+    return f"n{i:03d}"
+
+
+def inventory(nodes: int, image: str) -> dict[str, Any]:
+    """The benchmark's inventory (`swarmboot inventory import --replace`): one network, one
+    switch, one group of exactly these nodes on the image, at the namespaces' addresses."""
+    return {
+        "swarmboot_inventory": 1,
+        "networks": [{"name": "bench", "cidr": "10.77.0.0/16", "range": "10.77.1.1-10.77.255.254"}],
+        "switches": [{"name": "sw1", "address": "", "description": "the benchmark's bridge"}],
+        "groups": [{"name": "bench", "image": image, "network": "bench"}],
+        "nodes": [
+            {"name": node_name(i), "group": "bench", "address": node_ip(i), "switch": "sw1"}
+            for i in range(1, nodes + 1)
+        ],
+    }
+
+
+@dataclass
+class Topology:
+    lab: NetLab
+    nodes: int
+    link_bit: int
+    server_link_bit: int
+    queue_seconds: float = 0.05  # what each switch port (and host) buffers, in seconds of traffic
+    switch: Namespace = field(init=False)
+    server: Namespace = field(init=False)
+    node_ns: list[Namespace] = field(default_factory=list)
+
+    def build(self) -> None:
+        lab = self.lab
+        self.switch = lab.namespace("sw")
+        lab.bridge(self.switch, "br0")
+        self.server = lab.namespace("srv")
+        self._port(self.server, "s0", f"{SERVER_IP}/16", self.server_link_bit)
+        for i in range(1, self.nodes + 1):
+            ns = lab.namespace(f"n{i}")
+            self._port(ns, f"p{i}", f"{node_ip(i)}/16", self.link_bit)
+            self.node_ns.append(ns)
+
+    def _port(self, ns: Namespace, port: str, cidr: str, rate: int) -> None:
+        self.lab.veth(ns, "eth0", self.switch, port)
+        self.lab.attach(self.switch, port, "br0")
+        self.lab.address(ns, "eth0", cidr)
+        self.lab.shape(ns, "eth0", rate, queue_seconds=self.queue_seconds)  # what the host sends (its upload)
+        # what the switch sends it (its download)
+        self.lab.shape(self.switch, port, rate, queue_seconds=self.queue_seconds)
+
+    def server_counters(self) -> dict[str, int]:
+        return link_counters(self.server, "eth0")
+
+    def node_counters(self) -> list[dict[str, int]]:
+        return [link_counters(ns, "eth0") for ns in self.node_ns]
+
+
+@dataclass
+class Server:
+    """`swarmboot serve` in the server namespace, with its home (image store) in `home`."""
+
+    ns: Namespace
+    home: Path
+    proc: subprocess.Popen[bytes] | None = None
+    url: str = ""
+
+    def start(self, timeout: float = 60.0, extra_env: dict[str, str] | None = None) -> None:
+        log = (self.home / "serve.log").open("ab")
+        env = home_env(self.home, SWARMBOOT_SEEDER_LISTEN=f"{SERVER_IP}:{SEEDER_PORT}", **(extra_env or {}))
+        self.proc = self.ns.spawn(
+            [*swarmboot_command(), "serve", "--listen", f"{SERVER_IP}:{HTTP_PORT}"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        self.url = self._wait_url(timeout)
+
+    def _wait_url(self, timeout: float) -> str:
+        assert self.proc is not None
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise SwarmbootError(
+                    f"swarmboot serve exited ({self.proc.returncode}):\n{self.log()[-3000:]}"
+                )
+            match = URL_LINE.search(self.log())
+            if match:
+                return match.group(1)
+            time.sleep(0.1)
+        raise SwarmbootError(f"swarmboot serve did not start within {timeout} s:\n{self.log()[-3000:]}")
+
+    def log(self) -> str:
+        return (self.home / "serve.log").read_text(errors="replace")
+
+    def admin(self, path: str) -> Any:
+        """GET /api/v1/admin/PATH from inside the server namespace (the host cannot reach it)."""
+        token = (self.home / "admin.token").read_text().strip()
+        out = self.ns.run(
+            ["curl", "-sSf", "--max-time", "10", "-H", f"Authorization: Bearer {token}",
+             f"{self.url}/api/v1/admin/{path}"],
+            timeout=20,
+        ).stdout
+        return json.loads(out)
+
+    def wait_seeding(self, info_hash: str, timeout: float = 60.0) -> None:
+        """Until the seeder seeds the torrent and the tracker lists it: nodes find it at once."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with contextlib.suppress(SwarmbootError, ValueError):
+                stats = self.admin("stats")
+                swarm = stats["tracker"]["swarms"].get(info_hash, {})
+                seeding = [t for t in stats["seeder"]["torrents"] if t["info_hash"] == info_hash]
+                if seeding and swarm.get("seeders", 0) >= 1:
+                    return
+            time.sleep(0.2)
+        raise SwarmbootError(f"the server's seeder did not announce {info_hash} within {timeout} s")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            runmod.stop(self.proc, grace=10)
+            self.proc = None
+
+
+def home_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {"SWARMBOOT_HOME": str(home), "SWARMBOOT_CONFIG": str(home / "none.toml"), **extra}
+    return runmod.base_env(env)
+
+
+def import_inventory(home: Path, doc: dict[str, Any]) -> None:
+    path = home / "inventory.json"
+    path.write_text(json.dumps(doc) + "\n")
+    argv = [*swarmboot_command(), "inventory", "import", str(path), "--replace"]
+    runmod.run(argv, env=home_env(home), timeout=120)
+
+
+def swarmboot_command() -> list[str]:
+    script = Path(sys.executable).parent / "swarmboot"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from swarmboot.cli import main; sys.exit(main())"]
+
+
+@dataclass
+class Driver:
+    index: int  # 1-based
+    proc: subprocess.Popen[bytes]
+    result: Path
+
+
+def start_drivers(
+    topo: Topology, server: Server, work: Path, *, mode: str, image: dict[str, Any], extra: list[str]
+) -> list[Driver]:
+    """One bench/swarm_node.py per node namespace; each waits for the go file."""
+    drivers = []
+    for i, ns in enumerate(topo.node_ns, start=1):
+        ndir = work / f"{mode}-n{i}"
+        ndir.mkdir(parents=True)
+        result = work / f"{mode}-n{i}.json"
+        argv = [
+            sys.executable, str(ROOT / "bench" / "swarm_node.py"), "--mode", mode,
+            "--server", server.url, "--image", image["name"], "--version", str(image["version"]),
+            "--file", image["file"], "--sha256", image["sha256"], "--size", str(image["size"]),
+            "--listen", f"{node_ip(i)}:{NODE_PORT}", "--dir", str(ndir),
+            "--node", node_name(i), "--index", str(i - 1),
+            "--go", str(work / f"{mode}-n{i}.go"), "--stop", str(work / f"{mode}.stop"),
+            "--result", str(result), *extra,
+        ]
+        os.mkfifo(work / f"{mode}-n{i}.go")
+        log = (work / f"{mode}-n{i}.log").open("wb")
+        proc = ns.spawn(argv, stdout=log, stderr=subprocess.STDOUT, env=runmod.base_env())
+        log.close()
+        drivers.append(Driver(i, proc, result))
+    return drivers
+
+
+def wait_ready(drivers: list[Driver], timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for d in drivers:
+            if d.proc.poll() is not None:
+                raise SwarmbootError(f"node {d.index}'s driver exited early:\n{_log_of(d)}")
+        if all(d.result.with_suffix(".ready").exists() for d in drivers):
+            return
+        time.sleep(0.05)
+    raise SwarmbootError(f"the node drivers were not ready within {timeout} s")
+
+
+def wait_results(drivers: list[Driver], timeout: float) -> dict[int, dict[str, Any]]:
+    """Each driver's result (written when its download is done or failed), within `timeout`."""
+    results: dict[int, dict[str, Any]] = {}
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and len(results) < len(drivers):
+        for d in drivers:
+            if d.index in results:
+                continue
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                results[d.index] = json.loads(d.result.read_text())
+                continue
+            if d.proc.poll() is not None:
+                raise SwarmbootError(f"node {d.index}'s driver exited without a result:\n{_log_of(d)}")
+        time.sleep(0.02)
+    missing = [d.index for d in drivers if d.index not in results]
+    if missing:
+        raise SwarmbootError(f"nodes {missing} did not finish within {timeout:.0f} s")
+    return results
+
+
+def finish_drivers(
+    drivers: list[Driver], stop_file: Path, timeout: float = 30.0
+) -> dict[int, dict[str, Any]]:
+    """Tell the drivers to stop (they stop their seeders) and collect their final records."""
+    stop_file.write_text("stop\n")
+    final: dict[int, dict[str, Any]] = {}
+    end = time.monotonic() + timeout
+    for d in drivers:
+        try:
+            d.proc.wait(timeout=max(0.1, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            runmod.stop(d.proc, grace=3)
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            final[d.index] = json.loads(d.result.with_suffix(".final").read_text())
+    return final
+
+
+def stop_drivers(drivers: list[Driver]) -> None:
+    for d in drivers:
+        with contextlib.suppress(SwarmbootError):
+            runmod.stop(d.proc, grace=3)
+
+
+def _log_of(d: Driver) -> str:
+    with contextlib.suppress(OSError):
+        return d.result.with_suffix(".log").read_text(errors="replace")[-3000:]
+    return ""
+
+
+def go(drivers: list[Driver], work: Path, mode: str, timeout: float = 30.0) -> float:
+    """Start every driver at once: each blocks reading its FIFO, which gets the start time on the
+    shared monotonic clock (a few microseconds apart)."""
+    fds = []
+    end = time.monotonic() + timeout
+    try:
+        for d in drivers:
+            fifo = work / f"{mode}-n{d.index}.go"
+            while True:
+                try:
+                    fds.append(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+                    break
+                except OSError as exc:  # ENXIO: the driver has not opened its end yet
+                    if exc.errno != errno.ENXIO or time.monotonic() > end:
+                        raise SwarmbootError(f"node {d.index}'s driver does not listen: {exc}") from exc
+                    time.sleep(0.005)
+        t0 = time.monotonic()
+        line = f"{t0!r}\n".encode()
+        for fd in fds:
+            os.write(fd, line)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return t0
+
+
+class CpuMeter:
+    """Host CPU use from /proc/stat between start() and stop(), as % of all cores; `split` has
+    the user, system and softirq (the emulated network: veth, bridge, tbf) parts of it."""
+
+    def __init__(self) -> None:
+        self.t0: list[int] = []
+        self.split: dict[str, float] = {}
+
+    @staticmethod
+    def _read() -> list[int]:
+        # user nice system idle iowait irq softirq steal
+        return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+
+    def start(self) -> None:
+        self.t0 = self._read()
+
+    def stop(self) -> float:
+        now = self._read()
+        d = [a - b for a, b in zip(now, self.t0, strict=True)]
+        total = sum(d)
+        if total <= 0:
+            return 0.0
+        self.split = {
+            "user": 100.0 * (d[0] + d[1]) / total,
+            "system": 100.0 * (d[2] + d[5]) / total,
+            "softirq": 100.0 * d[6] / total,
+        }
+        return 100.0 * (total - d[3] - d[4]) / total
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds used by a process (all threads) and its reaped children."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(int(x) for x in fields[11:15]) / ticks
