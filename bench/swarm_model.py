@@ -33,7 +33,7 @@ from swarm_sim import Params, Result, simulate
 
 SLOTS = (4, 8, 16)
 HOP_DELAYS = (0.0, 0.05, 0.1, 0.2)
-EFFICIENCIES = tuple(round(0.86 + 0.02 * i, 2) for i in range(8))  # 0.86 … 1.00
+EFFICIENCIES = tuple(round(0.78 + 0.02 * i, 2) for i in range(12))  # 0.78 … 1.00
 TORRENT_OVERHEAD = 400  # bytes of a served .torrent besides 20 per piece (names, URLs)
 
 
@@ -110,13 +110,17 @@ def calibrate(base: Params, rows: list[Measured], fit_on: set[int]) -> tuple[dic
     return best[1], best[0]
 
 
+def torrent_seconds(base: Params, nodes: int) -> float:
+    """What grows with N before the swarm starts: every node fetches the .torrent (20 bytes per
+    piece) from the server, which shares its link u_s between them."""
+    torrent = 20 * math.ceil(base.size / base.piece) + TORRENT_OVERHEAD
+    return nodes * torrent / base.server_link
+
+
 def predict(base: Params, nodes: int, fit: dict[str, Any], like: Measured) -> Result:
     """The model at another size, with the start-up, spread and end delay measured at the largest
-    size, plus what grows with N: every node fetches the .torrent (20 bytes per piece) from the
-    server, which shares its link u_s between them."""
-    torrent = 20 * math.ceil(base.size / base.piece) + TORRENT_OVERHEAD
-    metadata = nodes * torrent / base.server_link
-    start = like.start + metadata
+    size, plus the .torrent fetches (torrent_seconds)."""
+    start = like.start + torrent_seconds(base, nodes)
     return simulate(
         replace(base, nodes=nodes, start=start, start_jitter=like.start_jitter, end_delay=like.end_delay,
                 **fit)
@@ -210,9 +214,11 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         r = predict(base, n, fit, largest)
         tmin = t_min(base.size, n, link_bit, server_bit)
-        print(line("predicted", n, tmin, r, time.monotonic() - t0))
+        meta = torrent_seconds(base, n)
+        print(line("predicted", n, tmin, r, time.monotonic() - t0) + f" (.torrent fetches: {meta:.1f}s)")
         out["predictions"].append({"nodes": n, "t_min": tmin, "last": r.last, "p50": r.percentile(50),
-                                   "p99": r.percentile(99), "server_copies": r.server_bytes / base.size})
+                                   "p99": r.percentile(99), "server_copies": r.server_bytes / base.size,
+                                   "torrent_seconds": meta})
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
     return 0
