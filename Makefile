@@ -36,6 +36,8 @@ demo: setup
 bench: setup
 	$(PY) bench/pack.py
 	$(PY) bench/server.py
+	$(PY) bench/swarm.py --nodes 4,8,16,32 --runs 2 --json bench/results/swarm.json --plot bench/results/swarm.png
+	$(PY) bench/swarm_model.py --from bench/results/swarm.json --fit 4,8,16,32 --json bench/results/swarm_model.json
 
 clean:
 	rm -rf $(VENV) .cache build *.egg-info
