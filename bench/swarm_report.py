@@ -98,6 +98,7 @@ def plot(path: Path, groups: list[dict[str, Any]]) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 4), squeeze=False)
     for ax, g in zip(axes[0], groups, strict=True):
@@ -114,6 +115,9 @@ def plot(path: Path, groups: list[dict[str, Any]]) -> None:
         ax.set_ylabel("nodes done")
         if g.get("http"):
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(ticker.ScalarFormatter())
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
