@@ -27,6 +27,7 @@ from typing import Any
 
 from swarmboot import run as runmod
 from swarmboot.errors import SwarmbootError
+from swarmboot.lab.lab import swarmboot_command
 from swarmboot.lab.netns import Namespace, NetLab, link_counters
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -175,13 +176,6 @@ def import_inventory(home: Path, doc: dict[str, Any]) -> None:
     path.write_text(json.dumps(doc) + "\n")
     argv = [*swarmboot_command(), "inventory", "import", str(path), "--replace"]
     runmod.run(argv, env=home_env(home), timeout=120)
-
-
-def swarmboot_command() -> list[str]:
-    script = Path(sys.executable).parent / "swarmboot"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "import sys; from swarmboot.cli import main; sys.exit(main())"]
 
 
 @dataclass

@@ -14,21 +14,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bootagent.cmdline import STAGES as AGENT_STAGES
 from server.inventory.db import Database
 from server.inventory.models import Node, NodeState
 from swarmboot.errors import NotFoundError, UsageError
 
+# the agent's stages (one list, bootagent.cmdline), then what the booted system, rescue, service
+# mode and the server itself report
 STAGES = (
-    "cmdline",
-    "network",
-    "plan",
-    "pre",
-    "part",
-    "download",
-    "root",
-    "files",
-    "post",
-    "handover",
+    *AGENT_STAGES,
     "booted",
     "rescue",
     "service",

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from swarmboot.cli import add_object
+from swarmboot.cli.inventory_verbs import add_read_verbs
 from swarmboot.config import Settings
 from swarmboot.errors import UsageError
 
@@ -152,16 +153,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("name")
     _options(p, adding=False)
     p.set_defaults(handler=cmd_set)
-    p = verbs.add_parser("show", help="show a group")
-    p.add_argument("name")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(handler=cmd_show)
-    p = verbs.add_parser("list", help="list groups")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(handler=cmd_list)
-    p = verbs.add_parser("rm", help="remove groups (without nodes)")
-    p.add_argument("names", nargs="+")
-    p.set_defaults(handler=cmd_rm)
+    add_read_verbs(
+        verbs, "group", "groups", COLUMNS, table_rows=_table_rows, rm_help="remove groups (without nodes)"
+    )
 
 
 def warn_unbootable_root(group: dict[str, Any]) -> None:
@@ -199,30 +193,7 @@ def cmd_set(args: argparse.Namespace, settings: Settings) -> None:
     warn_unbootable_root(group)
 
 
-def cmd_show(args: argparse.Namespace, settings: Settings) -> None:
-    from server import cliutil
-    from server.inventory import crud
-
-    cliutil.show(crud.show(cliutil.database(settings), "group", args.name), args.json)
-
-
-def cmd_list(args: argparse.Namespace, settings: Settings) -> None:
-    from server import cliutil
-    from server.inventory import crud
-
-    rows = crud.list_all(cliutil.database(settings), "group")
-    if args.json:
-        cliutil.emit_json(rows)
-        return
+def _table_rows(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         row["root"] = row["root"]["mode"]
         row["image_version"] = row["image_version"] or "current"
-    print(cliutil.table(rows, COLUMNS))
-
-
-def cmd_rm(args: argparse.Namespace, settings: Settings) -> None:
-    from server import cliutil
-    from server.inventory import crud
-
-    for name in crud.remove(cliutil.database(settings), "group", args.names):
-        print(f"removed group {name}")
