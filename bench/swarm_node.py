@@ -78,12 +78,11 @@ def run_swarm(args: argparse.Namespace, result: dict[str, Any]) -> None:
     result["t_plan"] = time.monotonic()
     torrent = client.fetch_bytes(plan.image.torrent_url, 30.0, "the image's .torrent")
     result["t_torrent"] = time.monotonic()
-    stripe: tuple[int, int] | None = None
-    if args.stripes > 0:  # experiment: override the plan's hint (the first K nodes own a stripe)
-        stripe = (args.index if args.index < args.stripes else -1, args.stripes)
-    elif args.stripes == 0 and plan.torrent.stripes > 0:  # what the agent does
-        stripe = (plan.torrent.stripe, plan.torrent.stripes)
-    result["stripe"] = stripe
+    experiment: dict[str, Any] = {}  # without: what the agent does (the plan's stripe hint)
+    if args.stripes > 0:  # override the plan's hint: the first K nodes own a stripe
+        experiment["stripe"] = (args.index if args.index < args.stripes else -1, args.stripes)
+    elif args.stripes < 0:  # no stripes: plain rarest-first
+        experiment["stripe"] = None
     torrent_file = run_dir / "image.torrent"
     torrent_file.write_bytes(torrent)
     overrides = json.loads(args.settings) if args.settings else None
@@ -109,16 +108,11 @@ def run_swarm(args: argparse.Namespace, result: dict[str, Any]) -> None:
         mask = session_settings("node", args.listen)["alert_mask"]
         mask |= int(lt.alert.category_t.block_progress_notification)
         overrides = {**(overrides or {}), "alert_mask": mask}
-    dl = cls(
-        torrent,
-        image_dir,
-        sha256=plan.image.sha256,
-        size=plan.image.size,
-        listen_interfaces=args.listen,
-        settings=overrides,
-        web_seed=args.web_seed,
-        stripe=stripe,
+    dl = cls.for_plan(
+        plan, torrent, image_dir, listen_interfaces=args.listen, settings=overrides, web_seed=args.web_seed,
+        **experiment,
     )
+    result["stripe"] = dl.stripe
     try:
         dl.start()
         path = dl.wait(on_progress, deadline=args.deadline, stall=args.stall)

@@ -42,11 +42,14 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from bootagent import lan_tuning
 from bootagent.errors import DownloadError, DownloadStalled, DownloadTimeout, ImageHashMismatch
+
+if TYPE_CHECKING:
+    from bootagent.plan import BootPlan
 
 HASH_CHUNK = 4 * 1024 * 1024
 HASH_BUDGET = 64 * 1024 * 1024  # bytes hashed per wait() iteration, so alerts keep flowing
@@ -187,6 +190,15 @@ class ImageDownload:
                 self._own_left = list(range(self.stripe[0], self.info.num_pieces(), self.stripe[1]))
             else:
                 self._filter_server(True)
+
+    @classmethod
+    def for_plan(cls, plan: BootPlan, torrent: bytes, dest_dir: Path, **kwargs: Any) -> ImageDownload:
+        """The download a boot plan asks for: its image's sha256 and size, its stripe hint (the
+        agent and the swarm benchmark both start here; keyword arguments go to the constructor,
+        a `stripe` among them overrides the hint)."""
+        hint = plan.torrent
+        kwargs.setdefault("stripe", (hint.stripe, hint.stripes) if hint.stripes > 0 else None)
+        return cls(torrent, dest_dir, sha256=plan.image.sha256, size=plan.image.size, **kwargs)
 
     def _filter_server(self, on: bool) -> None:
         """A leaf keeps off the server's BitTorrent seeder (the tracker's host)."""

@@ -118,14 +118,7 @@ def stage_download(ctx: BootContext) -> StageResult:
                     details={"rate": status.download_rate, "peers": status.peers},
                 )
 
-    dl = ImageDownload(
-        torrent,
-        image_dir,
-        sha256=plan.image.sha256,
-        size=plan.image.size,
-        listen_interfaces=config.listen_interfaces,
-        stripe=(plan.torrent.stripe, plan.torrent.stripes) if plan.torrent.stripes > 0 else None,
-    )
+    dl = ImageDownload.for_plan(plan, torrent, image_dir, listen_interfaces=config.listen_interfaces)
     ctx.download = dl
     try:
         dl.start()
