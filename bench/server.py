@@ -28,7 +28,7 @@ from server.inventory import crud  # noqa: E402
 from server.inventory.db import Database  # noqa: E402
 from swarmboot import run as runmod  # noqa: E402
 from swarmboot.config import Settings  # noqa: E402
-from tests.helpers.packed import make_version  # noqa: E402
+from swarmboot.lab.packed import make_version  # noqa: E402
 from tests.helpers.server import running_server  # noqa: E402
 
 NODES = 1000

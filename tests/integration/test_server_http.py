@@ -21,7 +21,7 @@ from builder.store import Manifest
 from server.inventory import crud
 from server.inventory.db import Database
 from swarmboot.config import Settings
-from tests.helpers.packed import make_version
+from swarmboot.lab.packed import make_version
 from tests.helpers.server import ServerProcess, cli, running_server
 
 MAC = "52:54:00:00:00:01"

@@ -17,7 +17,7 @@ from bootagent.plan import BootPlan
 from server.inventory.db import Database, current_revision
 from swarmboot.cli import main
 from swarmboot.config import Settings
-from tests.helpers.packed import make_version
+from swarmboot.lab.packed import make_version
 from tests.helpers.postgres import PostgresServer, postgres_server
 from tests.helpers.server import running_server
 

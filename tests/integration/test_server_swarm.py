@@ -18,7 +18,7 @@ from bootagent.lan_tuning import session_settings
 from builder.store import Manifest
 from swarmboot import run as runmod
 from swarmboot.config import Settings
-from tests.helpers.packed import make_version
+from swarmboot.lab.packed import make_version
 from tests.helpers.server import ServerProcess, running_server
 
 CLIENTS = 8
