@@ -7,7 +7,6 @@ import http.server
 import io
 import json
 import random
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 
 from bootagent.context import Console, Paths
 from bootagent.report import Reporter, events_urls, heartbeat_delay
+from tests.helpers.loopback import dead_url, loopback_server
 
 
 class Sink(http.server.BaseHTTPRequestHandler):
@@ -31,20 +31,8 @@ class Sink(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def sink() -> Iterator[Any]:
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
-    srv.got = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"  # type: ignore[attr-defined]
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-
-
-def dead() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with loopback_server(Sink, got=[]) as srv:
+        yield srv
 
 
 def console(tmp_path: Path) -> Console:
@@ -71,7 +59,7 @@ def test_events_urls_fail_over_to_the_same_path() -> None:
 
 
 def test_buffered_until_a_url_then_sent_in_order_with_failover(tmp_path: Path, sink: Any) -> None:
-    reporter = Reporter(console(tmp_path), servers=(dead(), sink.url), timeout=2)
+    reporter = Reporter(console(tmp_path), servers=(dead_url(), sink.url), timeout=2)
     reporter.start()
     reporter.event("cmdline", "start")
     reporter.event("cmdline", "done", duration=0.01234, details={"node": "n1"})

@@ -7,10 +7,7 @@ import http.server
 import io
 import json
 import random
-import socket
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ import pytest
 from bootagent.context import Console, Paths
 from bootagent.errors import PlanRejected, ServerError, UnknownNodeError
 from bootagent.server import ServerClient, backoff_delays
+from tests.helpers.loopback import dead_url, loopback_server
 
 PLAN = {
     "version": 1,
@@ -55,25 +53,8 @@ class Responder(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-@contextmanager
-def server(*statuses: int) -> Iterator[Any]:
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Responder)
-    srv.statuses = list(statuses)  # type: ignore[attr-defined]
-    srv.hits = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        srv.url = f"http://127.0.0.1:{srv.server_address[1]}"  # type: ignore[attr-defined]
-        yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
-
-
-def dead() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+def server(*statuses: int) -> AbstractContextManager[Any]:
+    return loopback_server(Responder, statuses=list(statuses), hits=[])
 
 
 class FakeTime:
@@ -108,7 +89,7 @@ def test_backoff_grows_exponentially_with_jitter_up_to_the_cap() -> None:
 def test_fails_over_from_a_dead_server_to_a_live_one(tmp_path: Path) -> None:
     t = FakeTime()
     with server(200) as live:
-        c = client(tmp_path, (dead(), live.url), t)
+        c = client(tmp_path, (dead_url(), live.url), t)
         plan, used = c.fetch_plan("52:54:00:00:00:01", "n1", deadline=60)
         assert used == live.url and plan.node.name == "n1"
         assert t.sleeps == []  # failover within the round, no waiting
@@ -127,7 +108,7 @@ def test_retries_a_busy_server_with_backoff(tmp_path: Path) -> None:
 
 def test_all_dead_gives_up_at_the_deadline(tmp_path: Path) -> None:
     t = FakeTime()
-    c = client(tmp_path, (dead(), dead()), t)
+    c = client(tmp_path, (dead_url(), dead_url()), t)
     with pytest.raises(ServerError, match="no server gave the boot plan within 20 s") as info:
         c.fetch_plan("", "n1", deadline=20)
     assert "connection refused" in str(info.value) and "swarmboot serve" in info.value.hint
@@ -165,6 +146,6 @@ def test_fetch_bytes_fails_over_to_the_same_path(tmp_path: Path) -> None:
     t = FakeTime()
     with server(200) as live:
         c = client(tmp_path, (live.url,), t)
-        data = c.fetch_bytes(dead() + "/images/c/1/image.torrent?x=1", deadline=10, what="the torrent")
+        data = c.fetch_bytes(dead_url() + "/images/c/1/image.torrent?x=1", deadline=10, what="the torrent")
         assert json.loads(data)["version"] == 1
         assert live.hits == ["/images/c/1/image.torrent?x=1"]
