@@ -12,7 +12,7 @@ import ipaddress
 from typing import Any
 
 import jinja2
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import object_session
 
 from bootagent.plan import (
@@ -132,9 +132,9 @@ def stripe_of(node: Node) -> tuple[int, int]:
     session = object_session(node)
     if session is None:
         return -1, 0
-    in_group = select(func.count()).select_from(Node).where(Node.group_id == node.group_id)
-    size = int(session.scalar(in_group) or 0)
-    rank = int(session.scalar(in_group.where(Node.name < node.name)) or 0)
+    before = func.sum(case((Node.name < node.name, 1), else_=0))
+    counts = select(func.count(), before).select_from(Node).where(Node.group_id == node.group_id)
+    size, rank = (int(v or 0) for v in session.execute(counts).one())
     stripes = min(size, STRIPES_MAX)
     return (rank if rank < stripes else -1), stripes
 

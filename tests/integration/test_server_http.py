@@ -337,3 +337,17 @@ def test_admin_endpoints_need_the_token(server: ServerProcess) -> None:
     assert [n["name"] for n in server.admin("nodes")][:2] == ["n1", "spare1"]
     # node-facing endpoints do not accept writes other than events
     assert requests.post(f"{server.url}/api/v1/plan", params={"node": "n1"}, timeout=10).status_code == 405
+
+
+def test_plans_carry_stripe_hints_by_name_for_the_first_32_nodes_of_a_group(server: ServerProcess) -> None:
+    def stripe(name: str) -> tuple[int, int]:
+        plan = BootPlan.from_dict(get(server, "/api/v1/plan", node=name).json())
+        return plan.torrent.stripe, plan.torrent.stripes
+
+    # n1, spare1, spare2, spare3: four owners, ranked by name
+    assert [stripe(n) for n in ("n1", "spare1", "spare3")] == [(0, 4), (1, 4), (3, 4)]
+    cli(server.home, "node", "add", "x[01-30]", "--group", "compute")
+    server.refresh()
+    # 34 nodes: the first 32 by name own a stripe, the last two are leaves
+    assert stripe("n1") == (0, 32) and stripe("x01") == (4, 32) and stripe("x28") == (31, 32)
+    assert stripe("x29") == (-1, 32) and stripe("x30") == (-1, 32)
