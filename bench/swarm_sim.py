@@ -30,6 +30,8 @@ import math
 import random
 from dataclasses import dataclass, field
 
+from swarm_report import percentile
+
 DONE, START, RETRY, VISIBLE = 0, 1, 2, 3
 SAMPLES = 12  # neighbours a free slot looks at before it waits
 NEWEST_SCAN = 48  # how far back a sender looks in its pieces (newest first) before any piece
@@ -71,10 +73,7 @@ class Result:
     events: int
 
     def percentile(self, q: float) -> float:
-        data = sorted(self.done)
-        pos = (len(data) - 1) * q / 100.0
-        lo, hi = math.floor(pos), math.ceil(pos)
-        return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+        return percentile(self.done, q)
 
     @property
     def last(self) -> float:
