@@ -201,7 +201,8 @@ class ImageDownload:
         return cls(torrent, dest_dir, sha256=plan.image.sha256, size=plan.image.size, **kwargs)
 
     def _filter_server(self, on: bool) -> None:
-        """A leaf keeps off the server's BitTorrent seeder (the tracker's host)."""
+        """Filter (on) or allow (off) peer connections to the server's seeder (the tracker's host):
+        a leaf from the start, an owner once it has its whole stripe."""
         lt = self.lt
         rules = lt.ip_filter()
         address = host_address(self.tracker_url) if on else ""
