@@ -31,7 +31,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 demo: setup
-	$(PY) -m swarmboot.lab.demo
+	$(PY) -m lab.demo
 
 bench: setup
 	$(PY) bench/pack.py

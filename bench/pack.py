@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from builder.formats import cores, parse_compression
 from builder.pack import pack
-from builder.store import ImageStore
 from builder.treeops import remove_tree
-from swarmboot.config import Settings, load_settings
-from swarmboot.run import run
+from ground.config import Settings, load_settings
+from ground.run import run
+from ground.store import ImageStore
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -24,11 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ground import run as runmod  # noqa: E402
+from ground.config import Settings  # noqa: E402
+from lab.packed import make_version  # noqa: E402
 from server.inventory import crud  # noqa: E402
 from server.inventory.db import Database  # noqa: E402
-from swarmboot import run as runmod  # noqa: E402
-from swarmboot.config import Settings  # noqa: E402
-from swarmboot.lab.packed import make_version  # noqa: E402
 from tests.helpers.server import running_server  # noqa: E402
 
 NODES = 1000

@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 import swarm_lab  # noqa: E402
 import swarm_report as rep  # noqa: E402
 
-from swarmboot.errors import SwarmbootError  # noqa: E402
-from swarmboot.lab.netns import NetLab, parse_rate  # noqa: E402
+from ground.errors import SwarmbootError  # noqa: E402
+from lab.netns import NetLab, parse_rate  # noqa: E402
 
 MiB = 2**20
 IMAGE = "bench"
@@ -56,7 +56,7 @@ def parse_size(text: str) -> int:
 
 def prepare_image(home: Path, size: int, piece_size: int | None) -> dict[str, Any]:
     """A real packed version (mksquashfs of random data, v1 torrent) in the server's store."""
-    from swarmboot.lab.packed import make_version
+    from lab.packed import make_version
 
     # the squashfs adds a little: aim the payload so the image file is about `size`
     manifest = make_version(home / "images", IMAGE, 1, size=max(size - 64 * 1024, MiB), piece_size=piece_size)

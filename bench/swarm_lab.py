@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from swarmboot import run as runmod
-from swarmboot.errors import SwarmbootError
-from swarmboot.lab.lab import swarmboot_command
-from swarmboot.lab.netns import Namespace, NetLab, link_counters
+from ground import run as runmod
+from ground.errors import SwarmbootError
+from lab.lab import swarmboot_command
+from lab.netns import Namespace, NetLab, link_counters
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_IP = "10.77.0.1"

@@ -130,7 +130,7 @@ def predict(base: Params, nodes: int, fit: dict[str, Any], like: Measured) -> Re
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from swarm import parse_size
 
-    from swarmboot.lab.netns import parse_rate
+    from lab.netns import parse_rate
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--from", dest="source", type=Path, help="a bench/swarm.py --json file")

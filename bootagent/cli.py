@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from swarmboot import __version__
-from swarmboot.errors import SwarmbootError
+from ground import __version__
+from ground.errors import SwarmbootError
 
 
 def self_test() -> dict[str, object]:
@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "self-test":
         print(json.dumps(self_test(), indent=2))
         return 0
-    from bootagent.cmdline import read_cmdline
+    from ground.contract.cmdline import read_cmdline
 
     try:
         print(json.dumps(asdict(read_cmdline(args.file)), indent=2))

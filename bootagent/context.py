@@ -8,15 +8,17 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from bootagent.cmdline import AgentArgs
+    from bootagent.download import ImageDownload
+    from bootagent.mounts import MountStack
     from bootagent.network import BootInterface
-    from bootagent.plan import BootPlan
     from bootagent.report import Reporter
     from bootagent.rescue import Rescue
-    from bootagent.roots import MountStack
+    from bootagent.server import ServerClient
+    from ground.contract.cmdline import AgentArgs
+    from ground.contract.plan import BootPlan
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,12 @@ class Console:
         self._write(text)
 
 
+@dataclass(frozen=True)
+class Failure:
+    stage: str
+    message: str
+
+
 @dataclass
 class BootContext:
     """The boot's state. Stages read what earlier stages set and add their own results."""
@@ -112,9 +120,11 @@ class BootContext:
     image_file: Path | None = None
     mounts: MountStack | None = None
     seeder_pid: int | None = None
+    client: ServerClient | None = None  # talks to the servers (made by the plan stage)
+    download: ImageDownload | None = None  # the live download while the download stage runs
     timings: dict[str, float] = field(default_factory=dict)
-    facts: dict[str, Any] = field(default_factory=dict)
-    download: Any = None  # the live ImageDownload while the download stage runs
+    failures: list[Failure] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # shown on the console and in the report
 
     def require_plan(self) -> BootPlan:
         if self.plan is None:

@@ -49,7 +49,7 @@ from bootagent import lan_tuning
 from bootagent.errors import DownloadError, DownloadStalled, DownloadTimeout, ImageHashMismatch
 
 if TYPE_CHECKING:
-    from bootagent.plan import BootPlan
+    from ground.contract.plan import BootPlan
 
 HASH_CHUNK = 4 * 1024 * 1024
 HASH_BUDGET = 64 * 1024 * 1024  # bytes hashed per wait() iteration, so alerts keep flowing

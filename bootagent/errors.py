@@ -6,15 +6,11 @@ and the rescue shell.
 
 from __future__ import annotations
 
-from swarmboot.errors import SwarmbootError
+from ground.errors import SwarmbootError
 
 
 class AgentError(SwarmbootError):
     """A boot-agent failure the administrator can act on."""
-
-
-class CmdlineError(AgentError):
-    """A swarmboot.* kernel argument is missing or invalid."""
 
 
 class NetworkError(AgentError):
@@ -63,11 +59,3 @@ class RootError(AgentError):
 
 class FilesError(AgentError):
     """A node file could not be written into the booted system."""
-
-
-class FreezeError(SwarmbootError):
-    """The agent bundle could not be built (head node side)."""
-
-
-class GlibcTooOld(SwarmbootError):
-    """The image's C library is older than what the frozen agent needs."""

@@ -12,16 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-LIB_DIRS = (
-    "/usr/lib/x86_64-linux-gnu",
-    "/lib/x86_64-linux-gnu",
-    "/usr/lib/aarch64-linux-gnu",
-    "/lib/aarch64-linux-gnu",
-    "/usr/lib64",
-    "/lib64",
-    "/usr/lib",
-    "/lib",
-)
+from ground.contract.image import LIB_DIRS
 
 
 def find_in_dirs(name: str, dirs: Sequence[str]) -> str | None:

@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from bootagent import cmdline, network, nodefiles, roots, scripts
+from bootagent import network, nodefiles, roots, scripts
 from bootagent.context import AgentConfig, BootContext, Console, Paths
 from bootagent.download import DownloadStatus, ImageDownload
 from bootagent.errors import DownloadError
@@ -22,6 +22,8 @@ from bootagent.rescue import ConsoleRescue, Rescue
 from bootagent.seeder import start_seeder
 from bootagent.server import ServerClient
 from bootagent.stages import BootFailed, Stage, StageResult, run_stages
+from ground.contract import cmdline
+from ground.contract.sets import Stage as Name
 
 # -- the stages -----------------------------------------------------------------------------------
 
@@ -30,13 +32,19 @@ def stage_cmdline(ctx: BootContext) -> StageResult:
     args = cmdline.read_cmdline(ctx.paths.cmdline)
     ctx.args = args
     ctx.console.debug_enabled = ctx.console.debug_enabled or args.debug
+    for warning in args.warnings:
+        ctx.console.info(f"warning: {warning}")
+    ctx.warnings.extend(args.warnings)
     reporter = ctx.reporter
     if reporter is not None:
         reporter.servers = args.servers
         if args.node:
             reporter.set_events_url(f"{args.servers[0]}/api/v1/nodes/{args.node}/events")
         reporter.start()
-    return {"servers": list(args.servers), "node": args.node, "mac": args.mac}
+    details: dict[str, object] = {"servers": list(args.servers), "node": args.node, "mac": args.mac}
+    if args.warnings:
+        details["warnings"] = list(args.warnings)
+    return details
 
 
 def stage_network(ctx: BootContext) -> StageResult:
@@ -52,8 +60,7 @@ def stage_plan(ctx: BootContext) -> StageResult:
     mac = args.mac or (ctx.interface.mac if ctx.interface else "")
     client = ServerClient(args.servers, ctx.console)
     plan, server = client.fetch_plan(mac, args.node, args.plan_timeout)
-    ctx.plan, ctx.server = plan, server
-    ctx.facts["client"] = client
+    ctx.plan, ctx.server, ctx.client = plan, server, client
     if ctx.reporter is not None:
         ctx.reporter.set_image(plan.image.name, plan.image.version)
         ctx.reporter.heartbeat_seconds = float(plan.reporting.heartbeat_seconds)
@@ -93,7 +100,7 @@ def stage_part(ctx: BootContext) -> StageResult:
 def stage_download(ctx: BootContext) -> StageResult:
     plan = ctx.require_plan()
     config = ctx.config
-    client: ServerClient = ctx.facts.get("client") or ServerClient(ctx.require_args().servers, ctx.console)
+    client = ctx.client or ServerClient(ctx.require_args().servers, ctx.console)
     image_dir = ctx.paths.image_dir
     image_dir.mkdir(parents=True, exist_ok=True)
     torrent = client.fetch_bytes(plan.image.torrent_url, 120.0, "the image's .torrent")
@@ -158,7 +165,7 @@ def stage_root(ctx: BootContext) -> StageResult:
     if ctx.image_file is None:
         raise RuntimeError("the root stage needs the downloaded image")
     if ctx.mounts is not None:  # a retry after a failure: start clean
-        ctx.mounts.unwind()
+        unwind_mounts(ctx)
     ctx.paths.sysroot.mkdir(parents=True, exist_ok=True)
     ctx.mounts = roots.build_root(
         plan.root, ctx.image_file, plan.image.format, ctx.paths.sysroot, ctx.paths.mounts_dir
@@ -200,18 +207,32 @@ def stage_handover(ctx: BootContext) -> StageResult:
     return timings
 
 
+def unwind_mounts(ctx: BootContext) -> None:
+    """Undo the root's mounts (a retry starts clean); what could not be undone is shown and reported."""
+    if ctx.mounts is None:
+        return
+    errors = ctx.mounts.unwind()
+    ctx.mounts = None
+    for error in errors:
+        ctx.console.info(f"warning: could not undo a mount: {error}")
+    ctx.warnings.extend(f"could not undo a mount: {e}" for e in errors)
+    if errors and ctx.reporter is not None:
+        ctx.reporter.event("root", "progress", message="could not undo: " + "; ".join(errors))
+
+
+# The boot, in the contract's stage order (tests/unit/test_contract.py checks the names).
 STAGES: tuple[Stage, ...] = (
-    Stage("cmdline", stage_cmdline),
-    Stage("network", stage_network),
-    Stage("plan", stage_plan),
-    Stage("service", stage_service, when=service_requested),
-    Stage("pre", stage_pre),
-    Stage("part", stage_part, when=part_wanted),
-    Stage("download", stage_download),
-    Stage("root", stage_root),
-    Stage("files", stage_files),
-    Stage("post", stage_post),
-    Stage("handover", stage_handover),
+    Stage(Name.CMDLINE, stage_cmdline),
+    Stage(Name.NETWORK, stage_network),
+    Stage(Name.PLAN, stage_plan),
+    Stage(Name.SERVICE, stage_service, when=service_requested),
+    Stage(Name.PRE, stage_pre),
+    Stage(Name.PART, stage_part, when=part_wanted),
+    Stage(Name.DOWNLOAD, stage_download),
+    Stage(Name.ROOT, stage_root),
+    Stage(Name.FILES, stage_files),
+    Stage(Name.POST, stage_post),
+    Stage(Name.HANDOVER, stage_handover),
 )
 
 

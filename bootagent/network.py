@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bootagent.errors import NetworkError
-from swarmboot.run import output
+from ground.run import output
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def list_nics() -> list[Nic]:
 
 def addresses_of(name: str) -> tuple[str, ...]:
     """Global addresses of an interface, IPv4 first, as CIDR strings."""
-    data = json.loads(output(["ip", "-j", "addr", "show", "dev", name]) or "[]")
+    data = json.loads(output(["ip", "-j", "addr", "show", "dev", name], timeout=60) or "[]")
     found: list[tuple[int, str]] = []
     for link in data:
         for info in link.get("addr_info", []):
@@ -66,7 +66,7 @@ def addresses_of(name: str) -> tuple[str, ...]:
 
 def default_route() -> tuple[str, str]:
     """(interface, gateway) of the IPv4 default route, or ("", "")."""
-    data = json.loads(output(["ip", "-j", "-4", "route", "show", "default"]) or "[]")
+    data = json.loads(output(["ip", "-j", "-4", "route", "show", "default"], timeout=60) or "[]")
     for route in data:
         return route.get("dev", ""), route.get("gateway", "")
     return "", ""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from bootagent.errors import FilesError
-from bootagent.plan import BootPlan, NodeFile
+from ground.contract.plan import BootPlan, NodeFile
 
 NM, IFUPDOWN, NETWORKD, NONE = "networkmanager", "ifupdown", "networkd", "none"
 BOOTED_UNIT = "swarmboot-booted.service"

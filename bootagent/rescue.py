@@ -17,8 +17,8 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from swarmboot.errors import CommandError, MissingToolError
-from swarmboot.run import output, run, spawn
+from ground.errors import CommandError, MissingToolError
+from ground.run import output, run, spawn
 
 if TYPE_CHECKING:
     from bootagent.context import BootContext

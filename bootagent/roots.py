@@ -1,85 +1,43 @@
 """Root modes: how the agent builds the booted system's root at the sysroot.
 
-A registry by `__init_subclass__` (no entry points: the agent is frozen). Each mode mounts through
-a MountStack that registers the undo step right after each side effect and, on failure, unwinds in
-reverse order. `nfs` and `disk` are added next by subclassing RootMode in their own modules.
+One builder per member of the contract's closed set (ground.contract.sets.RootMode), registered
+by `__init_subclass__` (no entry points: the agent is frozen). tests/unit/test_contract.py fails
+when a member has no builder here, or a builder no member. Each builder mounts through a
+MountStack (bootagent/mounts.py): what it made is undone, newest first, if a later step fails.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
 from bootagent.errors import RootError
-from bootagent.plan import RootSpec
-from swarmboot.errors import CommandError
-from swarmboot.run import output, run
+from bootagent.mounts import MountStack
+from ground.contract.plan import RootSpec
+from ground.contract.sets import ROOT_MODE_FORMATS, ImageFormat, RootMode
+from ground.errors import CommandError
+from ground.run import run
 
 
-class MountStack:
-    """Mounts and loop devices made so far, undone in reverse order."""
-
-    def __init__(self) -> None:
-        self._undo: list[tuple[str, Callable[[], None]]] = []
-
-    def __len__(self) -> int:
-        return len(self._undo)
-
-    def push(self, what: str, undo: Callable[[], None]) -> None:
-        self._undo.append((what, undo))
-
-    def mount(self, source: str, target: Path, fstype: str, options: str = "") -> None:
-        target.mkdir(parents=True, exist_ok=True)
-        argv = ["mount", "-t", fstype] + (["-o", options] if options else []) + [source, str(target)]
-        try:
-            run(argv, timeout=120)
-        except CommandError as exc:
-            raise RootError(
-                f"cannot mount {fstype} at {target}: {exc.stderr.strip() or exc}",
-                hint=f"the initramfs may lack the {fstype} kernel module, or the image file is damaged",
-            ) from exc
-        self.push(f"mount {target}", lambda: run(["umount", str(target)], timeout=60))
-
-    def loop(self, file: Path) -> str:
-        try:
-            device = output(["losetup", "--find", "--show", "--read-only", str(file)], timeout=60)
-        except CommandError as exc:
-            raise RootError(
-                f"cannot attach {file} to a loop device: {exc.stderr.strip()}",
-                hint="the initramfs may lack the loop kernel module",
-            ) from exc
-        self.push(f"loop {device}", lambda: run(["losetup", "-d", device], timeout=60))
-        return device
-
-    def unwind(self) -> list[str]:
-        """Undo everything, newest first; return the errors (every step is tried)."""
-        errors = []
-        while self._undo:
-            what, undo = self._undo.pop()
-            try:
-                undo()
-            except CommandError as exc:
-                errors.append(f"{what}: {exc.stderr.strip() or exc}")
-        return errors
-
-
-class RootMode:
+class RootBuilder:
     """Build the root at `sysroot` from the downloaded image file."""
 
-    name: ClassVar[str]
-    formats: ClassVar[tuple[str, ...]]
-    registry: ClassVar[dict[str, type[RootMode]]] = {}
+    mode: ClassVar[RootMode]
+    registry: ClassVar[dict[RootMode, type[RootBuilder]]] = {}
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
-        RootMode.registry[cls.name] = cls
+        RootBuilder.registry[cls.mode] = cls
 
     def __init__(self, spec: RootSpec, mounts_dir: Path, stack: MountStack) -> None:
         self.spec = spec
         self.mounts_dir = mounts_dir
         self.stack = stack
+
+    @classmethod
+    def formats(cls) -> tuple[ImageFormat, ...]:
+        return ROOT_MODE_FORMATS[cls.mode]
 
     def build(self, image_file: Path, image_format: str, sysroot: Path) -> None:
         raise NotImplementedError
@@ -88,16 +46,17 @@ class RootMode:
         raise NotImplementedError
 
 
-def mode_for(spec: RootSpec, image_format: str) -> type[RootMode]:
-    cls = RootMode.registry.get(spec.mode)
+def builder_for(spec: RootSpec, image_format: str) -> type[RootBuilder]:
+    cls = RootBuilder.registry.get(spec.mode)  # type: ignore[call-overload]
     if cls is None:
         raise RootError(
-            f"root mode {spec.mode!r} is not in this agent (it has: {', '.join(sorted(RootMode.registry))})",
+            f"root mode {spec.mode!r} is not in this agent "
+            f"(it has: {', '.join(sorted(RootBuilder.registry))})",
             hint="set the group's root mode to one of those, or re-pack the image with a newer swarmboot",
         )
-    if image_format not in cls.formats:
+    if image_format not in cls.formats():
         raise RootError(
-            f"root mode {spec.mode!r} needs an image in format {' or '.join(cls.formats)}, "
+            f"root mode {spec.mode!r} needs an image in format {' or '.join(cls.formats())}, "
             f"the image is {image_format}",
             hint="re-pack the image in the right format, or change the group's root mode",
         )
@@ -107,15 +66,13 @@ def mode_for(spec: RootSpec, image_format: str) -> type[RootMode]:
 def build_root(
     spec: RootSpec, image_file: Path, image_format: str, sysroot: Path, mounts_dir: Path
 ) -> MountStack:
-    """Build the root; on failure undo every mount made so far and re-raise."""
-    cls = mode_for(spec, image_format)
+    """Build the root; on failure undo every mount made so far (errors of the undo become notes
+    of the exception) and re-raise. On success the caller owns the stack."""
+    cls = builder_for(spec, image_format)
     stack = MountStack()
-    try:
+    with stack.guard():
         cls(spec, mounts_dir, stack).build(image_file, image_format, sysroot)
         check_root(sysroot)
-    except BaseException:
-        stack.unwind()
-        raise
     return stack
 
 
@@ -134,11 +91,10 @@ def check_root(sysroot: Path) -> None:
     )
 
 
-class OverlayRoot(RootMode):
+class OverlayRoot(RootBuilder):
     """squashfs on a loop device (read-only lower) + overlayfs with a tmpfs upper."""
 
-    name = "overlay"
-    formats = ("squashfs",)
+    mode = RootMode.OVERLAY
 
     def fstype(self) -> str:
         return "overlay"
@@ -155,11 +111,10 @@ class OverlayRoot(RootMode):
         )
 
 
-class TmpfsRoot(RootMode):
+class TmpfsRoot(RootBuilder):
     """The tar.zst unpacked into a tmpfs of the plan's size, owners, modes and xattrs kept."""
 
-    name = "tmpfs"
-    formats = ("tar.zst",)
+    mode = RootMode.TMPFS
 
     def fstype(self) -> str:
         return "tmpfs"

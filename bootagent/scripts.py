@@ -6,12 +6,13 @@ output is shown on the console and sent with the failure event."""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 from bootagent.context import BootContext
 from bootagent.errors import ScriptError
-from swarmboot.errors import CommandError
-from swarmboot.run import run
+from ground.errors import CommandError, CommandTimeout
+from ground.run import run
 
 OUTPUT_TAIL = 40  # lines of output kept in the failure message
 
@@ -44,11 +45,12 @@ def run_script(ctx: BootContext, which: str) -> str:
         )
     except CommandError as exc:
         out = _tail(exc.stdout or exc.stderr)
-        reason = (
-            f"exited with code {exc.returncode}"
-            if exc.returncode >= 0
-            else f"ran longer than {timeout:.0f} s"
-        )
+        if isinstance(exc, CommandTimeout):
+            reason = f"ran longer than {timeout:.0f} s and was stopped"
+        elif exc.killed:
+            reason = f"was killed by {signal.Signals(-exc.returncode).name}"
+        else:
+            reason = f"exited with code {exc.returncode}"
         raise ScriptError(
             f"the {which} script {reason}" + (":\n" + _indent(out) if out else " (no output)"),
             hint=f"fix the group's {which} script on the server; it is in {path} for a test by hand",

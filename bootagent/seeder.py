@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from swarmboot.run import spawn
+from ground.run import spawn
 
 MAX_SECONDS = 4 * 3600  # a seeder nobody stopped ends by itself
 STATUS_EVERY = 2.0

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from bootagent.context import Console
 from bootagent.errors import PlanRejected, ServerError, UnknownNodeError
-from bootagent.plan import BootPlan
+from ground.contract.plan import BootPlan, format_version
 
 RETRY_STATUSES = {408, 409, 423, 425, 429, 500, 502, 503, 504}
 
@@ -50,6 +50,7 @@ class ServerClient:
     def fetch_plan(self, mac: str, node: str, deadline: float) -> tuple[BootPlan, str]:
         """The boot plan and the server that gave it; retries every server until `deadline` seconds."""
         params = {k: v for k, v in (("mac", mac), ("node", node)) if v}
+        params["plan_version"] = format_version()  # the server renders for the version we speak
         response, server = self.get("/api/v1/plan", params, deadline, what="the boot plan")
         try:
             return BootPlan.from_dict(response.json()), server

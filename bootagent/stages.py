@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bootagent.context import BootContext
-from swarmboot.errors import SwarmbootError
+from bootagent.context import BootContext, Failure
+from ground.errors import SwarmbootError
 
 StageResult = dict[str, Any] | None
 
@@ -42,12 +42,15 @@ def failure_message(stage: str, error: BaseException, attempt: int, max_attempts
         text = f"stage '{stage}' failed (attempt {attempt} of {max_attempts}): {error.message}"
         if error.hint:
             text += f"\n  what to check: {error.hint}"
-        return text
-    return (
-        f"stage '{stage}' failed (attempt {attempt} of {max_attempts}) with an internal error: "
-        f"{type(error).__name__}: {error}\n  what to check: this is a bug in the swarmboot agent; "
-        "the traceback is in the log"
-    )
+    else:
+        text = (
+            f"stage '{stage}' failed (attempt {attempt} of {max_attempts}) with an internal error: "
+            f"{type(error).__name__}: {error}\n  what to check: this is a bug in the swarmboot agent; "
+            "the traceback is in the log"
+        )
+    for note in getattr(error, "__notes__", ()):  # e.g. mounts that could not be undone
+        text += f"\n  also: {note}"
+    return text
 
 
 def pause(ctx: BootContext, kind: str, message: str) -> None:
@@ -78,7 +81,7 @@ def run_stage(ctx: BootContext, stage: Stage, attempt: int, max_attempts: int) -
         if not isinstance(error, SwarmbootError):
             ctx.console.debug(traceback.format_exc())
         ctx.console.block(message)
-        ctx.facts.setdefault("failures", []).append({"stage": stage.name, "message": message})
+        ctx.failures.append(Failure(stage.name, message))
         reporter = ctx.reporter  # the stage may have made it (cmdline)
         if reporter is not None:
             reporter.event(stage.name, "failed", duration=duration, message=message)

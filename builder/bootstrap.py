@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 from builder.sources import Mirrors, render_sources_list
-from swarmboot.errors import MissingToolError
-from swarmboot.run import run
+from ground.errors import MissingToolError
+from ground.run import run
 
 MERGED_USR_HOOKS = Path("/usr/share/mmdebstrap/hooks/merged-usr")
 DIVERT_DRACUT = Path(__file__).with_name("divert-dracut.sh")

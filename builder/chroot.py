@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
-from swarmboot.run import SYSTEM_PATH, require_tool, run
+from ground.run import SYSTEM_PATH, require_tool, run
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ from builder.packages import BASE_PACKAGES, check_package_names, image_packages
 from builder.progress import Stages, say
 from builder.recipe import PHASES, Recipe
 from builder.sources import Mirrors, default_mirrors
-from builder.store import ImageStore, check_name
 from builder.treeops import clean_stale_staging, remove_tree, staging_path
-from swarmboot import __version__
-from swarmboot.config import Settings
-from swarmboot.errors import ConflictError
-from swarmboot.run import require_tool
+from ground import __version__
+from ground.config import Settings
+from ground.errors import ConflictError
+from ground.run import require_tool
+from ground.store import ImageStore, check_name
 
 
 @dataclass

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.fingerprint import PACK_EXCLUDES
-from swarmboot.errors import UsageError
-from swarmboot.run import run
+from ground.errors import UsageError
+from ground.run import run
 
 FORMATS: tuple[str, ...] = ("squashfs", "tar.zst")
 LEVELS: dict[str, tuple[int, int] | None] = {"zstd": (1, 22), "gzip": (1, 9), "xz": None, "lz4": None}

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from builder.recipe import PHASES, Recipe
-from swarmboot.errors import CommandError, SwarmbootError
+from ground.errors import CommandError, SwarmbootError
 
 if TYPE_CHECKING:
     from builder.create import BuildContext
@@ -164,7 +164,7 @@ def _command(hook: Hook, script_inside: str | None) -> list[str]:
 
 
 def _run_on_host(hook: Hook, ctx: BuildContext) -> None:
-    from swarmboot.run import run
+    from ground.run import run
 
     cwd = ctx.recipe.path.parent if ctx.recipe is not None and ctx.recipe.path else ctx.rootfs
     result = run(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from builder.chroot import ChrootSpec, run_in_image
 from builder.dracut_module import tree_hash
-from swarmboot.errors import SwarmbootError
+from ground.errors import SwarmbootError
 
 AGENT_INSIDE = "/usr/lib/swarmboot/agent"
 OUT_INSIDE = "/run/lchroot/out"

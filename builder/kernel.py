@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from swarmboot.errors import NotFoundError
+from ground.errors import NotFoundError
 
 
 def _version_key(version: str) -> list[tuple[int, object]]:

@@ -11,10 +11,10 @@ from typing import Any, NoReturn
 from builder.chroot import ChrootSpec, exec_in_image
 from builder.create import check_new_name
 from builder.kernel import image_kernel_version
-from builder.store import ImageStore
 from builder.treeops import copy_tree, remove_tree, staging_path
-from swarmboot.config import Settings
-from swarmboot.errors import NotFoundError
+from ground.config import Settings
+from ground.errors import NotFoundError
+from ground.store import ImageStore
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ import os
 import sys
 from pathlib import Path, PurePosixPath
 
-from swarmboot.errors import SwarmbootError
-from swarmboot.run import run
+from ground.errors import SwarmbootError
+from ground.run import run
 
 HELPER_DIR = "/run/lchroot"  # inside the image, on the private tmpfs
 POLICY_RC_D = "usr/sbin/policy-rc.d"

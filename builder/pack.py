@@ -4,7 +4,7 @@ The pipeline (each stage timed and logged; see `pack`):
 
     prepare      sync the repository's dracut modules into the image, check tools
     agent        the frozen boot agent (built when its sources changed), checked against the
-                 image's glibc and libraries (bootagent/freeze.py)
+                 image's glibc and libraries (builder/agent_bundle.py)
     fingerprint  hash the tree and every other input; stop here if a version has them all
     space        enough free disk for the estimate?
     kernel       /boot/vmlinuz-KVER → vmlinuz
@@ -32,13 +32,13 @@ from builder.formats import Compression, check_format, cores, parse_compression,
 from builder.initramfs import agent_bundle_hash, build_initramfs, dracut_options
 from builder.kernel import require_kernel
 from builder.progress import Percent, Stages, say
-from builder.steps import AGENT_MOUNT_POINT
-from builder.store import IMAGE_FILE, FileEntry, ImageStore, Manifest, write_atomic
 from builder.treeops import clean_stale_staging, remove_tree, staging_path
-from swarmboot import __version__
-from swarmboot.config import Settings
-from swarmboot.errors import NotFoundError, SwarmbootError
-from swarmboot.run import require_tool
+from ground import __version__
+from ground.config import Settings
+from ground.contract.image import AGENT_MOUNT_POINT
+from ground.errors import NotFoundError, SwarmbootError
+from ground.run import require_tool
+from ground.store import IMAGE_FILE, FileEntry, ImageStore, Manifest, write_atomic
 
 PACK_REVISION = 1  # bump when pack's output changes for the same inputs
 SPACE_MARGIN = 512 * 1024 * 1024  # kernel, initramfs, torrent, slack
@@ -175,7 +175,7 @@ def prepare(job: PackJob) -> None:
 def prepare_agent(job: PackJob, settings: Settings) -> None:
     """The frozen agent for the initramfs: built if needed, and checked against the image (its
     glibc must be new enough, the libraries it takes from the image must be there)."""
-    from bootagent.freeze import check_image, ensure_bundle, read_info
+    from builder.agent_bundle import check_image, ensure_bundle, read_info
 
     installed = job.installed_modules
     # The swarmboot module needs the frozen agent: without one it is left out.

@@ -49,7 +49,7 @@ def check_package_names(names: list[str] | tuple[str, ...]) -> list[str]:
     """Reject names apt would take for options or that are not Debian package names."""
     import re
 
-    from swarmboot.errors import UsageError
+    from ground.errors import UsageError
 
     pattern = re.compile(r"^[a-z0-9][a-z0-9+.-]+(?:[=/][A-Za-z0-9+.:~_-]+)?$")
     bad = [name for name in names if not pattern.match(name)]

@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from builder.packages import check_package_names
-from swarmboot.errors import UsageError
+from ground.errors import UsageError
 
 PHASES: tuple[str, ...] = ("install", "packages", "post-install", "configure")
 HOOK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

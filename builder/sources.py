@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from swarmboot.errors import ConfigError
+from ground.errors import ConfigError
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 APT_DIR = Path("/etc/apt")

@@ -24,12 +24,12 @@ from builder.bootstrap import DIVERT_DRACUT, bootstrap
 from builder.dracut_module import sync_modules
 from builder.hooks import BUILTIN
 from builder.sources import render_sources_list
-from swarmboot.run import run
+from ground.contract.image import AGENT_MOUNT_POINT
+from ground.run import run
 
 if TYPE_CHECKING:
     from builder.create import BuildContext
 
-AGENT_MOUNT_POINT = "usr/lib/swarmboot/agent"
 POLICY_LINK_TARGET = "/run/lchroot/policy-rc.d"
 DIVERTED_DRACUT = "/usr/bin/dracut.swarmboot-real"
 APT_TIMEOUT = 3600.0

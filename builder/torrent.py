@@ -1,10 +1,10 @@
-"""Make the .torrent of an image file, and dress it for serving.
+"""Make the .torrent of an image file.
 
 Packed torrents are BitTorrent v1 only (hybrid v1+v2 torrents do not interoperate with aria2c),
 single-file, with no tracker: the server adds its own announce URL and its HTTP URL as a BEP 19
-web seed when it serves them (`for_serving`), outside the info dict, so the info-hash stays the
-one recorded in the manifest. The info name is the image file's name (`image.squashfs`), so the
-server's seeder can seed straight from the version directory.
+web seed when it serves them (server/catalog.py `for_serving`), outside the info dict, so the
+info-hash stays the one recorded in the manifest. The info name is the image file's name
+(`image.squashfs`), so the server's seeder can seed straight from the version directory.
 """
 
 from __future__ import annotations
@@ -59,21 +59,3 @@ def make_torrent(
     data = lt.bencode(entry)
     info = lt.torrent_info(lt.bdecode(data))
     return TorrentInfo(data=data, info_hash=str(info.info_hash()), piece_size=piece, num_pieces=total)
-
-
-def info_hash_of(torrent_data: bytes) -> str:
-    import libtorrent as lt
-
-    return str(lt.torrent_info(lt.bdecode(torrent_data)).info_hash())
-
-
-def for_serving(torrent_data: bytes, announce_url: str, web_seed_url: str) -> bytes:
-    """The packed torrent with the server's tracker and BEP 19 web seed added."""
-    import libtorrent as lt
-
-    meta = lt.bdecode(torrent_data)
-    if not isinstance(meta, dict) or b"info" not in meta:
-        raise ValueError("not a torrent file (no info dictionary)")
-    meta[b"announce"] = announce_url.encode()
-    meta[b"url-list"] = [web_seed_url.encode()]
-    return lt.bencode(meta)

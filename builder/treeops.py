@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from swarmboot.errors import SwarmbootError
-from swarmboot.run import run
+from ground.errors import SwarmbootError
+from ground.run import run
 
 TREE_TIMEOUT = 3600.0
 

@@ -11,7 +11,7 @@ import os
 import secrets
 from pathlib import Path
 
-from swarmboot.errors import SwarmbootError
+from ground.errors import SwarmbootError
 
 TOKEN_FILE = "admin.token"
 

@@ -12,8 +12,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.store import Manifest
-from builder.torrent import for_serving
+from ground.store import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -129,3 +128,15 @@ class Catalog:
             )
             self._torrents[version.key] = data
         return data
+
+
+def for_serving(torrent_data: bytes, announce_url: str, web_seed_url: str) -> bytes:
+    """The packed torrent with the server's tracker and BEP 19 web seed added."""
+    import libtorrent as lt
+
+    meta = lt.bdecode(torrent_data)
+    if not isinstance(meta, dict) or b"info" not in meta:
+        raise ValueError("not a torrent file (no info dictionary)")
+    meta[b"announce"] = announce_url.encode()
+    meta[b"url-list"] = [web_seed_url.encode()]
+    return lt.bencode(meta)

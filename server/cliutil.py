@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from swarmboot.config import Settings
-from swarmboot.errors import UsageError
+from ground.config import Settings
+from ground.errors import UsageError
 
 
 def database(settings: Settings) -> Any:

@@ -22,11 +22,11 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from ground import run as runmod
+from ground.config import Settings
+from ground.errors import SwarmbootError, UsageError
 from server.inventory.db import Database
 from server.inventory.models import Network, Node
-from swarmboot import run as runmod
-from swarmboot.config import Settings
-from swarmboot.errors import SwarmbootError, UsageError
 
 log = logging.getLogger(__name__)
 BIOS_LOADER = "undionly.kpxe"
@@ -140,7 +140,7 @@ def render_hosts(db: Database) -> str:
 def write(
     settings: Settings, db: Database, server_url: str, interface: str, listen_address: str = ""
 ) -> Paths:
-    from builder.store import write_atomic
+    from ground.store import write_atomic
 
     paths = Paths.of(settings)
     paths.dir.mkdir(parents=True, exist_ok=True)
@@ -187,7 +187,7 @@ class Dnsmasq:
                 "dnsmasq exited",
                 hint="see its messages above; check the interface and that port 67 is free",
             )
-        from builder.store import write_atomic
+        from ground.store import write_atomic
 
         hosts = render_hosts(self.db)
         if hosts != self._hosts:

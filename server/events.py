@@ -14,22 +14,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bootagent.cmdline import STAGES as AGENT_STAGES
+from ground.contract.sets import EventStage, EventStatus, names
+from ground.errors import NotFoundError, UsageError
 from server.inventory.db import Database
 from server.inventory.models import Node, NodeState
-from swarmboot.errors import NotFoundError, UsageError
 
-# the agent's stages (one list, bootagent.cmdline), then what the booted system, rescue, service
-# mode and the server itself report
-STAGES = (
-    *AGENT_STAGES,
-    "booted",
-    "rescue",
-    "service",
-    "heartbeat",
-    "ipxe",
-)
-STATUSES = ("start", "progress", "done", "failed", "heartbeat")
+# the contract's closed sets (ground/contract/sets.py): the agent's stages and what happens around them
+STAGES = names(EventStage)
+STATUSES = names(EventStatus)
 EVENT_KEYS = ("stage", "status", "progress", "duration", "message", "image", "version", "details")
 MAX_MESSAGE = 4000
 # A node that is provisioning and silent for this long is shown as "silent".

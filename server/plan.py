@@ -1,4 +1,5 @@
-"""Build a node's boot plan (bootagent.plan.BootPlan) from the inventory and the packed image.
+"""Build a node's boot plan (ground.contract.plan.BootPlan) from the inventory and the packed image,
+for the plan version the node's agent speaks (`negotiate`; docs/design.md, "The boot plan").
 
 Per-node files are rendered here, in a sandboxed Jinja2 environment with StrictUndefined: a
 template that uses an unknown variable is a clear error for the admin, not an empty file on the
@@ -15,23 +16,30 @@ import jinja2
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import object_session
 
-from bootagent.plan import (
+from ground.contract.plan import (
+    LEGACY_VERSION,
+    PLAN_MAJOR,
+    PLAN_MINOR,
     PLAN_VERSION,
+    ROOT_MODE_SINCE,
     BootPlan,
     ImageRef,
     Interface,
     NodeFile,
     NodeInfo,
-    Partition,
+    PlanError,
     Reporting,
     RootSpec,
     Scripts,
     TorrentOptions,
+    format_version,
+    parse_version,
 )
+from ground.contract.sets import ImageFormat, RootMode
+from ground.errors import ConflictError, NotFoundError, UsageError
 from server.catalog import Catalog, Version
 from server.inventory.models import Group, Node
 from server.inventory.objects import template_env
-from swarmboot.errors import ConflictError, NotFoundError
 
 HEARTBEAT_SECONDS = 10
 # At most this many nodes of a group own a stripe of the image (fetch it from the server first and
@@ -139,13 +147,44 @@ def stripe_of(node: Node) -> tuple[int, int]:
     return (rank if rank < stripes else -1), stripes
 
 
-def root_spec(group: Group) -> RootSpec:
-    opts = dict(group.root_options or {})
-    parts = tuple(Partition(**p) for p in opts.pop("partitions", []))
-    return RootSpec(partitions=parts, **opts)
+def negotiate(asked: str | None) -> int:
+    """The minor to render for an agent that speaks `asked` ('MAJOR.MINOR'; None: 1.0)."""
+    if asked is None:
+        major, minor = LEGACY_VERSION
+    else:
+        try:
+            major, minor = parse_version(asked)
+        except PlanError as exc:
+            raise UsageError(str(exc), hint="the agent sends plan_version=MAJOR.MINOR") from None
+    if major != PLAN_MAJOR:
+        raise UsageError(
+            f"the agent speaks boot plan version {major}.{minor}; this server renders {format_version()}",
+            hint="build the image's initramfs with this server's swarmboot (swarmboot image pack), "
+            "or upgrade the server",
+        )
+    return min(minor, PLAN_MINOR)
 
 
-def build(node: Node, catalog: Catalog, server_url: str, boot_mac: str | None = None) -> BootPlan:
+def root_spec(group: Group, minor: int) -> RootSpec:
+    opts = group.root_options or {}
+    mode = RootMode(opts.get("mode", "overlay"))
+    if ROOT_MODE_SINCE[mode] > minor:
+        raise PlanRenderError(
+            f"group {group.name}: root mode {mode} needs an agent that speaks boot plan version "
+            f"{PLAN_MAJOR}.{ROOT_MODE_SINCE[mode]}; this node's initramfs speaks {PLAN_MAJOR}.{minor}",
+            hint=f"re-pack the image with this server's swarmboot: swarmboot image pack {group.image}",
+        )
+    spec: dict[str, Any] = {"mode": mode}
+    if opts.get("tmpfs_size"):
+        spec["tmpfs_size"] = opts["tmpfs_size"]
+    return RootSpec(**spec)
+
+
+def build(
+    node: Node, catalog: Catalog, server_url: str, boot_mac: str | None = None, *, minor: int = PLAN_MINOR
+) -> BootPlan:
+    """The node's plan for an agent of plan version PLAN_MAJOR.minor (PlanRenderError: it cannot
+    be built, e.g. a template error, or a feature that agent lacks)."""
     group = node.group
     version = image_version(group, catalog)
     m = version.manifest
@@ -154,11 +193,12 @@ def build(node: Node, catalog: Catalog, server_url: str, boot_mac: str | None = 
     stripe, stripes = stripe_of(node)
     return BootPlan(
         version=PLAN_VERSION,
+        minor=minor,
         node=NodeInfo(name=node.name, hostname=node.name, group=group.name, domain=domain),
         image=ImageRef(
             name=m.image,
             version=m.version,
-            format=m.format,  # type: ignore[arg-type]
+            format=ImageFormat(m.format),
             size=m.image_file.size,
             sha256=m.image_file.sha256,
             torrent_url=catalog.url(version, m.torrent.name),
@@ -170,7 +210,7 @@ def build(node: Node, catalog: Catalog, server_url: str, boot_mac: str | None = 
             events_url=f"{server_url}/api/v1/nodes/{node.name}/events", heartbeat_seconds=HEARTBEAT_SECONDS
         ),
         interfaces=interfaces(node, boot_mac),
-        root=root_spec(group),
+        root=root_spec(group, minor),
         scripts=Scripts(pre=group.pre_script, part=group.part_script, post=group.post_script),
         files=render_files(node, version, server_url),
         ssh_authorized_keys=tuple(group.ssh_keys),

@@ -15,8 +15,8 @@ import socket
 import sys
 from types import FrameType
 
-from swarmboot.config import Settings
-from swarmboot.errors import UsageError
+from ground.config import Settings
+from ground.errors import UsageError
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from sqlalchemy import select
 
+from ground.config import Settings
 from server.catalog import Catalog
 from server.inventory.db import Database
 from server.inventory.models import Node, NodeState, Switch
 from server.tracker import Tracker
-from swarmboot.config import Settings
 
 log = logging.getLogger(__name__)
 PLAN_CACHE_MAX = 100_000

@@ -1,7 +1,5 @@
-"""swarmboot: build an OS image once, boot a cluster from it by BitTorrent.
+"""swarmboot: the administrator's commands (`swarmboot`, `lchroot`), on top of every other layer.
 
-This package holds what every part shares: settings, the one place that runs external commands,
-error types and the administrator's command line. It imports nothing heavy at import time.
+The parts live beside this package: `ground` (settings, runner, errors, the server/agent
+contract), `builder`, `server` and `bootagent` (docs/design.md, "Code layout").
 """
-
-__version__ = "0.1.0"

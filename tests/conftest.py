@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmboot.config import Settings
+from ground.config import Settings
 
 BASE_NAME = "base"
 CACHE_ENV = "SWARMBOOT_TEST_CACHE"
@@ -83,7 +83,7 @@ def base_cache_key() -> str:
 
 
 def _restore(tarball: Path, image_dir: Path) -> None:
-    from swarmboot.run import run
+    from ground.run import run
 
     image_dir.mkdir(parents=True)
     run(["tar", "--extract", *TAR_OPTIONS, "--same-permissions", "--same-owner",
@@ -91,7 +91,7 @@ def _restore(tarball: Path, image_dir: Path) -> None:
 
 
 def _save(image_dir: Path, cache: Path, key: str) -> None:
-    from swarmboot.run import run
+    from ground.run import run
 
     cache.mkdir(parents=True, exist_ok=True)
     partial = cache / f".base-{key}.tar.zst.{os.getpid()}"
@@ -107,7 +107,7 @@ def base_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Setti
     """(settings, "base"): one bootable Debian image per test run, in its own home. Read-only!"""
     _require_root()
     from builder.create import create_image
-    from builder.store import ImageStore
+    from ground.store import ImageStore
 
     home = tmp_path_factory.mktemp("base-home")
     base_settings = make_settings(home)
@@ -128,8 +128,8 @@ def base_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Setti
 
 
 def _clone(base: tuple[Settings, str], settings: Settings, name: str) -> str:
-    from builder.store import ImageStore
     from builder.treeops import copy_tree
+    from ground.store import ImageStore
 
     base_settings, base_name = base
     source = ImageStore(base_settings).image_dir(base_name)

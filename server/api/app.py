@@ -18,9 +18,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
+from ground.errors import ConflictError, NotFoundError, SwarmbootError, UsageError
 from server.api import admin, boot, images, nodes
 from server.state import ServerState
-from swarmboot.errors import ConflictError, NotFoundError, SwarmbootError, UsageError
 
 log = logging.getLogger(__name__)
 Scope = dict[str, Any]

@@ -15,6 +15,7 @@ from fastapi.responses import PlainTextResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from ground.errors import SwarmbootError
 from server import events, ipxe
 from server.api.deps import client_ip, state_of
 from server.inventory import validate
@@ -22,7 +23,6 @@ from server.inventory.models import Group, Mac, Node
 from server.inventory.nodes import bind_mac, node_by_mac
 from server.plan import image_version
 from server.state import ServerState
-from swarmboot.errors import SwarmbootError
 
 router = APIRouter()
 log = logging.getLogger(__name__)

@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 
+from ground.errors import NotFoundError
 from server.api.deps import state_of
 from server.state import Counters
-from swarmboot.errors import NotFoundError
 
 router = APIRouter()
 

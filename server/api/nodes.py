@@ -9,19 +9,20 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from ground.errors import NotFoundError, UsageError
 from server import events, plan
 from server.api.deps import client_ip, state_of
 from server.inventory import validate
 from server.inventory.models import Node
 from server.inventory.nodes import node_by_mac
 from server.state import ServerState
-from swarmboot.errors import NotFoundError, UsageError
 
 router = APIRouter()
 log = logging.getLogger(__name__)
 
 
-def _plan_body(state: ServerState, mac: str | None, node: str | None) -> bytes:
+def _plan_body(state: ServerState, mac: str | None, node: str | None, plan_version: str | None) -> bytes:
+    minor = plan.negotiate(plan_version)
     with state.db.read() as session:
         boot_mac = validate.mac(mac) if mac else None
         if node:
@@ -37,15 +38,19 @@ def _plan_body(state: ServerState, mac: str | None, node: str | None) -> bytes:
                 )
         else:
             raise UsageError("the plan needs ?mac=MAC or ?node=NAME")
-        result = plan.build(row, state.catalog, state.server_url, boot_mac)
-    return json.dumps(result.to_dict(), separators=(",", ":")).encode()
+        result = plan.build(row, state.catalog, state.server_url, boot_mac, minor=minor)
+    return json.dumps(result.to_dict(minor), separators=(",", ":")).encode()
 
 
 @router.get("/api/v1/plan")
-async def get_plan(request: Request, mac: str | None = None, node: str | None = None) -> Response:
+async def get_plan(
+    request: Request, mac: str | None = None, node: str | None = None, plan_version: str | None = None
+) -> Response:
+    """The node's boot plan, rendered for the plan version its agent speaks (`plan_version=1.0`;
+    none: an agent from before negotiation, 1.0)."""
     state = state_of(request)
     epoch = state.cache_epoch
-    body = await run_in_threadpool(_plan_body, state, mac, node)
+    body = await run_in_threadpool(_plan_body, state, mac, node, plan_version)
     state.counters.plans += 1
     state.cache_plan(request.scope["query_string"], body, epoch)
     return Response(body, media_type="application/json")

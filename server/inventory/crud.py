@@ -14,11 +14,11 @@ import yaml
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from ground.errors import ConflictError, UsageError
 from server.inventory import objects, validate
 from server.inventory.db import Database
 from server.inventory.models import Group, Network, Node, NodeState, Switch
 from server.inventory.nodes import Allocator, apply_node, node_dict
-from swarmboot.errors import ConflictError, UsageError
 
 EXPORT_FORMAT = 1
 

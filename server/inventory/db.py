@@ -18,9 +18,9 @@ from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ground.config import Settings
+from ground.errors import ConflictError, SwarmbootError
 from server.inventory.models import Meta
-from swarmboot.config import Settings
-from swarmboot.errors import ConflictError, SwarmbootError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _MIGRATED: set[str] = set()

@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ground.errors import ConflictError, UsageError
 from server.inventory import validate
 from server.inventory.models import Group, Mac, Network, Node, Switch
 from server.inventory.objects import _str, by_name, check_keys
-from swarmboot.errors import ConflictError, UsageError
 
 NODE_KEYS = ("name", "group", "macs", "network", "address", "switch", "port", "bmc", "service", "kernel_args")
 BMC_KEYS = ("address", "user", "password")

@@ -15,9 +15,9 @@ from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ground.errors import ConflictError, NotFoundError, UsageError
 from server.inventory import validate
 from server.inventory.models import Group, Network, Node, Switch
-from swarmboot.errors import ConflictError, NotFoundError, UsageError
 
 NETWORK_KEYS = ("name", "cidr", "gateway", "dns", "domain", "range", "dhcp_range", "mtu")
 SWITCH_KEYS = ("name", "address", "description")
@@ -220,12 +220,6 @@ def _root(spec: Any, what: str) -> dict[str, Any]:
         root_parts.append(entry)
     if root_parts:
         root["partitions"] = root_parts
-    if root["mode"] == "nfs" and not root.get("nfs_export"):
-        raise UsageError(
-            f"{what}: root mode nfs needs nfs_export", hint="e.g. --nfs-export 10.0.0.1:/export/img"
-        )
-    if root["mode"] == "disk" and not root.get("disk"):
-        raise UsageError(f"{what}: root mode disk needs a target disk", hint="e.g. --disk /dev/sda (or auto)")
     return root
 
 
@@ -270,7 +264,7 @@ def apply_group(session: Session, row: Group, spec: dict[str, Any]) -> None:
     what = f"group {row.name or spec.get('name')}"
     check_keys(spec, GROUP_KEYS, what)
     if "image" in spec:
-        from builder.store import check_name
+        from ground.store import check_name
 
         row.image = check_name(_str(spec["image"], f"{what}.image"), "image")
     if not row.image:

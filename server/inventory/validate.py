@@ -9,11 +9,11 @@ import ipaddress
 import itertools
 import re
 
-from swarmboot.errors import UsageError
+from ground.contract.sets import PLANNED_ROOT_MODES, RootMode, names
+from ground.errors import UsageError
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 MAC_RE = re.compile(r"^[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
-ROOT_MODES = ("overlay", "tmpfs", "nfs", "disk")
 MAX_EXPANSION = 100_000
 _BRACKET = re.compile(r"\[([^\[\]]*)\]")
 
@@ -70,8 +70,16 @@ def ip_range(value: str, net: ipaddress.IPv4Network, what: str = "range") -> tup
 
 
 def root_mode(value: str) -> str:
-    if value not in ROOT_MODES:
-        raise UsageError(f"invalid root mode {value!r}", hint="one of: " + ", ".join(ROOT_MODES))
+    """One of the contract's root modes. A mode on the roadmap that no agent can boot yet is
+    refused by name, so no node is sent to a rescue shell by its inventory."""
+    modes = ", ".join(names(RootMode))
+    if value in PLANNED_ROOT_MODES:
+        raise UsageError(
+            f"root mode {value!r} ({PLANNED_ROOT_MODES[value]}) is not implemented in this swarmboot yet",
+            hint=f"use one of: {modes}",
+        )
+    if value not in names(RootMode):
+        raise UsageError(f"invalid root mode {value!r}", hint=f"one of: {modes}")
     return value
 
 

@@ -13,9 +13,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from swarmboot import __version__
-from swarmboot.config import load_settings
-from swarmboot.errors import SwarmbootError
+from ground import __version__
+from ground.config import load_settings
+from ground.errors import SwarmbootError
 
 # Subcommand modules, in the order they appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (

@@ -7,8 +7,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from ground.config import Settings
 from swarmboot.cli import add_object
-from swarmboot.config import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
-    from bootagent.freeze import ensure_bundle, read_info
+    from builder.agent_bundle import ensure_bundle, read_info
 
     bundle = ensure_bundle(settings, force=args.force)
     info = read_info(settings.agent_dir)
@@ -39,7 +39,7 @@ def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
-    from bootagent.freeze import read_info
+    from builder.agent_bundle import read_info
 
     info = read_info(settings.agent_dir)
     if info is None:
@@ -50,7 +50,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    from bootagent.freeze import check_glibc, ensure_bundle
+    from builder.agent_bundle import check_glibc, ensure_bundle
 
     print(check_glibc(ensure_bundle(settings), args.rootfs))
     return 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ground.config import Settings
 from swarmboot.cli import add_object
-from swarmboot.config import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

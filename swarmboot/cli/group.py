@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
+from ground.config import Settings
+from ground.contract.sets import RootMode, names
+from ground.errors import UsageError
 from swarmboot.cli import add_object
 from swarmboot.cli.inventory_verbs import add_read_verbs
-from swarmboot.config import Settings
-from swarmboot.errors import UsageError
 
 COLUMNS = [
     ("name", "NAME"),
@@ -25,7 +25,7 @@ def _options(parser: argparse.ArgumentParser, adding: bool) -> None:
     parser.add_argument("--image", required=adding, help="the image nodes of this group boot")
     parser.add_argument("--image-version", help="pin a packed version (default: the image's current)")
     parser.add_argument(
-        "--root", choices=("overlay", "tmpfs", "nfs", "disk"), help="root mode (default overlay)"
+        "--root", metavar="{" + ",".join(names(RootMode)) + "}", help="root mode (default overlay)"
     )
     parser.add_argument("--tmpfs-size", help="tmpfs size (tmpfs mode, overlay upper layer), e.g. 75%% or 8G")
     parser.add_argument("--nfs-export", help="nfs mode: SERVER:/path of the unpacked image")
@@ -158,28 +158,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
 
 
-def warn_unbootable_root(group: dict[str, Any]) -> None:
-    """The inventory knows all four root modes; the agent may not implement them all yet. Say so
-    now, not when a node ends in its rescue shell."""
-    from bootagent.roots import RootMode
-
-    mode = group["root"]["mode"]
-    if mode not in RootMode.registry:
-        print(
-            f"swarmboot: warning: group {group['name']!r}: this swarmboot's boot agent has no root mode "
-            f"{mode!r} yet (it has: {', '.join(sorted(RootMode.registry))}); its nodes will stop in the "
-            "rescue shell. Use --root overlay or --root tmpfs until it does.",
-            file=sys.stderr,
-        )
-
-
 def cmd_add(args: argparse.Namespace, settings: Settings) -> None:
     from server import cliutil
     from server.inventory import crud
 
     group = crud.add(cliutil.database(settings), "group", args.name, _spec(args, None))
     cliutil.show(group, False)
-    warn_unbootable_root(group)
 
 
 def cmd_set(args: argparse.Namespace, settings: Settings) -> None:
@@ -190,7 +174,6 @@ def cmd_set(args: argparse.Namespace, settings: Settings) -> None:
     current = crud.show(db, "group", args.name)
     group = crud.update(db, "group", args.name, _spec(args, current))
     cliutil.show(group, False)
-    warn_unbootable_root(group)
 
 
 def _table_rows(rows: list[dict[str, Any]]) -> None:

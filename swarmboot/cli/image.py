@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ground.config import Settings
 from swarmboot.cli import add_object
-from swarmboot.config import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

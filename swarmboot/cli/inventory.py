@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ground.config import Settings
 from swarmboot.cli import add_object
-from swarmboot.config import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +30,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> None:
         return
     from pathlib import Path
 
-    from builder.store import write_atomic
+    from ground.store import write_atomic
 
     write_atomic(Path(args.file), text)
     print(f"wrote {args.file}")

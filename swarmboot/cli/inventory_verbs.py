@@ -8,7 +8,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from swarmboot.config import Settings
+from ground.config import Settings
 
 Columns = list[tuple[str, str]]
 Spec = Callable[[argparse.Namespace], dict[str, Any]]

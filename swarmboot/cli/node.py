@@ -6,8 +6,8 @@ import argparse
 import time
 from typing import Any
 
+from ground.config import Settings
 from swarmboot.cli import add_object
-from swarmboot.config import Settings
 
 COLUMNS = [
     ("name", "NAME"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from swarmboot.config import Settings
+from ground.config import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

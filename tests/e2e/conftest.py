@@ -4,7 +4,7 @@
 pack (the frozen agent built and checked, dracut with the swarmboot module): version 1 squashfs
 (overlay root), version 2 tar.zst (tmpfs root).
 
-`lab` is the virtual cluster (swarmboot/lab/lab.py): a network namespace with a bridge, the real
+`lab` is the virtual cluster (lab/lab.py): a network namespace with a bridge, the real
 `swarmboot serve` listening on it with dnsmasq (DHCP + PXE), and this inventory, made with the CLI:
 
     network lab 10.77.0.0/24 (nodes .10-.99, pool .100-.199)
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from swarmboot.config import Settings
-from swarmboot.lab.lab import LAB_CONSOLE, Lab, LabSpec, make_ssh_key
-from swarmboot.lab.vm import OVMF_CODE, mac_for
+from ground.config import Settings
+from lab.lab import LAB_CONSOLE, Lab, LabSpec, make_ssh_key
+from lab.vm import OVMF_CODE, mac_for
 from tests.helpers.e2e import DEAD_SERVER_ARGS, FIGURES, GROUP_ARGS, IMAGE, NODES, E2EImages, E2ELab
 
 
@@ -55,7 +55,7 @@ def e2e_images(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[E2EImages]:
     _require_lab_tools()
-    from bootagent.freeze import read_info
+    from builder.agent_bundle import read_info
     from builder.pack import pack
     from builder.treeops import remove_tree
 

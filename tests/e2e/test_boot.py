@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from swarmboot.lab.lab import ssh_argv
-from swarmboot.lab.timeline import BootSummary, kernel_clock, timeline_line
+from lab.lab import ssh_argv
+from lab.timeline import BootSummary, kernel_clock, timeline_line
 from tests.helpers.e2e import DEAD_SERVER_ARGS, FIGURES, IMAGE, E2EImages, E2ELab
 
 # The tests' own deadlines (BOOT_TIMEOUT, the console waits) come first, so a failure shows the

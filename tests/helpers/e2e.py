@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.store import Manifest
-from swarmboot.config import Settings
-from swarmboot.lab.lab import Lab
-from swarmboot.lab.vm import Firmware, mac_for
+from ground.config import Settings
+from ground.store import Manifest
+from lab.lab import Lab
+from lab.vm import Firmware, mac_for
 
 FIGURES: list[str] = []
 IMAGE = "e2e"

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from swarmboot import run as runmod
-from swarmboot.errors import MissingToolError
+from ground import run as runmod
+from ground.errors import MissingToolError
 
 
 def pg_bin(name: str) -> str:

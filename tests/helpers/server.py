@@ -23,7 +23,7 @@ from typing import Any
 
 import requests
 
-from swarmboot import run as runmod
+from ground import run as runmod
 
 URL_LINE = re.compile(r"swarmboot: serving on (http://\S+)")
 

@@ -22,8 +22,9 @@ from bootagent.download import sha256_file
 from bootagent.main import boot, make_context
 from bootagent.network import default_route, list_nics
 from bootagent.rescue import Rescue
-from builder.torrent import for_serving, make_torrent
-from swarmboot.run import output, run
+from builder.torrent import make_torrent
+from ground.run import output, run
+from server.catalog import for_serving
 
 pytestmark = pytest.mark.root
 
@@ -139,7 +140,8 @@ def test_overlay_boot_end_to_end(booted: tuple[Path, LoopbackServer]) -> None:
     tmp, server = booted
     image = tmp / "src/image.squashfs"
     image.parent.mkdir()
-    run(["mksquashfs", str(image_tree(tmp / "tree")), str(image), "-comp", "zstd", "-noappend", "-quiet"])
+    run(["mksquashfs", str(image_tree(tmp / "tree")), str(image), "-comp", "zstd", "-noappend", "-quiet"],
+        timeout=600)
     plan = plan_for(server, "squashfs", image, "overlay")
     mac = host_mac()
     ctx, rescue = agent(tmp, server, f"root=swarmboot swarmboot.server={server.url} swarmboot.mac={mac}")
@@ -148,7 +150,7 @@ def test_overlay_boot_end_to_end(booted: tuple[Path, LoopbackServer]) -> None:
     assert rescue.stops == []
     sysroot = tmp / "sysroot"
     # the root: the overlay over the squashfs on a loop device, the image file kept for seeding
-    assert output(["findmnt", "-n", "-o", "FSTYPE", str(sysroot)]) == "overlay"
+    assert output(["findmnt", "-n", "-o", "FSTYPE", str(sysroot)], timeout=60) == "overlay"
     assert (sysroot / "root/payload.bin").read_bytes() == (tmp / "tree/root/payload.bin").read_bytes()
     assert sha256_file(tmp / "run/image/image.squashfs") == plan["image"]["sha256"]
     # the plan fetched by MAC, the scripts with their environment, the node files
@@ -195,12 +197,12 @@ def test_tmpfs_boot_end_to_end(booted: tuple[Path, LoopbackServer]) -> None:
     image.parent.mkdir()
     run(
         ["tar", "--zstd", "-c", "--numeric-owner", "-f", str(image), "-C", str(image_tree(tmp / "tree")), "."]
-    )
+    , timeout=600)
     plan_for(server, "tar.zst", image, "tmpfs", torrent={"seed_until_switch_root": False})
     ctx, rescue = agent(tmp, server, f"root=swarmboot swarmboot.server={server.url} swarmboot.node=n1")
     assert boot(ctx) == 0, ctx.paths.log_file.read_text()  # the web seed alone serves it
     assert rescue.stops == [] and ctx.seeder_pid is None
-    assert output(["findmnt", "-n", "-o", "FSTYPE", str(tmp / "sysroot")]) == "tmpfs"
+    assert output(["findmnt", "-n", "-o", "FSTYPE", str(tmp / "sysroot")], timeout=60) == "tmpfs"
     assert (tmp / "sysroot/root/payload.bin").stat().st_size == 6 << 20
     assert (tmp / "run/cleanup-files").read_text().strip() == str(tmp / "run/image/image.tar.zst")
     assert server.served_bytes >= image.stat().st_size

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bootagent import elf
-from bootagent.errors import GlibcTooOld
-from bootagent.freeze import NAME, check_image, read_info
+from builder import elf
+from builder.agent_bundle import NAME, GlibcTooOld, check_image, read_info
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,8 @@ from test_agent_support import http_server, make_image, seeder
 
 from bootagent.download import ImageDownload, sha256_file
 from bootagent.errors import DownloadStalled, ImageHashMismatch
-from builder.torrent import for_serving, make_torrent
+from builder.torrent import make_torrent
+from server.catalog import for_serving
 
 MiB = 1 << 20
 

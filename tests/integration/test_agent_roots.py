@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from bootagent.errors import RootError
-from bootagent.plan import RootSpec
 from bootagent.roots import RootMode, build_root
-from swarmboot.run import output, run
+from ground.contract.plan import RootSpec
+from ground.run import output, run
 
 pytestmark = pytest.mark.root
 
@@ -21,7 +21,7 @@ def mounted(path: Path) -> bool:
 
 
 def loops_of(image: Path) -> list[str]:
-    return [line for line in output(["losetup", "-a"]).splitlines() if str(image) in line]
+    return [line for line in output(["losetup", "-a"], timeout=60).splitlines() if str(image) in line]
 
 
 @pytest.fixture
@@ -53,8 +53,8 @@ def test_overlay_mounts_squashfs_under_a_tmpfs_upper_and_unmounts(tree: Path, tm
     stack = build_root(RootSpec(mode="overlay", tmpfs_size="64m"), image, "squashfs", sysroot, mnt)
     try:
         assert mounted(sysroot) and mounted(mnt / "lower") and mounted(mnt / "rw")
-        assert output(["findmnt", "-n", "-o", "FSTYPE", str(sysroot)]) == "overlay"
-        assert output(["findmnt", "-n", "-o", "FSTYPE", str(mnt / "lower")]) == "squashfs"
+        assert output(["findmnt", "-n", "-o", "FSTYPE", str(sysroot)], timeout=60) == "overlay"
+        assert output(["findmnt", "-n", "-o", "FSTYPE", str(mnt / "lower")], timeout=60) == "squashfs"
         assert len(loops_of(image)) == 1
         st = (sysroot / "home/alice/secret").stat()
         assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (1234, 2345, 0o640)
@@ -74,8 +74,8 @@ def test_tmpfs_unpacks_tar_zst_with_owners_and_modes(tree: Path, tmp_path: Path)
     sysroot = tmp_path / "sysroot"
     stack = build_root(RootSpec(mode="tmpfs", tmpfs_size="64m"), image, "tar.zst", sysroot, tmp_path / "mnt")
     try:
-        assert output(["findmnt", "-n", "-o", "FSTYPE,OPTIONS", str(sysroot)]).startswith("tmpfs")
-        assert "size=65536k" in output(["findmnt", "-n", "-o", "OPTIONS", str(sysroot)])
+        assert output(["findmnt", "-n", "-o", "FSTYPE,OPTIONS", str(sysroot)], timeout=60).startswith("tmpfs")
+        assert "size=65536k" in output(["findmnt", "-n", "-o", "OPTIONS", str(sysroot)], timeout=60)
         st = (sysroot / "home/alice/secret").stat()
         assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (1234, 2345, 0o640)
         assert (sysroot / "sbin/init").stat().st_mode & 0o777 == 0o755

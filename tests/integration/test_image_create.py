@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from builder.fingerprint import fingerprint
-from builder.store import ImageStore
-from swarmboot.config import Settings
+from ground.config import Settings
+from ground.store import ImageStore
 
 pytestmark = pytest.mark.root
 VENV_BIN = Path(sys.executable).parent

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from builder.kernel import image_kernel_version
-from builder.store import ImageStore, Manifest
 from builder.torrent import piece_size_for
 from builder.treeops import remove_tree
-from swarmboot.config import Settings
+from ground.config import Settings
+from ground.store import ImageStore, Manifest
 
 pytestmark = pytest.mark.root
 VENV_BIN = Path(sys.executable).parent

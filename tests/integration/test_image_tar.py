@@ -12,8 +12,8 @@ import pytest
 
 from builder.formats import TAR_EXTRACT_OPTIONS, parse_compression, write_squashfs, write_tar_zst
 from builder.pack import DiskSpaceError, pack
-from builder.store import ImageStore
-from swarmboot.config import Settings
+from ground.config import Settings
+from ground.store import ImageStore
 
 pytestmark = pytest.mark.root
 XATTRS = {"user.swarmboot": b"kept", "trusted.swarmboot": b"\x00binary\xff",

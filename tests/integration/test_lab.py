@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from swarmboot.lab.lab import Lab, LabSpec
-from swarmboot.lab.netns import NetLab
-from swarmboot.lab.nshttp import NamespaceHttp, NamespaceHttpError
-from swarmboot.run import output
+from ground.run import output
+from lab.lab import Lab, LabSpec
+from lab.netns import NetLab
+from lab.nshttp import NamespaceHttp, NamespaceHttpError
 
 pytestmark = pytest.mark.root
 
@@ -78,14 +78,14 @@ def test_the_lab_runs_the_server_with_dhcp_and_removes_everything_even_on_failur
         stats = lab.admin("stats")
         assert stats["server_url"] == "http://10.78.0.1:8080"
         assert stats["seeder"]["listen_port"] == 6880
-        inside = output(["ip", "netns", "pids", lab.namespace.name]).split()
+        inside = output(["ip", "netns", "pids", lab.namespace.name], timeout=60).split()
         assert "dnsmasq" in {_comm(pid) for pid in inside}, inside
         conf = (spec.home / "dnsmasq/dnsmasq.conf").read_text()
         assert "interface=br0" in conf and "dhcp-boot=tag:ipxe,http://10.78.0.1:8080/boot/start.ipxe" in conf
-        qdisc = lab.namespace.run(["tc", "qdisc", "show", "dev", "br0"]).stdout
+        qdisc = lab.namespace.run(["tc", "qdisc", "show", "dev", "br0"], timeout=60).stdout
         assert "tbf" in qdisc and "50Mbit" in qdisc
         lab.set_server_rate("")
-        assert "tbf" not in lab.namespace.run(["tc", "qdisc", "show", "dev", "br0"]).stdout
+        assert "tbf" not in lab.namespace.run(["tc", "qdisc", "show", "dev", "br0"], timeout=60).stdout
         server, tag = lab.server, lab.netlab.tag
         assert any(n.startswith(tag) for n in _namespaces())
         raise RuntimeError("the test fails here")

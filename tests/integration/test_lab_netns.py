@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from swarmboot.errors import SwarmbootError
-from swarmboot.lab.netns import NetLab, parse_rate
+from ground.errors import SwarmbootError
+from lab.netns import NetLab, parse_rate
 
 pytestmark = pytest.mark.root
 
@@ -35,9 +35,9 @@ def test_two_namespaces_talk_over_a_bridge_and_everything_is_removed() -> None:
         lab.address(a, "eth0", "10.88.0.1/24")
         lab.address(b, "eth0", "10.88.0.2/24")
         lab.shape(a, "eth0", parse_rate("50mbit"))
-        ping = a.run(["ping", "-c", "1", "-W", "5", "10.88.0.2"], check=False)
+        ping = a.run(["ping", "-c", "1", "-W", "5", "10.88.0.2"], check=False, timeout=60)
         assert ping.returncode == 0, ping.stdout + ping.stderr
-        qdisc = a.run(["tc", "qdisc", "show", "dev", "eth0"]).stdout
+        qdisc = a.run(["tc", "qdisc", "show", "dev", "eth0"], timeout=60).stdout
         assert "tbf" in qdisc and "50Mbit" in qdisc
         created = _namespaces() - before
         assert len(created) == 3
@@ -75,6 +75,6 @@ def test_interface_names_are_checked() -> None:
         ns = lab.namespace("n")
         with pytest.raises(SwarmbootError):
             lab.bridge(ns, "a-name-that-is-too-long")
-        links = ns.run(["ip", "-o", "link", "show"]).stdout
+        links = ns.run(["ip", "-o", "link", "show"], timeout=60).stdout
         assert "a-name-that" not in links
     assert _namespaces() == before

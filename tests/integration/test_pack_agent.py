@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bootagent.errors import GlibcTooOld
+from builder.agent_bundle import GlibcTooOld
 from builder.pack import pack
-from builder.store import ImageStore
-from swarmboot.config import Settings
+from ground.config import Settings
+from ground.store import ImageStore
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from swarmboot import run as runmod
+from ground import run as runmod
+from ground.config import Settings
 from swarmboot.cli import main
-from swarmboot.config import Settings
 
 
 def ok(capsys: pytest.CaptureFixture[str], *args: str) -> str:

@@ -16,12 +16,12 @@ import libtorrent as lt
 import pytest
 import requests
 
-from bootagent.plan import BootPlan
-from builder.store import Manifest
+from ground.config import Settings
+from ground.contract.plan import BootPlan
+from ground.store import Manifest
+from lab.packed import make_version
 from server.inventory import crud
 from server.inventory.db import Database
-from swarmboot.config import Settings
-from swarmboot.lab.packed import make_version
 from tests.helpers.server import ServerProcess, cli, running_server
 
 MAC = "52:54:00:00:00:01"

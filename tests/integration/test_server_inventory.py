@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import yaml
 
 from swarmboot.cli import main
 
@@ -191,7 +192,8 @@ def test_objects_ranges_and_allocation(capsys: pytest.CaptureFixture[str], tmp_p
             2,
             "overlap",
         ),
-        (("group", "add", "g2", "--image", "x", "--root", "nfs"), 2, "needs nfs_export"),
+        (("group", "add", "g2", "--image", "x", "--root", "nfs"), 2, "is not implemented in this swarmboot"),
+        (("group", "add", "g2", "--image", "x", "--root", "ramdisk"), 2, "invalid root mode 'ramdisk'"),
         (("group", "add", "g2", "--image", "Bad/Name"), 2, "invalid image name"),
         (("group", "add", "g2", "--image", "x", "--ssh-key", "not-a-key"), 2, "not an SSH public key"),
         (("group", "rm", "compute"), 1, "in use by 128 node(s)"),
@@ -282,14 +284,19 @@ def test_models_match_the_migrations(tmp_path: Path) -> None:
     assert diff == []
 
 
-def test_a_root_mode_the_agent_lacks_is_saved_with_a_warning(
+def test_a_root_mode_no_agent_can_boot_is_refused_by_cli_and_import(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     populate(capsys, tmp_path)
-    code, _out, err = sb(capsys, "group", "add", "g3", "--image", "x", "--root", "nfs", "--nfs-export",
-                         "10.1.0.1:/srv/x")
-    assert code == 0
-    assert "no root mode 'nfs' yet" in err and "overlay" in err and "rescue shell" in err
-    code, _out, err = sb(capsys, "group", "set", "g3", "--root", "tmpfs")
-    assert code == 0 and "warning" not in err
-    assert json.loads(ok(capsys, "group", "show", "g3", "--json"))["root"]["mode"] == "tmpfs"
+    code, _out, err = sb(capsys, "group", "add", "g3", "--image", "x", "--root", "disk", "--disk", "/dev/sda")
+    assert code == 2
+    assert "root mode 'disk'" in err and "not implemented" in err and "overlay, tmpfs" in err
+    assert sb(capsys, "group", "show", "g3")[0] != 0, "nothing was saved"
+    before = ok(capsys, "inventory", "export", "-")
+    exported = yaml.safe_load(before)
+    exported["groups"][0]["root"] = {"mode": "nfs"}
+    doc = tmp_path / "with-nfs.yaml"
+    doc.write_text(yaml.safe_dump(exported))
+    code, _out, err = sb(capsys, "inventory", "import", str(doc), "--replace")
+    assert code == 2 and "root mode 'nfs'" in err and "not implemented" in err
+    assert ok(capsys, "inventory", "export", "-") == before

@@ -13,11 +13,11 @@ import pytest
 import requests
 from sqlalchemy import inspect
 
-from bootagent.plan import BootPlan
+from ground.config import Settings
+from ground.contract.plan import BootPlan
+from lab.packed import make_version
 from server.inventory.db import Database, current_revision
 from swarmboot.cli import main
-from swarmboot.config import Settings
-from swarmboot.lab.packed import make_version
 from tests.helpers.postgres import PostgresServer, postgres_server
 from tests.helpers.server import running_server
 

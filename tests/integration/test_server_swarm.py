@@ -15,10 +15,10 @@ import pytest
 import requests
 
 from bootagent.lan_tuning import session_settings
-from builder.store import Manifest
-from swarmboot import run as runmod
-from swarmboot.config import Settings
-from swarmboot.lab.packed import make_version
+from ground import run as runmod
+from ground.config import Settings
+from ground.store import Manifest
+from lab.packed import make_version
 from tests.helpers.server import ServerProcess, running_server
 
 CLIENTS = 8

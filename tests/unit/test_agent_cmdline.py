@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bootagent.cmdline import AgentArgs, parse_cmdline, read_cmdline
-from bootagent.errors import CmdlineError
+from ground.contract.cmdline import AgentArgs, CmdlineError, boot_arguments, parse_cmdline, read_cmdline
 
 GOOD = (
     "BOOT_IMAGE=vmlinuz root=swarmboot ip=dhcp rd.neednet=1 console=ttyS0,115200 "
@@ -54,10 +53,10 @@ def test_flags_and_timeouts() -> None:
         ("swarmboot.server=http://x swarmboot.node=n1 swarmboot.service=maybe", "must be 1 or 0"),
         ("swarmboot.server=http://x swarmboot.node=n1 swarmboot.plan_timeout=soon", "number of seconds"),
         ("swarmboot.server=http://x swarmboot.node=n1 swarmboot.plan_timeout=-1", "between 0 and 86400"),
-        (
-            "swarmboot.server=http://x swarmboot.node=n1 swarmboot.nod=n2",
-            "unknown kernel argument 'swarmboot.nod'",
-        ),
+        ("swarmboot.server=http://[ swarmboot.node=n1", "'http://[' is not a valid URL"),
+        ("swarmboot.server=http://x:port swarmboot.node=n1", "is not a valid URL"),
+        ("swarmboot.server=http:// swarmboot.node=n1", "not an http:// or https:// URL"),
+        ("swarmboot.server=http://x swarmboot.node=n1 swarmboot.rescue_timeout=nan", "between 0 and 86400"),
     ],
 )
 def test_bad_arguments_are_named(text: str, complaint: str) -> None:
@@ -65,6 +64,26 @@ def test_bad_arguments_are_named(text: str, complaint: str) -> None:
         parse_cmdline(text)
     assert complaint in str(info.value)
     assert "kernel arguments" in info.value.hint
+
+
+def test_an_unknown_argument_is_a_warning_and_the_boot_goes_on() -> None:
+    args = parse_cmdline(
+        "swarmboot.server=http://x swarmboot.node=n1 swarmboot.nod=n2 swarmboot.token=abc swarmboot.nod=n3"
+    )
+    assert args.node == "n1"
+    assert len(args.warnings) == 2  # one per unknown key, however often it is given
+    assert "unknown kernel argument 'swarmboot.nod' ignored" in args.warnings[0]
+    assert "'swarmboot.token'" in args.warnings[1] and "server" in args.warnings[1]
+    assert parse_cmdline(GOOD).warnings == ()
+
+
+def test_the_server_renders_what_the_agent_parses() -> None:
+    rendered = " ".join(boot_arguments("http://10.0.0.1:8080", "n7", "52:54:00:00:00:07", service=True))
+    args = parse_cmdline(rendered + " ip=dhcp")
+    assert (args.servers, args.node, args.mac, args.service, args.root) == (
+        ("http://10.0.0.1:8080",), "n7", "52:54:00:00:00:07", True, "swarmboot"
+    )
+    assert args.warnings == ()
 
 
 def test_read_from_a_file_and_a_missing_file(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bootagent import elf
 from bootagent.libs import find_in_dirs
+from builder import elf
 
 
 def test_versions_needed_and_defined_on_the_host() -> None:

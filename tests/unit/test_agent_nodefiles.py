@@ -28,7 +28,7 @@ from bootagent.nodefiles import (
     render_report_script,
     write_node_files,
 )
-from bootagent.plan import BootPlan
+from ground.contract.plan import BootPlan
 
 STATIC = NetIface("eth0", "52:54:00:00:00:01", "10.0.0.5/24", "10.0.0.1", ("10.0.0.2", "10.0.0.3"), 9000)
 DHCP = NetIface("eth1", "52:54:00:00:00:02")

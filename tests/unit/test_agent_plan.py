@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bootagent.plan import BootPlan, PlanError
+from ground.contract.plan import BootPlan, PlanError
 
 
 def minimal() -> dict[str, Any]:

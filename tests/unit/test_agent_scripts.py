@@ -11,9 +11,9 @@ import pytest
 from bootagent.context import BootContext, Console, Paths
 from bootagent.errors import ScriptError
 from bootagent.network import BootInterface
-from bootagent.plan import BootPlan
 from bootagent.rescue import Rescue
 from bootagent.scripts import run_script
+from ground.contract.plan import BootPlan
 
 
 def context(tmp_path: Path, scripts: dict[str, Any]) -> tuple[BootContext, io.StringIO]:
@@ -77,8 +77,15 @@ def test_a_failing_command_inside_stops_the_script(tmp_path: Path) -> None:
 def test_a_shebang_picks_the_interpreter_and_a_timeout_is_bounded(tmp_path: Path) -> None:
     ctx, _ = context(tmp_path, {"pre": "#!/bin/sh\necho $0\n", "post": "sleep 30\n", "timeout": 1})
     assert run_script(ctx, "pre").strip().endswith("pre.sh")
-    with pytest.raises(ScriptError, match="ran longer than 1 s"):
+    with pytest.raises(ScriptError, match="ran longer than 1 s and was stopped"):
         run_script(ctx, "post")
+
+
+def test_a_script_killed_by_a_signal_says_so(tmp_path: Path) -> None:
+    ctx, _ = context(tmp_path, {"post": "echo before\nkill -KILL $$\n"})
+    with pytest.raises(ScriptError, match="post script was killed by SIGKILL") as caught:
+        run_script(ctx, "post")
+    assert "before" in str(caught.value)
 
 
 def test_no_script_runs_nothing(tmp_path: Path) -> None:

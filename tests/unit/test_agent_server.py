@@ -94,7 +94,7 @@ def test_fails_over_from_a_dead_server_to_a_live_one(tmp_path: Path) -> None:
         assert used == live.url and plan.node.name == "n1"
         assert t.sleeps == []  # failover within the round, no waiting
         assert c.order[0] == live.url  # the working server goes first next time
-        assert live.hits == ["/api/v1/plan?mac=52%3A54%3A00%3A00%3A00%3A01&node=n1"]
+        assert live.hits == ["/api/v1/plan?mac=52%3A54%3A00%3A00%3A00%3A01&node=n1&plan_version=1.0"]
         assert "connection refused" in c.summary()
 
 

@@ -26,10 +26,11 @@ class RecordingRescue(Rescue):
 
     def __init__(self) -> None:
         self.stops: list[tuple[str, str]] = []
+        self.order: list[str] = []  # stages run and stops made, in order
 
     def stop(self, ctx: BootContext, kind: str, message: str) -> None:
         self.stops.append((kind, message))
-        ctx.facts.setdefault("order", []).append(f"rescue:{kind}")
+        self.order.append(f"rescue:{kind}")
 
 
 class Events(http.server.BaseHTTPRequestHandler):
@@ -72,7 +73,8 @@ def step(name: str, seconds: float = 0.0, fail_times: int = 0, error: Exception 
     calls = {"n": 0}
 
     def run(ctx: BootContext) -> dict[str, Any]:
-        ctx.facts.setdefault("order", []).append(name)
+        assert isinstance(ctx.rescue, RecordingRescue)
+        ctx.rescue.order.append(name)
         calls["n"] += 1
         time.sleep(seconds)
         if calls["n"] <= fail_times:
@@ -87,7 +89,7 @@ def test_stages_run_in_order_and_report_durations(tmp_path: Path, events: Any) -
     ctx, rescue = make(tmp_path, url)
     stages = (Stage("cmdline", stage_cmdline), step("network", 0.05), step("plan"), step("handover"))
     assert boot(ctx, stages) == 0
-    assert ctx.facts["order"] == ["network", "plan", "handover"] and rescue.stops == []
+    assert rescue.order == ["network", "plan", "handover"] and rescue.stops == []
     assert {p for p, _ in received} == {"/api/v1/nodes/n1/events"}
     pairs = [(e["stage"], e["status"]) for _, e in received]
     assert pairs == [(s, st) for s in ("cmdline", "network", "plan", "handover") for st in ("start", "done")]
@@ -100,7 +102,7 @@ def test_break_stops_before_the_stage_then_goes_on(tmp_path: Path, events: Any) 
     url, received = events
     ctx, rescue = make(tmp_path, url, "swarmboot.break=plan")
     assert boot(ctx, (Stage("cmdline", stage_cmdline), step("network"), step("plan"))) == 0
-    assert ctx.facts["order"] == ["network", "rescue:break", "plan"]
+    assert rescue.order == ["network", "rescue:break", "plan"]
     assert "stopped before stage 'plan'" in rescue.stops[0][1]
     assert [(e["stage"], e["status"]) for _, e in received if e["stage"] == "service"] == [
         ("service", "start"),
@@ -112,7 +114,7 @@ def test_a_failure_is_shown_reported_rescued_and_retried(tmp_path: Path, events:
     url, received = events
     ctx, rescue = make(tmp_path, url)
     assert boot(ctx, (Stage("cmdline", stage_cmdline), step("download", fail_times=1), step("root"))) == 0
-    assert ctx.facts["order"] == ["download", "rescue:failure", "download", "root"]
+    assert rescue.order == ["download", "rescue:failure", "download", "root"]
     kind, message = rescue.stops[0]
     assert kind == "failure"
     assert "stage 'download' failed (attempt 1 of 3): download broke" in message
@@ -137,14 +139,14 @@ def test_the_last_failure_gives_up(tmp_path: Path, events: Any) -> None:
     ctx, rescue = make(tmp_path, url)
     assert boot(ctx, (Stage("cmdline", stage_cmdline), step("plan", fail_times=99), step("root"))) == 1
     assert [k for k, _ in rescue.stops] == ["failure", "failure", "final"]
-    assert "root" not in ctx.facts["order"]
+    assert "root" not in rescue.order
 
 
 def test_a_bad_command_line_goes_to_rescue_without_a_server(tmp_path: Path) -> None:
     ctx, rescue = make(tmp_path, "not-a-url")
     assert boot(ctx, (Stage("cmdline", stage_cmdline), step("network"))) == 1
     assert "swarmboot.server: 'not-a-url' is not an http:// or https:// URL" in rescue.stops[0][1]
-    assert "network" not in ctx.facts.get("order", [])
+    assert "network" not in rescue.order
 
 
 def test_an_internal_error_is_rescued_too(tmp_path: Path, events: Any) -> None:
@@ -161,3 +163,17 @@ def test_service_mode_is_asked_by_the_command_line(tmp_path: Path, events: Any) 
     assert not service_requested(ctx)
     stage_cmdline(ctx)
     assert service_requested(ctx)
+
+
+def test_an_unknown_kernel_argument_is_shown_and_reported_and_the_boot_goes_on(
+    tmp_path: Path, events: Any
+) -> None:
+    url, sent = events
+    ctx, rescue = make(tmp_path, url, "swarmboot.from_a_newer_server=1")
+    assert boot(ctx, (Stage("cmdline", stage_cmdline), step("network"))) == 0
+    assert rescue.stops == [] and rescue.order == ["network"]
+    assert "warning: unknown kernel argument 'swarmboot.from_a_newer_server' ignored" in (
+        tmp_path / "console"
+    ).read_text()
+    done = [body for _, body in sent if body["stage"] == "cmdline" and body["status"] == "done"]
+    assert "swarmboot.from_a_newer_server" in done[0]["details"]["warnings"][0]

@@ -15,7 +15,7 @@ from builder.formats import (
     tar_zstd_env,
 )
 from builder.torrent import MiB, piece_size_for
-from swarmboot.errors import UsageError
+from ground.errors import UsageError
 
 
 @pytest.mark.parametrize(

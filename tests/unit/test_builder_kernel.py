@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from builder.kernel import image_kernel_version, kernel_versions, require_kernel
-from swarmboot.errors import NotFoundError
+from ground.errors import NotFoundError
 
 
 def add_kernel(root: Path, version: str, modules: bool = True) -> None:

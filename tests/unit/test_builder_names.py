@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from builder.packages import BASE_PACKAGES, check_package_names, image_packages
-from builder.store import check_name
-from swarmboot.errors import UsageError
+from ground.errors import UsageError
+from ground.store import check_name
 
 
 @pytest.mark.parametrize("name", ["base", "compute-2", "gpu_a100", "a", "v1.2", "x" * 63])

@@ -9,7 +9,7 @@ import pytest
 
 from builder.chroot import ChrootSpec, chroot_env, namespace_argv
 from builder.nsroot import UNAME_WRAPPER, parse_args, resolve_in_root
-from swarmboot.errors import SwarmbootError
+from ground.errors import SwarmbootError
 
 
 def test_resolve_in_root_follows_links_inside_the_image(tmp_path: Path) -> None:

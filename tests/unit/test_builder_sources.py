@@ -15,7 +15,7 @@ from builder.sources import (
     parse_one_line,
     render_sources_list,
 )
-from swarmboot.errors import ConfigError
+from ground.errors import ConfigError
 
 DEB822 = """\
 Types: deb deb-src

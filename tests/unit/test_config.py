@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from swarmboot.config import SETTINGS, Settings, field_names, load_settings
-from swarmboot.errors import ConfigError
+from ground.config import SETTINGS, Settings, field_names, load_settings
+from ground.errors import ConfigError
 
 
 def test_table_and_dataclass_agree() -> None:

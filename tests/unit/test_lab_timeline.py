@@ -1,9 +1,9 @@
-"""The lab's reading of a node's console and booted report (swarmboot/lab/timeline.py), on lines
+"""The lab's reading of a node's console and booted report (lab/timeline.py), on lines
 taken from a real PXE boot in the e2e lab."""
 
 from __future__ import annotations
 
-from swarmboot.lab.timeline import BootSummary, ConsoleTimeline, kernel_clock, timeline_line
+from lab.timeline import BootSummary, ConsoleTimeline, kernel_clock, timeline_line
 
 CONSOLE = """\
 SeaBIOS (version 1.16.2-debian-1.16.2-1)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from ground.errors import UsageError
 from server.events import EventError, parse
 from server.inventory import validate
-from swarmboot.errors import UsageError
 
 
 def test_ranges_expand_with_padding_and_lists() -> None:

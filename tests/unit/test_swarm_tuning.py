@@ -7,7 +7,7 @@ import pytest
 
 from bootagent.download import DEFAULT_PRIORITY, TOP_PRIORITY, host_address, stripe_priorities
 from bootagent.lan_tuning import NODE_REQUEST_QUEUE, session_settings
-from bootagent.plan import BootPlan
+from ground.contract.plan import BootPlan
 
 
 def test_each_piece_is_in_exactly_one_stripe() -> None:

@@ -47,18 +47,53 @@ class MissingToolError(SwarmbootError):
         self.package = package
 
 
+def _tail(text: str, lines: int = 25) -> str:
+    tail = "\n".join(text.strip().splitlines()[-lines:])
+    return "\n" + "\n".join("  | " + line for line in tail.splitlines()) if tail else ""
+
+
+def _outcome(returncode: int) -> str:
+    """'exit code 3', or 'killed by signal SIGKILL' for a negative return code."""
+    if returncode >= 0:
+        return f"failed with exit code {returncode}"
+    import signal
+
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    return f"was killed by {name}"
+
+
 class CommandError(SwarmbootError):
-    """An external command failed. The message shows the command (copy-pasteable) and its stderr."""
+    """An external command failed. The message shows the command (copy-pasteable) and its stderr;
+    `killed` is true when a signal ended it (`returncode` is then minus the signal number)."""
 
     def __init__(self, argv: list[str], returncode: int, stderr: str, stdout: str = "") -> None:
         import shlex
 
-        tail = "\n".join(stderr.strip().splitlines()[-25:])
-        message = f"command failed with exit code {returncode}: {shlex.join(argv)}"
-        if tail:
-            message += "\n" + "\n".join("  | " + line for line in tail.splitlines())
-        super().__init__(message)
+        super().__init__(f"command {_outcome(returncode)}: {shlex.join(argv)}" + _tail(stderr))
         self.argv = argv
         self.returncode = returncode
+        self.stderr = stderr
+        self.stdout = stdout
+
+    @property
+    def killed(self) -> bool:
+        return self.returncode < 0
+
+
+class CommandTimeout(CommandError):
+    """A command ran longer than its timeout and was stopped. `stdout`/`stderr` hold what it wrote
+    until then; `returncode` is what it ended with once stopped."""
+
+    def __init__(self, argv: list[str], timeout: float, stderr: str, stdout: str = "") -> None:
+        import shlex
+
+        message = f"command ran longer than {timeout:g} s and was stopped: {shlex.join(argv)}"
+        SwarmbootError.__init__(self, message + _tail(stderr or stdout))
+        self.argv = argv
+        self.timeout = timeout
+        self.returncode = -15
         self.stderr = stderr
         self.stdout = stdout

@@ -1,21 +1,26 @@
 """The one place that starts external processes.
 
 Rules (see docs/design.md): argv lists only, never a shell string; a minimal environment
-(LANG=C.UTF-8) unless the caller passes one; stdin closed unless input is given; the child is
-terminated and reaped on Ctrl-C or timeout; a failure raises CommandError showing the exact
-command and its stderr. Stdlib only: the frozen boot agent uses this module too.
+(LANG=C.UTF-8) unless the caller passes one; stdin closed unless input is given; every command
+has a timeout (a required argument); the child is terminated and reaped on Ctrl-C or timeout. A
+failure raises CommandError showing the exact command and its stderr; a timeout CommandTimeout,
+with the output collected until then; a child killed by a signal says which signal.
+Long-running children (`spawn`) are `Child` context managers that stop and reap them on exit.
+Stdlib only: the frozen boot agent uses this module too.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
+import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from swarmboot.errors import CommandError, MissingToolError, SwarmbootError
+from ground.errors import CommandError, CommandTimeout, MissingToolError, SwarmbootError
 
 # The Debian package that provides each external program we call, for "not installed" messages.
 TOOL_PACKAGES: dict[str, str] = {
@@ -80,17 +85,17 @@ def _argv(argv: Sequence[str | os.PathLike[str]]) -> list[str]:
 def run(
     argv: Sequence[str | os.PathLike[str]],
     *,
+    timeout: float,
     check: bool = True,
     capture: bool = True,
     input: str | bytes | None = None,
     env: Mapping[str, str] | None = None,
     extra_env: Mapping[str, str] | None = None,
     cwd: str | Path | None = None,
-    timeout: float | None = None,
     stdout: int | None = None,
     stderr: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command to completion and return its result (text mode).
+    """Run a command to completion, at most `timeout` seconds, and return its result (text mode).
 
     capture=True collects stdout and stderr; capture=False lets them through to ours (progress
     bars), in which case a failure's message cannot show stderr. `env` replaces the environment
@@ -120,7 +125,8 @@ def run(
         output, errors = proc.communicate(text_input, timeout=timeout)
     except subprocess.TimeoutExpired:
         stop(proc)
-        raise CommandError(args, -1, f"timed out after {timeout} s") from None
+        output, errors = _collected(proc)
+        raise CommandTimeout(args, timeout, errors, output) from None
     except BaseException:
         stop(proc)
         raise
@@ -130,9 +136,71 @@ def run(
     return result
 
 
-def output(argv: Sequence[str | os.PathLike[str]], **kwargs: object) -> str:
+def _collected(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """What a stopped child wrote before it was stopped (what `communicate` had read so far, and
+    the rest of its pipes). A grandchild still holding a pipe open cannot make this block long."""
+    try:
+        output, errors = proc.communicate(timeout=5)
+    except (subprocess.TimeoutExpired, ValueError, OSError):
+        return "", ""
+    return output or "", errors or ""
+
+
+def output(argv: Sequence[str | os.PathLike[str]], *, timeout: float, **kwargs: object) -> str:
     """Run a command and return its stdout, stripped."""
-    return run(argv, **kwargs).stdout.strip()  # type: ignore[arg-type]
+    return run(argv, timeout=timeout, **kwargs).stdout.strip()  # type: ignore[arg-type]
+
+
+class Child:
+    """A long-running child process (a server, a VM, a seeder). As a context manager it is
+    stopped and reaped on exit, whatever happens; `detach()` lets it outlive us on purpose."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self._detached = False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def args(self) -> list[str]:
+        return list(self.proc.args)  # type: ignore[arg-type]
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, grace: float = 5.0) -> int | None:
+        """SIGTERM (to its process group if it leads one), SIGKILL after `grace`, then reap."""
+        return stop(self.proc, grace)
+
+    def detach(self) -> int:
+        """Leave the child running when this object goes out of scope; return its PID."""
+        self._detached = True
+        return self.proc.pid
+
+    def __enter__(self) -> Child:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: types.TracebackType | None
+    ) -> None:
+        if not self._detached:
+            self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.proc.returncode is None else f"exited {self.proc.returncode}"
+        return f"Child(pid={self.proc.pid}, {shlex.join(self.args)!r}, {state})"
 
 
 def spawn(
@@ -144,24 +212,30 @@ def spawn(
     stdout: int | object | None = subprocess.DEVNULL,
     stderr: int | object | None = None,
     new_session: bool = True,
-) -> subprocess.Popen[bytes]:
-    """Start a long-running process (a server, a VM) and return it; pair with stop()."""
+) -> Child:
+    """Start a long-running process; use the returned Child as a context manager (or stop() it)."""
     args = _argv(argv)
     if os.sep not in args[0]:
         require_tool(args[0])
-    return subprocess.Popen(
-        args,
-        stdin=subprocess.DEVNULL,
-        stdout=stdout,  # type: ignore[arg-type]
-        stderr=stderr,  # type: ignore[arg-type]
-        env=dict(env) if env is not None else base_env(extra_env),
-        cwd=cwd,
-        start_new_session=new_session,
-    )
+    try:
+        proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,  # type: ignore[arg-type]
+            stderr=stderr,  # type: ignore[arg-type]
+            env=dict(env) if env is not None else base_env(extra_env),
+            cwd=cwd,
+            start_new_session=new_session,
+        )
+    except FileNotFoundError as exc:
+        raise MissingToolError(args[0], TOOL_PACKAGES.get(Path(args[0]).name, args[0])) from exc
+    return Child(proc)
 
 
-def stop(proc: subprocess.Popen, grace: float = 5.0) -> int | None:  # type: ignore[type-arg]
+def stop(proc: subprocess.Popen | Child, grace: float = 5.0) -> int | None:  # type: ignore[type-arg]
     """Terminate a process we started (by its PID, then its process group if it leads one), then reap it."""
+    if isinstance(proc, Child):
+        proc = proc.proc
     if proc.poll() is not None:
         return proc.returncode
     _signal(proc, signal.SIGTERM)

@@ -1,4 +1,4 @@
-"""`make demo` (`python -m swarmboot.lab.demo`): the whole job on one machine, as root.
+"""`make demo` (`python -m lab.demo`): the whole job on one machine, as root.
 
 1. builds a small Debian image with `swarmboot image create` and packs it (`swarmboot image pack`:
    the frozen boot agent goes into the initramfs), in a home of its own (default
@@ -24,11 +24,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from swarmboot import run as runmod
-from swarmboot.errors import SwarmbootError
-from swarmboot.lab.lab import LAB_CONSOLE, Lab, LabSpec, swarmboot_command
-from swarmboot.lab.timeline import BootSummary
-from swarmboot.lab.vm import OVMF_CODE, Firmware, mac_for, tcg_note
+from ground import run as runmod
+from ground.errors import SwarmbootError
+from lab.lab import LAB_CONSOLE, Lab, LabSpec, swarmboot_command
+from lab.timeline import BootSummary
+from lab.vm import OVMF_CODE, Firmware, mac_for, tcg_note
 
 DEFAULT_HOME = Path("/var/lib/swarmboot-demo")
 IMAGE = "demo"
@@ -49,7 +49,7 @@ def step(number: int, text: str) -> None:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m swarmboot.lab.demo", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m lab.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME,
                         help=f"the demo's SWARMBOOT_HOME (default {DEFAULT_HOME}); its image is reused")
@@ -133,7 +133,7 @@ class StatusView:
 
 
 def summary(lab: Lab, names: list[str], rows: dict[str, dict[str, Any]]) -> None:
-    from swarmboot.lab.timeline import kernel_clock
+    from lab.timeline import kernel_clock
 
     say(f"{'NODE':<9} {'FIRMWARE':<8} {'BOOTED':>8} {'IMAGE':>9} {'DOWNLOAD':>9} {'SWARM':>9} "
         f"{'WEB SEED':>9} {'SEEDED':>8} {'AGENT':>7} {'OWN':>6}")

@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from swarmboot.errors import SwarmbootError
+from ground.errors import SwarmbootError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from builder.manage import shell
-    from swarmboot.config import load_settings
+    from ground.config import load_settings
 
     try:
         shell(load_settings(), args.image, list(args.command))

@@ -35,14 +35,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from bootagent import elf
-from bootagent.errors import FreezeError, GlibcTooOld
-from bootagent.libs import LIB_DIRS
-from swarmboot.errors import CommandError
-from swarmboot.run import run
+from builder import elf
+from ground.contract.image import LIB_DIRS
+from ground.errors import CommandError, SwarmbootError
+from ground.run import run
 
 if TYPE_CHECKING:
-    from swarmboot.config import Settings
+    from ground.config import Settings
 
 NAME = "swarmboot-agent"
 BUNDLE_FORMAT = 2
@@ -93,9 +92,9 @@ EXCLUDES = (
     "server",
     "builder",
     "swarmboot.cli",
-    "swarmboot.config",
-    "swarmboot.lab",
-    "bootagent.freeze",
+    "ground.config",
+    "lab",
+    "builder.agent_bundle",
     "asyncio",
     "multiprocessing",
     "concurrent",
@@ -119,6 +118,14 @@ EXCLUDES = (
 # Libraries the image provides (the dracut module installs what `ldd` lists for the bundle's
 # binaries): not duplicated in the bundle. `check_image` makes sure the image has them.
 FROM_IMAGE = ("libstdc++.so", "libgcc_s.so", "libz.so", "libudev.so", "libssl.so", "libcrypto.so")
+
+
+class FreezeError(SwarmbootError):
+    """The agent bundle could not be built."""
+
+
+class GlibcTooOld(SwarmbootError):
+    """The image's C library is older than what the frozen agent needs."""
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from swarmboot.config import Settings
-from swarmboot.errors import ConflictError, NotFoundError, UsageError
+from ground.config import Settings
+from ground.errors import ConflictError, NotFoundError, UsageError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 MANIFEST_SCHEMA = 1

@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from swarmboot.errors import SwarmbootError
+from ground.errors import SwarmbootError
 
 CLONE_NEWNET = 0x40000000
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from swarmboot.errors import ConfigError
+from ground.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = Path("/etc/swarmboot/swarmboot.toml")
 DEFAULT_HOME = Path("/var/lib/swarmboot")

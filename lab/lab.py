@@ -31,13 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from swarmboot import run as runmod
-from swarmboot.config import Settings
-from swarmboot.errors import SwarmbootError
-from swarmboot.lab.netns import Namespace, NetLab, parse_rate
-from swarmboot.lab.nshttp import NamespaceHttp, NamespaceHttpError
-from swarmboot.lab.timeline import ConsoleTimeline
-from swarmboot.lab.vm import Firmware, Vm, VmSpec
+from ground import run as runmod
+from ground.config import Settings
+from ground.errors import SwarmbootError
+from lab.netns import Namespace, NetLab, parse_rate
+from lab.nshttp import NamespaceHttp, NamespaceHttpError
+from lab.timeline import ConsoleTimeline
+from lab.vm import Firmware, Vm, VmSpec
 
 BRIDGE = "br0"
 # The serial console last: it becomes /dev/console, where the agent and the rescue shell talk.
@@ -159,7 +159,7 @@ class Lab:
         if rate:
             self.netlab.shape(ns, BRIDGE, parse_rate(rate))
         else:
-            runmod.run(["tc", "-n", ns.name, "qdisc", "del", "dev", BRIDGE, "root"], check=False)
+            runmod.run(["tc", "-n", ns.name, "qdisc", "del", "dev", BRIDGE, "root"], check=False, timeout=60)
 
     # -- the inventory (through the CLI, as an administrator would) ---------------------------------
     def env(self) -> dict[str, str]:

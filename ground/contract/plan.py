@@ -1,29 +1,60 @@
 """The boot plan: the one contract between the server and the boot agent.
 
-The server answers `GET /api/v1/plan?mac=…` (or `?node=NAME`) with `BootPlan.to_dict()` as JSON;
-the agent turns that JSON back into a BootPlan with `BootPlan.from_dict()` and needs nothing else.
-The server imports this module; this module imports nothing from the server (stdlib only: it is
-frozen into the initramfs).
+The server answers `GET /api/v1/plan?mac=…&plan_version=MAJOR.MINOR` (or `?node=NAME…`) with
+`BootPlan.to_dict(minor)` as JSON; the agent turns that JSON back into a BootPlan with
+`BootPlan.from_dict()` and needs nothing else. Stdlib only: it is frozen into the initramfs.
 
-Compatibility rules:
-- `version` is PLAN_VERSION. The agent refuses a plan whose major version it does not know.
-- Unknown fields are ignored (a newer server may add fields).
+Versions and compatibility (as Ironic's agent negotiates its API version):
+- A plan version is MAJOR.MINOR. The document carries `version` (the major, an integer: what
+  every agent checks) and `minor`. PLAN_MAJOR.PLAN_MINOR is the newest this code speaks.
+- The agent sends the version it speaks (`plan_version=1.0`); an agent that sends none is an
+  agent from before negotiation, which speaks 1.0. The server renders for min(asked, its own):
+  fields added in a later minor (`since(N)` in their metadata) are left out, and a feature an
+  older agent lacks (a root mode of a later minor: ROOT_MODE_SINCE) is refused with a message
+  that says to re-pack the image.
+- The agent accepts any minor of its major and ignores unknown fields (a newer server may add
+  them); it refuses another major with a message naming both.
 - A missing required field, or a value of the wrong type, is a PlanError naming the field path.
-- Optional fields have defaults here; the server may leave them out.
+- Golden documents (tests/data/plan-v1.0-*.json) pin the wire format: changing a field means
+  changing them on purpose.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin
 
-PLAN_VERSION = 1
+from ground.contract.sets import ImageFormat, RootMode
 
-RootMode = Literal["overlay", "tmpfs", "nfs", "disk"]
-ImageFormat = Literal["squashfs", "tar.zst"]
+PLAN_MAJOR = 1
+PLAN_MINOR = 0
+LEGACY_VERSION = (1, 0)  # what an agent that does not say which version it speaks gets
+PLAN_VERSION = PLAN_MAJOR  # the `version` field: the major
+
+# The minor of the plan format in which each root mode appeared: an agent that speaks an older
+# minor cannot boot it (tests/unit/test_contract.py: every mode has an entry).
+ROOT_MODE_SINCE: dict[RootMode, int] = {RootMode.OVERLAY: 0, RootMode.TMPFS: 0}
+
+
+def since(minor: int) -> dict[str, int]:
+    """Field metadata: the field exists from plan version PLAN_MAJOR.minor on."""
+    return {"since": minor}
+
+
+def format_version(major: int = PLAN_MAJOR, minor: int = PLAN_MINOR) -> str:
+    return f"{major}.{minor}"
+
+
+def parse_version(text: str) -> tuple[int, int]:
+    """'1.3' -> (1, 3); '1' -> (1, 0). PlanError for anything else."""
+    major, dot, minor = text.strip().partition(".")
+    if not major.isdigit() or (dot and not minor.isdigit()) or len(text) > 16:
+        raise PlanError(f"plan version {text!r} is not MAJOR.MINOR (e.g. {format_version()})")
+    return int(major), int(minor or 0)
 
 
 class PlanError(ValueError):
@@ -67,26 +98,11 @@ class ImageRef:
 
 
 @dataclass(frozen=True)
-class Partition:
-    """One partition of a declarative disk layout (used by the `disk` root mode)."""
-
-    label: str
-    size: str  # "512MiB", "20GiB", or "rest"
-    fs: str = "ext4"  # ext4, xfs, vfat, swap, none
-    mountpoint: str = ""
-    keep: bool = False  # never reformat nor move this partition
-
-
-@dataclass(frozen=True)
 class RootSpec:
     """How the agent builds the root at /sysroot, with the mode's parameters."""
 
-    mode: RootMode = "overlay"
+    mode: RootMode = RootMode.OVERLAY
     tmpfs_size: str = "75%"  # size of the tmpfs (tmpfs mode) or of the overlay's upper layer
-    nfs_export: str = ""  # nfs mode: SERVER:/path of a read-only export of the unpacked image
-    disk: str = ""  # disk mode: the target device ("/dev/sda", or "auto": the first disk)
-    partitions: tuple[Partition, ...] = ()
-    keep_cache: bool = True  # disk mode: reuse an image copy cached on disk when its hash matches
 
 
 @dataclass(frozen=True)
@@ -133,10 +149,11 @@ class TorrentOptions:
 
 @dataclass(frozen=True)
 class BootPlan:
-    version: int
+    version: int  # the major version (PLAN_MAJOR)
     node: NodeInfo
     image: ImageRef
     reporting: Reporting
+    minor: int = 0  # the minor version the server rendered
     interfaces: tuple[Interface, ...] = ()
     root: RootSpec = field(default_factory=RootSpec)
     scripts: Scripts = field(default_factory=Scripts)
@@ -153,15 +170,19 @@ class BootPlan:
         version = data.get("version")
         if not isinstance(version, int) or isinstance(version, bool):
             raise PlanError("plan.version: required integer field is missing or not an integer")
-        if version != PLAN_VERSION:
+        if version != PLAN_MAJOR:
             raise PlanError(
-                f"plan.version is {version}, this agent understands version {PLAN_VERSION}: "
-                "rebuild the image's initramfs with the server's swarmboot version"
+                f"plan.version is {version}, this agent understands version {PLAN_MAJOR} "
+                f"({format_version()}): rebuild the image's initramfs with the server's swarmboot "
+                "version (swarmboot image pack)"
             )
         return _decode(cls, data, "plan")
 
-    def to_dict(self) -> dict[str, Any]:
-        return _encode(self)
+    def to_dict(self, minor: int = PLAN_MINOR) -> dict[str, Any]:
+        """The document for an agent that speaks PLAN_MAJOR.minor: later fields left out."""
+        document = _encode(self, minor)
+        document["minor"] = min(minor, PLAN_MINOR)
+        return document
 
 
 # --- a small typed decoder for frozen dataclasses (stdlib only) -------------------------------
@@ -180,6 +201,12 @@ def _decode(tp: Any, value: Any, path: str) -> Any:
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise PlanError(f"{path}.{f.name}: required field is missing")
         return tp(**kwargs)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            allowed = ", ".join(repr(m.value) for m in tp)
+            raise PlanError(f"{path}: {value!r} is not one of {allowed}") from None
     if origin is Literal:
         if value not in get_args(tp):
             allowed = ", ".join(repr(a) for a in get_args(tp))
@@ -211,9 +238,15 @@ def _decode(tp: Any, value: Any, path: str) -> Any:
     raise PlanError(f"{path}: must be {getattr(tp, '__name__', tp)}, not {type(value).__name__} {value!r}")
 
 
-def _encode(value: Any) -> Any:
+def _encode(value: Any, minor: int) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {
+            f.name: _encode(getattr(value, f.name), minor)
+            for f in dataclasses.fields(value)
+            if f.metadata.get("since", 0) <= minor
+        }
     if isinstance(value, tuple | list):
-        return [_encode(v) for v in value]
+        return [_encode(v, minor) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
     return value

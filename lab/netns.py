@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from swarmboot import run as runmod
-from swarmboot.errors import SwarmbootError
+from ground import run as runmod
+from ground.errors import SwarmbootError
 
 IFNAME_MAX = 15
 
@@ -35,11 +35,11 @@ class Namespace:
     ) -> subprocess.CompletedProcess[str]:
         return runmod.run(self.argv(argv), **kwargs)  # type: ignore[arg-type]
 
-    def spawn(self, argv: Sequence[str | os.PathLike[str]], **kwargs: object) -> subprocess.Popen[bytes]:
+    def spawn(self, argv: Sequence[str | os.PathLike[str]], **kwargs: object) -> runmod.Child:
         return runmod.spawn(self.argv(argv), **kwargs)  # type: ignore[arg-type]
 
     def ip(self, *args: str) -> None:
-        runmod.run(["ip", "-n", self.name, *args])
+        runmod.run(["ip", "-n", self.name, *args], timeout=60)
 
 
 @dataclass
@@ -78,7 +78,7 @@ class NetLab:
         ns = Namespace(f"{self.tag}-{suffix}")
         # Registered before the side effect: a half-made namespace is removed too.
         self.on_close(f"namespace {ns.name}", lambda: _delete_namespace(ns.name))
-        runmod.run(["ip", "netns", "add", ns.name])
+        runmod.run(["ip", "netns", "add", ns.name], timeout=60)
         ns.ip("link", "set", "lo", "up")
         return ns
 
@@ -87,10 +87,10 @@ class NetLab:
         for name in (a_if, b_if):
             _check_ifname(name)
         tmp_a, tmp_b = f"{self.tag}a{secrets.token_hex(2)}", f"{self.tag}b{secrets.token_hex(2)}"
-        runmod.run(["ip", "link", "add", tmp_a, "type", "veth", "peer", "name", tmp_b])
+        runmod.run(["ip", "link", "add", tmp_a, "type", "veth", "peer", "name", tmp_b], timeout=60)
         self.on_close(f"veth {tmp_a}", lambda: _delete_link(tmp_a))
-        runmod.run(["ip", "link", "set", tmp_a, "netns", a.name])
-        runmod.run(["ip", "link", "set", tmp_b, "netns", b.name])
+        runmod.run(["ip", "link", "set", tmp_a, "netns", a.name], timeout=60)
+        runmod.run(["ip", "link", "set", tmp_b, "netns", b.name], timeout=60)
         a.ip("link", "set", tmp_a, "name", a_if)
         b.ip("link", "set", tmp_b, "name", b_if)
         a.ip("link", "set", a_if, "up")
@@ -129,12 +129,12 @@ class NetLab:
         runmod.run(
             ["tc", "-n", ns.name, "qdisc", "replace", "dev", ifname, "root", "tbf",
              "rate", f"{rate_bit}bit", "burst", str(burst), "limit", str(limit)]
-        )
+        , timeout=60)
 
 
 def link_counters(ns: Namespace, ifname: str) -> dict[str, int]:
     """The interface's kernel counters (rx_bytes, tx_bytes, rx_packets, tx_packets, …, drops)."""
-    out = runmod.run(["ip", "-n", ns.name, "-s", "-j", "link", "show", "dev", ifname]).stdout
+    out = runmod.run(["ip", "-n", ns.name, "-s", "-j", "link", "show", "dev", ifname], timeout=60).stdout
     (link,) = json.loads(out)
     stats = link.get("stats64") or link.get("stats") or {}
     counters = {}
@@ -153,15 +153,15 @@ def _delete_namespace(name: str) -> None:
     if not Path(f"/run/netns/{name}").exists():
         return
     # Kill what still runs inside (only our own processes live in our namespaces).
-    pids = runmod.run(["ip", "netns", "pids", name], check=False).stdout.split()
+    pids = runmod.run(["ip", "netns", "pids", name], check=False, timeout=60).stdout.split()
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid), 9)
-    runmod.run(["ip", "netns", "delete", name])
+    runmod.run(["ip", "netns", "delete", name], timeout=60)
 
 
 def _delete_link(name: str) -> None:
-    runmod.run(["ip", "link", "delete", name], check=False)
+    runmod.run(["ip", "link", "delete", name], check=False, timeout=60)
 
 
 def parse_rate(text: str) -> int:

@@ -5,7 +5,7 @@ small real vmlinuz/initramfs.img files → `Manifest` written last to
 images/<name>/versions/<N>/manifest.json, then `current`. Nothing here boots; everything else is
 what a packed version really is, so the server, tracker, seeder and agent can be tested on it.
 
-    from swarmboot.lab.packed import make_version
+    from lab.packed import make_version
     manifest = make_version(settings.images_dir, "compute", 1, size=8 * 2**20)
 """
 
@@ -17,9 +17,9 @@ import json
 import random
 from pathlib import Path
 
-from builder.store import FileEntry, Manifest, write_atomic
 from builder.torrent import make_torrent
-from swarmboot import run as runmod
+from ground import run as runmod
+from ground.store import FileEntry, Manifest, write_atomic
 
 MiB = 1024 * 1024
 

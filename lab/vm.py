@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from swarmboot import run as runmod
-from swarmboot.errors import SwarmbootError
-from swarmboot.lab.netns import Namespace
+from ground import run as runmod
+from ground.errors import SwarmbootError
+from lab.netns import Namespace
 
 Firmware = Literal["bios", "uefi"]
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")

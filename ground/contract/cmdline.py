@@ -1,0 +1,185 @@
+"""The kernel command line: the agent's contract with the iPXE scripts the server renders.
+
+    root=swarmboot swarmboot.server=URL[,URL…] swarmboot.node=NAME swarmboot.mac=MAC
+    [swarmboot.service=1] [swarmboot.break=STAGE] [swarmboot.debug=1]
+    [swarmboot.plan_timeout=SECONDS] [swarmboot.rescue_timeout=SECONDS]
+
+`ARGUMENTS` is the one list of the agent's arguments: the server renders with `boot_arguments()`,
+the agent parses with `parse_cmdline()` (called from the agent's main, never at import).
+
+Forward compatible: a deployed initramfs lives for months while the server is upgraded, so an
+argument a newer server adds must not strand it. An unknown `swarmboot.*` argument is a warning
+(`AgentArgs.warnings`: shown on the console and sent in the cmdline stage's report) and the boot
+goes on; a bad value of a known argument is a CmdlineError that names it. Other kernel arguments
+are left alone. A later argument wins over an earlier one, like the kernel's own parameters.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ground.contract.sets import BREAKABLE
+from ground.errors import SwarmbootError
+
+PREFIX = "swarmboot."
+MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+NODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+MAX_SECONDS = 86400.0
+HINT = "fix the node's kernel arguments (the group's kernel_args, or the iPXE script) and reboot"
+
+
+class CmdlineError(SwarmbootError):
+    """A swarmboot.* kernel argument is missing or has a bad value."""
+
+
+@dataclass(frozen=True)
+class Argument:
+    name: str  # after "swarmboot."
+    value: str  # what it takes, for messages and docs
+    help: str
+
+
+ARGUMENTS: tuple[Argument, ...] = (
+    Argument("server", "URL[,URL…]", "the servers, tried in turn (failover, jittered backoff)"),
+    Argument("node", "NAME", "the node's name (this or mac is required)"),
+    Argument("mac", "MAC", "the boot NIC's MAC; also who the node is"),
+    Argument("service", "1|0", "stop in the initramfs with a shell and SSH"),
+    Argument("break", "STAGE", "stop the same way before STAGE"),
+    Argument("debug", "1|0", "debug messages on the console too"),
+    Argument("plan_timeout", "SECONDS", "how long to keep asking for the boot plan (default 300)"),
+    Argument("rescue_timeout", "SECONDS", "how long a rescue or service shell waits (default 3600)"),
+)
+KNOWN = frozenset(a.name for a in ARGUMENTS)
+
+
+@dataclass(frozen=True)
+class AgentArgs:
+    servers: tuple[str, ...]
+    node: str = ""
+    mac: str = ""
+    service: bool = False
+    break_at: str = ""
+    debug: bool = False
+    plan_timeout: float = 300.0
+    rescue_timeout: float = 3600.0
+    root: str = ""
+    warnings: tuple[str, ...] = ()  # unknown swarmboot.* arguments, ignored
+
+
+def boot_arguments(server_url: str, node: str, mac: str, *, service: bool = False) -> list[str]:
+    """What the server's iPXE script puts on the kernel command line for the agent."""
+    args = ["root=swarmboot", f"{PREFIX}server={server_url}"]
+    if node:
+        args.append(f"{PREFIX}node={node}")
+    args.append(f"{PREFIX}mac={mac}")
+    if service:
+        args.append(f"{PREFIX}service=1")
+    return args
+
+
+def read_cmdline(path: Path) -> AgentArgs:
+    """Read and parse the kernel command line file (normally /proc/cmdline)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        raise CmdlineError(f"cannot read the kernel command line {path}: {exc}", HINT) from exc
+    return parse_cmdline(text)
+
+
+def _split(text: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return text.split()
+
+
+def _bool(key: str, value: str) -> bool:
+    if value in ("", "1", "yes", "true", "on"):
+        return True
+    if value in ("0", "no", "false", "off"):
+        return False
+    raise CmdlineError(f"{PREFIX}{key}={value!r}: must be 1 or 0", HINT)
+
+
+def _seconds(key: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise CmdlineError(f"{PREFIX}{key}={value!r}: must be a number of seconds", HINT) from None
+    if not 0 < seconds <= MAX_SECONDS:  # also refuses nan and inf
+        raise CmdlineError(f"{PREFIX}{key}={value!r}: must be between 0 and 86400 seconds", HINT)
+    return seconds
+
+
+def _server(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise CmdlineError(f"{PREFIX}server: {url!r} is not a valid URL ({exc})", HINT) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CmdlineError(f"{PREFIX}server: {url!r} is not an http:// or https:// URL", HINT)
+    return url.rstrip("/")
+
+
+def parse_cmdline(text: str) -> AgentArgs:
+    """Parse the swarmboot arguments out of a kernel command line; CmdlineError if one is bad."""
+    values: dict[str, str] = {}
+    unknown: list[str] = []
+    root = ""
+    for token in _split(text):
+        key, _, value = token.partition("=")
+        if key == "root":
+            root = value
+        if not key.startswith(PREFIX):
+            continue
+        name = key[len(PREFIX) :]
+        if name in KNOWN:
+            values[name] = value
+        elif key not in unknown:
+            unknown.append(key)
+    warnings = tuple(
+        f"unknown kernel argument {key!r} ignored (a newer server's? this agent knows: "
+        + ", ".join(sorted(KNOWN))
+        + ")"
+        for key in unknown
+    )
+    if "server" not in values or not values["server"].strip(","):
+        raise CmdlineError(f"{PREFIX}server=URL is missing from the kernel command line", HINT)
+    servers = tuple(_server(u) for u in values["server"].split(",") if u)
+    node = values.get("node", "")
+    if node and not NODE_RE.fullmatch(node):
+        raise CmdlineError(f"{PREFIX}node={node!r} is not a valid node name", HINT)
+    mac = values.get("mac", "").lower().replace("-", ":")
+    if mac and not MAC_RE.fullmatch(mac):
+        raise CmdlineError(f"{PREFIX}mac={values['mac']!r} is not a MAC address (aa:bb:cc:dd:ee:ff)", HINT)
+    if not node and not mac:
+        raise CmdlineError(f"neither {PREFIX}node=NAME nor {PREFIX}mac=MAC is given", HINT)
+    break_at = values.get("break", "")
+    if break_at and break_at not in names_of_breakable():
+        raise CmdlineError(
+            f"{PREFIX}break={break_at!r} is not a stage", HINT + "; stages: " + " ".join(names_of_breakable())
+        )
+    return AgentArgs(
+        servers=servers,
+        node=node,
+        mac=mac,
+        service=_bool("service", values["service"]) if "service" in values else False,
+        break_at=break_at,
+        debug=_bool("debug", values["debug"]) if "debug" in values else False,
+        plan_timeout=_seconds("plan_timeout", values["plan_timeout"]) if "plan_timeout" in values else 300.0,
+        rescue_timeout=(
+            _seconds("rescue_timeout", values["rescue_timeout"]) if "rescue_timeout" in values else 3600.0
+        ),
+        root=root,
+        warnings=warnings,
+    )
+
+
+def names_of_breakable() -> tuple[str, ...]:
+    return tuple(s.value for s in BREAKABLE)
+
