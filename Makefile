@@ -29,6 +29,7 @@ test-unit: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 demo: setup
 	$(PY) -m lab.demo

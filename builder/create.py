@@ -12,7 +12,6 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import builder.steps  # noqa: F401  (registers the built-in hooks)
 from builder.bootstrap import pick_bootstrapper
 from builder.chroot import ChrootSpec
 from builder.dracut_module import repo_modules_dir
@@ -22,6 +21,7 @@ from builder.packages import BASE_PACKAGES, check_package_names, image_packages
 from builder.progress import Stages, say
 from builder.recipe import PHASES, Recipe
 from builder.sources import Mirrors, default_mirrors
+from builder.steps import BUILTIN_HOOKS
 from builder.treeops import clean_stale_staging, remove_tree, staging_path
 from ground import __version__
 from ground.config import Settings
@@ -107,7 +107,7 @@ def create_image(
             f"{len(ctx.packages)} packages requested")
         for phase in PHASES:
             with stages.stage(phase):
-                for hook in hooks_for_phase(phase, settings.hooks_dir, recipe):
+                for hook in hooks_for_phase(phase, settings.hooks_dir, recipe, BUILTIN_HOOKS):
                     say(f"  {hook.describe()}")
                     run_hook(hook, ctx)
         write_image_json(ctx)

@@ -18,8 +18,8 @@ fails stops the build: its name, exit code and output are shown and nothing is k
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,24 +68,17 @@ class Hook:
         return f"{self.phase}/{self.name} ({self.origin}, {where})"
 
 
-@dataclass
-class HookRegistry:
-    """The built-in hooks, registered by builder/steps.py."""
+@dataclass(frozen=True)
+class Builtin:
+    """A built-in hook: a Python function of builder/steps.py (its BUILTIN_HOOKS tuple)."""
 
-    builtins: dict[tuple[str, str], BuiltinFunction] = field(default_factory=dict)
+    phase: str
+    name: str
+    function: BuiltinFunction
 
-    def register(self, phase: str, name: str) -> Callable[[BuiltinFunction], BuiltinFunction]:
-        if phase not in PHASES:
-            raise ValueError(f"unknown phase {phase!r}")
-
-        def decorate(function: BuiltinFunction) -> BuiltinFunction:
-            self.builtins[(phase, name)] = function
-            return function
-
-        return decorate
-
-
-BUILTIN = HookRegistry()
+    def __post_init__(self) -> None:
+        if self.phase not in PHASES:
+            raise ValueError(f"built-in hook {self.name}: unknown phase {self.phase!r}")
 
 
 def site_hooks(hooks_dir: Path, phase: str) -> list[Hook]:
@@ -106,12 +99,14 @@ def recipe_hook_name(name: str) -> str:
     return name if name[:1].isdigit() else f"50-{name}"
 
 
-def hooks_for_phase(phase: str, hooks_dir: Path, recipe: Recipe | None) -> list[Hook]:
+def hooks_for_phase(
+    phase: str, hooks_dir: Path, recipe: Recipe | None, builtins: Sequence[Builtin]
+) -> list[Hook]:
     """Every hook of a phase, in the order they run."""
     by_name: dict[str, Hook] = {}
-    for (hook_phase, name), function in BUILTIN.builtins.items():
-        if hook_phase == phase:
-            by_name[name] = Hook(phase, name, "built-in", function=function)
+    for builtin in builtins:
+        if builtin.phase == phase:
+            by_name[builtin.name] = Hook(phase, builtin.name, "built-in", function=builtin.function)
     for hook in site_hooks(hooks_dir, phase):
         by_name[hook.name] = hook  # replaces a built-in of the same name
     if recipe is not None:

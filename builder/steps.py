@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from builder.bootstrap import DIVERT_DRACUT, bootstrap
 from builder.dracut_module import sync_modules
-from builder.hooks import BUILTIN
+from builder.hooks import Builtin
 from builder.sources import render_sources_list
 from ground.contract.image import AGENT_MOUNT_POINT
 from ground.run import run
@@ -35,13 +35,11 @@ DIVERTED_DRACUT = "/usr/bin/dracut.swarmboot-real"
 APT_TIMEOUT = 3600.0
 
 
-@BUILTIN.register("install", "10-bootstrap")
 def bootstrap_tree(ctx: BuildContext) -> None:
     bootstrap(ctx.bootstrapper, ctx.release, ctx.mirrors, ctx.rootfs, packages=ctx.packages,
               workdir=ctx.staging)
 
 
-@BUILTIN.register("packages", "10-sources")
 def write_sources(ctx: BuildContext) -> None:
     apt = ctx.rootfs / "etc/apt"
     (apt / "sources.list").write_text(render_sources_list(ctx.release, ctx.mirrors))
@@ -50,7 +48,6 @@ def write_sources(ctx: BuildContext) -> None:
         (apt / "sources.list.d" / name).unlink(missing_ok=True)
 
 
-@BUILTIN.register("packages", "20-divert-dracut")
 def divert_dracut(ctx: BuildContext) -> None:
     run([str(DIVERT_DRACUT), str(ctx.rootfs)], timeout=120)
 
@@ -63,7 +60,6 @@ def installed_packages(ctx: BuildContext) -> set[str]:
     return {line.split()[0] for line in out.splitlines() if line.endswith(" installed")}
 
 
-@BUILTIN.register("packages", "30-packages")
 def install_missing_packages(ctx: BuildContext) -> None:
     have = installed_packages(ctx)
     missing = [p for p in ctx.packages if p.split("=")[0].split("/")[0] not in have]
@@ -81,12 +77,10 @@ def install_missing_packages(ctx: BuildContext) -> None:
     )
 
 
-@BUILTIN.register("post-install", "10-dracut-modules")
 def install_dracut_modules(ctx: BuildContext) -> None:
     sync_modules(ctx.rootfs, ctx.dracut_modules)
 
 
-@BUILTIN.register("post-install", "20-files")
 def copy_recipe_files(ctx: BuildContext) -> None:
     if ctx.recipe is None:
         return
@@ -103,7 +97,6 @@ def copy_recipe_files(ctx: BuildContext) -> None:
             target.chmod(item.mode)
 
 
-@BUILTIN.register("configure", "10-policy-rc-d")
 def link_policy_rc_d(ctx: BuildContext) -> None:
     # Dangling outside lchroot (so inactive on nodes and in plain chroots); inside lchroot,
     # /run/lchroot is a tmpfs holding a policy that starts no daemon. Nothing is written to
@@ -113,7 +106,6 @@ def link_policy_rc_d(ctx: BuildContext) -> None:
         link.symlink_to(POLICY_LINK_TARGET)
 
 
-@BUILTIN.register("configure", "20-identity")
 def reset_identity(ctx: BuildContext) -> None:
     etc = ctx.rootfs / "etc"
     _write(etc / "machine-id", "")  # each node makes its own at first boot
@@ -132,12 +124,10 @@ def _write(path: Path, text: str) -> None:
     path.chmod(0o644)
 
 
-@BUILTIN.register("configure", "30-mount-points")
 def make_mount_points(ctx: BuildContext) -> None:
     (ctx.rootfs / AGENT_MOUNT_POINT).mkdir(parents=True, exist_ok=True)
 
 
-@BUILTIN.register("configure", "80-undivert-dracut")
 def undivert_dracut(ctx: BuildContext) -> None:
     root = ctx.rootfs
     listing = run(["chroot", str(root), "dpkg-divert", "--list", "/usr/bin/dracut"], timeout=60).stdout
@@ -151,7 +141,6 @@ def undivert_dracut(ctx: BuildContext) -> None:
     )
 
 
-@BUILTIN.register("configure", "90-clean")
 def clean_tree(ctx: BuildContext) -> None:
     root = ctx.rootfs
     run(["chroot", str(root), "apt-get", "clean"], timeout=300)
@@ -164,3 +153,19 @@ def clean_tree(ctx: BuildContext) -> None:
                 shutil.rmtree(path)
             else:
                 path.unlink()
+
+
+# The built-in hooks, by phase and name (site and recipe hooks of the same name replace them).
+BUILTIN_HOOKS: tuple[Builtin, ...] = (
+    Builtin("install", "10-bootstrap", bootstrap_tree),
+    Builtin("packages", "10-sources", write_sources),
+    Builtin("packages", "20-divert-dracut", divert_dracut),
+    Builtin("packages", "30-packages", install_missing_packages),
+    Builtin("post-install", "10-dracut-modules", install_dracut_modules),
+    Builtin("post-install", "20-files", copy_recipe_files),
+    Builtin("configure", "10-policy-rc-d", link_policy_rc_d),
+    Builtin("configure", "20-identity", reset_identity),
+    Builtin("configure", "30-mount-points", make_mount_points),
+    Builtin("configure", "80-undivert-dracut", undivert_dracut),
+    Builtin("configure", "90-clean", clean_tree),
+)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -16,10 +15,6 @@ def database(settings: Settings) -> Any:
     from server.inventory.db import Database
 
     return Database.from_settings(settings, pool_size=2)
-
-
-def add_json(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print JSON")
 
 
 def emit_json(data: Any) -> None:

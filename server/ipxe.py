@@ -1,6 +1,6 @@
 """iPXE scripts from the Jinja2 templates in ipxe/: start, per-node boot, unknown-machine menu.
 
-The kernel command line is the agent's contract (docs/design.md):
+The kernel command line is the agent's contract (ground/contract/cmdline.py, docs/design.md):
     root=swarmboot swarmboot.server=URL swarmboot.node=NAME swarmboot.mac=MAC [swarmboot.service=1]
     ip=dhcp rd.neednet=1 [console=…] [initrd=initramfs.img under EFI] <group args> <node args>
 """
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jinja2
 
+from ground.contract.cmdline import boot_arguments
 from server.catalog import Catalog, Version
 from server.inventory.models import Node
 
@@ -37,12 +38,7 @@ def platform_of(value: str | None) -> str:
 def cmdline(
     node: Node | None, version: Version, server_url: str, mac: str, *, platform: str, service: bool
 ) -> str:
-    args = ["root=swarmboot", f"swarmboot.server={server_url}"]
-    if node is not None:
-        args.append(f"swarmboot.node={node.name}")
-    args.append(f"swarmboot.mac={mac}")
-    if service:
-        args.append("swarmboot.service=1")
+    args = boot_arguments(server_url, node.name if node is not None else "", mac, service=service)
     args += ["ip=dhcp", "rd.neednet=1"]
     group_args = node.group.kernel_args if node is not None else ""
     node_args = node.kernel_args if node is not None else ""
@@ -114,6 +110,3 @@ def render_message(title: str, lines: list[str], mac: str, server_url: str, retr
         .render(title=title.replace("\n", " "), lines=safe, mac=mac, server_url=server_url, retry=retry)
     )
 
-
-def render_localboot(mac: str, platform: str) -> str:
-    return env().get_template("localboot.ipxe.j2").render(mac=mac, platform=platform)

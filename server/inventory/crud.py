@@ -78,16 +78,6 @@ NODE_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _new_row(kind: Kind, name: str) -> Any:
-    row = kind.model(name=validate.name(name, kind.name))
-    for column in kind.model.__table__.columns:
-        if column.default is not None and getattr(row, column.key) is None and not column.primary_key:
-            setattr(
-                row, column.key, column.default.arg() if callable(column.default.arg) else column.default.arg
-            )
-    return row
-
-
 def _fill_defaults(row: Any) -> None:
     for column in type(row).__table__.columns:
         if column.default is not None and getattr(row, column.key) is None:

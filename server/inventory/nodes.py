@@ -125,6 +125,12 @@ def set_macs(session: Session, row: Node, values: Any) -> None:
         values = [values]
     if not isinstance(values, list):
         raise UsageError(f"node {row.name}.macs: must be a list of MAC addresses")
+    if any(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise UsageError(
+            f"node {row.name}.macs: {values!r} holds a number, not a MAC address",
+            hint="quote MAC addresses in YAML (\"52:54:00:00:00:01\"): unquoted, YAML reads them "
+            "as base-60 numbers",
+        )
     macs = [validate.mac(_str(v, f"node {row.name}.macs")) for v in values]
     if len(set(macs)) != len(macs):
         raise UsageError(f"node {row.name}: a MAC address is given twice")

@@ -50,7 +50,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    from builder.agent_bundle import check_glibc, ensure_bundle
+    from builder.agent_bundle import check_image, ensure_bundle
 
-    print(check_glibc(ensure_bundle(settings), args.rootfs))
+    print(check_image(ensure_bundle(settings), args.rootfs))
     return 0

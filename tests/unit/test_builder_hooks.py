@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import builder.steps  # noqa: F401  (registers the built-in hooks)
 from builder.hooks import hooks_for_phase, recipe_hook_name
 from builder.recipe import PHASES, parse_recipe
+from builder.steps import BUILTIN_HOOKS
 
 
 def names(
     phase: str, hooks_dir: Path, recipe_text: str = "", base: Path | None = None
 ) -> list[tuple[str, str]]:
     recipe = parse_recipe(recipe_text, (base or hooks_dir) / "r.toml") if recipe_text else None
-    return [(h.name, h.origin) for h in hooks_for_phase(phase, hooks_dir, recipe)]
+    return [(h.name, h.origin) for h in hooks_for_phase(phase, hooks_dir, recipe, BUILTIN_HOOKS)]
 
 
 def test_every_phase_has_built_ins_in_name_order(tmp_path: Path) -> None:
@@ -34,7 +34,7 @@ def test_site_hook_replaces_built_in_of_same_name_and_adds_others(tmp_path: Path
         path = site / "install" / name
         path.write_text("#!/bin/sh\n")
         path.chmod(0o755 if executable else 0o644)
-    hooks = hooks_for_phase("install", site, None)
+    hooks = hooks_for_phase("install", site, None, BUILTIN_HOOKS)
     assert [(h.name, h.origin, h.chroot) for h in hooks] == [
         ("10-bootstrap", "site", False),
         ("20-extra", "site", True),
