@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 from ground import run as runmod  # noqa: E402
 from ground.config import Settings  # noqa: E402
 from lab.packed import make_version  # noqa: E402
+from lab.server_process import running_server  # noqa: E402
 from server.inventory import crud  # noqa: E402
 from server.inventory.db import Database  # noqa: E402
-from tests.helpers.server import running_server  # noqa: E402
 
 NODES = 1000
 GOALS = {"announce": 5000.0, "plan (cached)": 2000.0}
@@ -206,7 +206,8 @@ def main() -> int:
         results: dict[str, dict[str, float]] = {
             "baseline (bare ASGI)": baseline(work, args.seconds, args.connections)
         }
-        with running_server(home, SWARMBOOT_HOME=str(home), SWARMBOOT_LOG_LEVEL="warning") as srv:
+        env = {"SWARMBOOT_LOG_LEVEL": "warning", "SWARMBOOT_SEEDER_LISTEN": "127.0.0.1:0"}
+        with running_server(home, env=env) as srv:
             _warm_plans(srv.url)
             for name, lua in scripts.items():
                 path = work / (name.split()[0] + ".lua")

@@ -89,7 +89,7 @@ def run_phase(
     *,
     wait_idle_seconds: float = 0.0,
     topo: swarm_lab.Topology,
-    server: swarm_lab.Server,
+    server: swarm_lab.ServerProcess,
     work: Path,
     image: dict[str, Any],
     tmin: float,
@@ -106,7 +106,7 @@ def run_phase(
             print(f"  warning: the machine was {cpu_before:.0f} % busy before the {kind} run", flush=True)
         tx0 = topo.server_counters()["tx_bytes"]
         seeded0 = seeder_uploaded(server, image["info_hash"])
-        server_cpu0 = swarm_lab.process_cpu(server.proc.pid) if server.proc else 0.0
+        server_cpu0 = swarm_lab.process_cpu(server.child.pid)
         cpu.start()
         swarm_lab.go(drivers, work, kind)
         results = swarm_lab.wait_results(drivers, timeout)
@@ -114,7 +114,7 @@ def run_phase(
         cpu_split = {k: round(v, 1) for k, v in cpu.split.items()}
         tx = topo.server_counters()["tx_bytes"] - tx0
         seeded = seeder_uploaded(server, image["info_hash"]) - seeded0
-        server_cpu = (swarm_lab.process_cpu(server.proc.pid) if server.proc else 0.0) - server_cpu0
+        server_cpu = swarm_lab.process_cpu(server.child.pid) - server_cpu0
         errors = {i: r["error"] for i, r in results.items() if "error" in r}
         if errors:
             raise SwarmbootError(f"{kind}: nodes failed: {errors}")
@@ -137,7 +137,7 @@ def run_phase(
     return summary, {i: {**results[i], **final.get(i, {})} for i in results}
 
 
-def seeder_uploaded(server: swarm_lab.Server, info_hash: str) -> int:
+def seeder_uploaded(server: swarm_lab.ServerProcess, info_hash: str) -> int:
     """Payload bytes the server's seeder has sent for the torrent (its own counter)."""
     stats = server.admin("stats")
     return sum(t["uploaded"] for t in stats["seeder"]["torrents"] if t["info_hash"] == info_hash)
@@ -165,10 +165,10 @@ def bench_nodes(
         for run in range(1, args.runs + 1):
             rwork = work / f"n{n}-run{run}"
             rwork.mkdir(parents=True)
-            server = swarm_lab.Server(topo.server, home)
+            server_env = dict(kv.split("=", 1) for kv in args.server_env)
+            server = swarm_lab.start_server(topo.server, home, server_env)
             try:
-                server.start(extra_env=dict(kv.split("=", 1) for kv in args.server_env))
-                server.wait_seeding(image["info_hash"])
+                swarm_lab.wait_seeding(server, image["info_hash"])
                 swarm, detail = run_phase(
                     "swarm", topo=topo, server=server, work=rwork, image=image, tmin=tmin, extra=extra,
                     timeout=timeout, wait_idle_seconds=args.wait_idle,

@@ -17,7 +17,6 @@ import errno
 import ipaddress
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -27,15 +26,15 @@ from typing import Any
 
 from ground import run as runmod
 from ground.errors import SwarmbootError
-from lab.lab import swarmboot_command
+from lab import server_process
 from lab.netns import Namespace, NetLab, link_counters
+from lab.server_process import ServerProcess, swarmboot_command
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_IP = "10.77.0.1"
 HTTP_PORT = 8080
 SEEDER_PORT = 6880
 NODE_PORT = 6881
-URL_LINE = re.compile(r"swarmboot: serving on (http://\S+)")
 
 
 def node_ip(i: int) -> str:
@@ -99,94 +98,44 @@ class Topology:
         return [link_counters(ns, "eth0") for ns in self.node_ns]
 
 
-@dataclass
-class Server:
+def start_server(ns: Namespace, home: Path, extra_env: dict[str, str] | None = None) -> ServerProcess:
     """`swarmboot serve` in the server namespace, with its home (image store) in `home`."""
-
-    ns: Namespace
-    home: Path
-    proc: subprocess.Popen[bytes] | None = None
-    url: str = ""
-
-    def start(self, timeout: float = 60.0, extra_env: dict[str, str] | None = None) -> None:
-        log = (self.home / "serve.log").open("ab")
-        env = home_env(self.home, SWARMBOOT_SEEDER_LISTEN=f"{SERVER_IP}:{SEEDER_PORT}", **(extra_env or {}))
-        self.proc = self.ns.spawn(
-            [*swarmboot_command(), "serve", "--listen", f"{SERVER_IP}:{HTTP_PORT}"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        self.url = self._wait_url(timeout)
-
-    def _wait_url(self, timeout: float) -> str:
-        assert self.proc is not None
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise SwarmbootError(
-                    f"swarmboot serve exited ({self.proc.returncode}):\n{self.log()[-3000:]}"
-                )
-            match = URL_LINE.search(self.log())
-            if match:
-                return match.group(1)
-            time.sleep(0.1)
-        raise SwarmbootError(f"swarmboot serve did not start within {timeout} s:\n{self.log()[-3000:]}")
-
-    def log(self) -> str:
-        return (self.home / "serve.log").read_text(errors="replace")
-
-    def admin(self, path: str) -> Any:
-        """GET /api/v1/admin/PATH from inside the server namespace (the host cannot reach it)."""
-        token = (self.home / "admin.token").read_text().strip()
-        out = self.ns.run(
-            ["curl", "-sSf", "--max-time", "10", "-H", f"Authorization: Bearer {token}",
-             f"{self.url}/api/v1/admin/{path}"],
-            timeout=20,
-        ).stdout
-        return json.loads(out)
-
-    def wait_seeding(self, info_hash: str, timeout: float = 60.0) -> None:
-        """Until the seeder seeds the torrent and the tracker lists it: nodes find it at once."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            with contextlib.suppress(SwarmbootError, ValueError):
-                stats = self.admin("stats")
-                swarm = stats["tracker"]["swarms"].get(info_hash, {})
-                seeding = [t for t in stats["seeder"]["torrents"] if t["info_hash"] == info_hash]
-                if seeding and swarm.get("seeders", 0) >= 1:
-                    return
-            time.sleep(0.2)
-        raise SwarmbootError(f"the server's seeder did not announce {info_hash} within {timeout} s")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            runmod.stop(self.proc, grace=10)
-            self.proc = None
+    env = {"SWARMBOOT_SEEDER_LISTEN": f"{SERVER_IP}:{SEEDER_PORT}", **(extra_env or {})}
+    return server_process.start_server(
+        home, listen=f"{SERVER_IP}:{HTTP_PORT}", namespace=ns, env=env, timeout=60.0
+    )
 
 
-def home_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {"SWARMBOOT_HOME": str(home), "SWARMBOOT_CONFIG": str(home / "none.toml"), **extra}
-    return runmod.base_env(env)
+def wait_seeding(server: ServerProcess, info_hash: str, timeout: float = 60.0) -> None:
+    """Until the seeder seeds the torrent and the tracker lists it: nodes find it at once."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with contextlib.suppress(SwarmbootError, ValueError):
+            stats = server.admin("stats")
+            swarm = stats["tracker"]["swarms"].get(info_hash, {})
+            seeding = [t for t in stats["seeder"]["torrents"] if t["info_hash"] == info_hash]
+            if seeding and swarm.get("seeders", 0) >= 1:
+                return
+        time.sleep(0.2)
+    raise SwarmbootError(f"the server's seeder did not announce {info_hash} within {timeout} s")
 
 
 def import_inventory(home: Path, doc: dict[str, Any]) -> None:
     path = home / "inventory.json"
     path.write_text(json.dumps(doc) + "\n")
     argv = [*swarmboot_command(), "inventory", "import", str(path), "--replace"]
-    runmod.run(argv, env=home_env(home), timeout=120)
+    runmod.run(argv, env=server_process.home_env(home), timeout=120)
 
 
 @dataclass
 class Driver:
     index: int  # 1-based
-    proc: subprocess.Popen[bytes]
+    proc: runmod.Child
     result: Path
 
 
 def start_drivers(
-    topo: Topology, server: Server, work: Path, *, mode: str, image: dict[str, Any], extra: list[str]
+    topo: Topology, server: ServerProcess, work: Path, *, mode: str, image: dict[str, Any], extra: list[str]
 ) -> list[Driver]:
     """One bench/swarm_node.py per node namespace; each waits for the go file."""
     drivers = []

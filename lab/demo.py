@@ -26,7 +26,8 @@ from typing import Any
 
 from ground import run as runmod
 from ground.errors import SwarmbootError
-from lab.lab import LAB_CONSOLE, Lab, LabSpec, swarmboot_command
+from lab.lab import LAB_CONSOLE, Lab, LabSpec
+from lab.server_process import swarmboot_command
 from lab.timeline import BootSummary
 from lab.vm import OVMF_CODE, Firmware, mac_for, tcg_note
 

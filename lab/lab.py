@@ -21,9 +21,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-import re
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -36,13 +33,13 @@ from ground.config import Settings
 from ground.errors import SwarmbootError
 from lab.netns import Namespace, NetLab, parse_rate
 from lab.nshttp import NamespaceHttp, NamespaceHttpError
+from lab.server_process import ServerProcess, ServerProcessError, home_env, start_server, swarmboot_command
 from lab.timeline import ConsoleTimeline
 from lab.vm import Firmware, Vm, VmSpec
 
 BRIDGE = "br0"
 # The serial console last: it becomes /dev/console, where the agent and the rescue shell talk.
 LAB_CONSOLE = "tty0 ttyS0,115200"
-URL_LINE = re.compile(r"swarmboot: serving on (http://\S+)")
 POLL_SECONDS = 0.5
 
 
@@ -75,20 +72,12 @@ class LabSpec:
         return str(self.network.network_address + n)
 
 
-def swarmboot_command() -> list[str]:
-    """The project's `swarmboot` command (beside this Python, or through it)."""
-    script = Path(sys.executable).parent / "swarmboot"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "import sys; from swarmboot.cli import main; sys.exit(main())"]
-
-
 @dataclass
 class Lab:
     spec: LabSpec
     netlab: NetLab = field(default_factory=NetLab)
     ns: Namespace | None = None
-    server: subprocess.Popen[bytes] | None = None
+    server: ServerProcess | None = None
     vms: dict[str, Vm] = field(default_factory=dict)
     timelines: dict[str, ConsoleTimeline] = field(default_factory=dict)
     _http: NamespaceHttp | None = None
@@ -162,21 +151,19 @@ class Lab:
             runmod.run(["tc", "-n", ns.name, "qdisc", "del", "dev", BRIDGE, "root"], check=False, timeout=60)
 
     # -- the inventory (through the CLI, as an administrator would) ---------------------------------
+    def server_env(self) -> dict[str, str]:
+        """What the lab adds to a `swarmboot` command's environment (lab/server_process.py)."""
+        return {
+            "SWARMBOOT_SEEDER_LISTEN": f"{self.spec.server_ip}:6880",
+            "SWARMBOOT_LOG_LEVEL": self.spec.log_level,
+        }
+
     def env(self) -> dict[str, str]:
-        home = self.spec.home
-        return runmod.base_env(
-            {
-                "SWARMBOOT_HOME": str(home),
-                "SWARMBOOT_CONFIG": str(home / "lab-uses-no-config-file.toml"),
-                "SWARMBOOT_HOOKS_DIR": str(home / "lab-site-hooks"),
-                "SWARMBOOT_SEEDER_LISTEN": f"{self.spec.server_ip}:6880",
-                "SWARMBOOT_LOG_LEVEL": self.spec.log_level,
-            }
-        )
+        return home_env(self.spec.home, **self.server_env())
 
     @property
     def settings(self) -> Settings:
-        return Settings(home=self.spec.home, hooks_dir=self.spec.home / "lab-site-hooks")
+        return Settings(home=self.spec.home, hooks_dir=Path(home_env(self.spec.home)["SWARMBOOT_HOOKS_DIR"]))
 
     def cli(self, *args: str, timeout: float = 1800) -> str:
         """Run `swarmboot ARGS…` against the lab's home; its output (CommandError if it fails)."""
@@ -193,27 +180,23 @@ class Lab:
         """`swarmboot serve` inside the namespace on the bridge, with dnsmasq; returns its URL."""
         if self.server is not None:
             raise LabError("the lab's server is already running")
-        log = open(self.server_log, "ab")  # noqa: SIM115 - handed to the child
         try:
-            self.server = self.namespace.spawn(
-                [*swarmboot_command(), "serve", "--listen", f"{self.spec.server_ip}:{self.spec.port}",
-                 "--dhcp-interface", BRIDGE],
-                env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+            self.server = start_server(
+                self.spec.home,
+                listen=f"{self.spec.server_ip}:{self.spec.port}",
+                extra_args=("--dhcp-interface", BRIDGE),
+                env=self.server_env(),
+                namespace=self.namespace,
+                log_path=self.server_log,
+                timeout=timeout,
             )
-        finally:
-            log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.server.poll() is not None:
-                raise LabError(f"swarmboot serve exited ({self.server.returncode}):\n{self.server_tail()}")
-            if URL_LINE.search(self.server_log.read_text(errors="replace")) and self.healthy():
-                return self.spec.server_url
-            time.sleep(0.2)
-        raise LabError(f"swarmboot serve did not come up in {timeout:.0f} s:\n{self.server_tail()}")
+        except ServerProcessError as error:
+            raise LabError(str(error)) from None
+        return self.server.url
 
     def stop_server(self) -> None:
         if self.server is not None:
-            runmod.stop(self.server, grace=15)
+            self.server.stop(grace=15)
             self.server = None
 
     @property

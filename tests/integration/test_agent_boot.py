@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_agent_support import LoopbackServer, http_server, make_image, seeder, wait_for
+from test_agent_support import make_image, seeder, wait_for
 
 from bootagent.context import AgentConfig, BootContext, Paths
 from bootagent.download import sha256_file
@@ -25,6 +25,7 @@ from bootagent.rescue import Rescue
 from builder.torrent import make_torrent
 from ground.run import output, run
 from server.catalog import for_serving
+from tests.helpers.loopback import LoopbackServer, dead_url, loopback_server
 
 pytestmark = pytest.mark.root
 
@@ -103,7 +104,7 @@ def plan_for(server: LoopbackServer, fmt: str, image: Path, mode: str, **extra: 
 def booted(tmp_path: Path) -> Iterator[tuple[Path, LoopbackServer]]:
     """Yield (tmp dir, server); afterwards unmount what the boot mounted and stop its seeder."""
     contexts: list[BootContext] = []
-    with http_server() as server:
+    with loopback_server() as server:
         server.contexts = contexts  # type: ignore[attr-defined]
         yield tmp_path, server
     for ctx in contexts:
@@ -210,7 +211,6 @@ def test_tmpfs_boot_end_to_end(booted: tuple[Path, LoopbackServer]) -> None:
 
 def test_unreachable_server_gives_up_within_the_bound(booted: tuple[Path, LoopbackServer]) -> None:
     tmp, server = booted
-    from test_agent_support import dead_url
 
     ctx, rescue = agent(
         tmp,

@@ -7,12 +7,13 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from test_agent_support import http_server, make_image, seeder
+from test_agent_support import make_image, seeder
 
 from bootagent.download import ImageDownload, sha256_file
 from bootagent.errors import DownloadStalled, ImageHashMismatch
 from builder.torrent import make_torrent
 from server.catalog import for_serving
+from tests.helpers.loopback import loopback_server
 
 MiB = 1 << 20
 
@@ -27,7 +28,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes, str]:
 
 def test_fetches_from_a_peer_through_the_tracker(image: tuple[Path, bytes, str], tmp_path: Path) -> None:
     path, torrent, sha = image
-    with http_server() as server:
+    with loopback_server() as server:
         served = for_serving(torrent, server.url + "/announce", server.url + "/nowhere/image.squashfs")
         with seeder(path, served):
             seen: list[float] = []
@@ -48,7 +49,7 @@ def test_fetches_from_a_peer_through_the_tracker(image: tuple[Path, bytes, str],
 
 def test_fetches_from_the_web_seed_alone(image: tuple[Path, bytes, str], tmp_path: Path) -> None:
     path, torrent, sha = image
-    with http_server() as server:
+    with loopback_server() as server:
         server.routes["/images/x/1/image.squashfs"] = path
         served = for_serving(torrent, server.url + "/announce", server.url + "/images/x/1/image.squashfs")
         with ImageDownload(served, tmp_path, sha256=sha, listen_interfaces="127.0.0.1:0") as dl:
@@ -64,7 +65,7 @@ def test_fetches_from_the_web_seed_alone(image: tuple[Path, bytes, str], tmp_pat
 def test_a_wrong_expected_hash_is_rejected(image: tuple[Path, bytes, str], tmp_path: Path) -> None:
     path, torrent, _ = image
     wrong = hashlib.sha256(b"not the image").hexdigest()
-    with http_server() as server:
+    with loopback_server() as server:
         served = for_serving(torrent, server.url + "/announce", server.url + "/nowhere")
         with (
             seeder(path, served),
@@ -79,7 +80,7 @@ def test_a_wrong_expected_hash_is_rejected(image: tuple[Path, bytes, str], tmp_p
 def test_a_verified_copy_is_reused_without_transfer(image: tuple[Path, bytes, str], tmp_path: Path) -> None:
     path, torrent, sha = image
     (tmp_path / "image.squashfs").write_bytes(path.read_bytes())
-    with http_server() as server:
+    with loopback_server() as server:
         served = for_serving(torrent, server.url + "/announce", server.url + "/nowhere")
         with ImageDownload(served, tmp_path, sha256=sha, listen_interfaces="127.0.0.1:0") as dl:
             dl.start()
@@ -93,7 +94,7 @@ def test_a_damaged_copy_is_not_reused(image: tuple[Path, bytes, str], tmp_path: 
     damaged = bytearray(path.read_bytes())
     damaged[5 * MiB] ^= 0xFF
     (tmp_path / "image.squashfs").write_bytes(bytes(damaged))
-    with http_server() as server:
+    with loopback_server() as server:
         served = for_serving(torrent, server.url + "/announce", server.url + "/nowhere")
         with (
             seeder(path, served),
@@ -107,7 +108,7 @@ def test_a_damaged_copy_is_not_reused(image: tuple[Path, bytes, str], tmp_path: 
 
 def test_no_source_stalls_within_the_bound(image: tuple[Path, bytes, str], tmp_path: Path) -> None:
     _, torrent, sha = image
-    with http_server() as server:
+    with loopback_server() as server:
         served = for_serving(torrent, server.url + "/announce", server.url + "/missing")
         with ImageDownload(served, tmp_path, sha256=sha, listen_interfaces="127.0.0.1:0") as dl:
             dl.start()

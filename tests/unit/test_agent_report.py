@@ -3,9 +3,7 @@ failover to another server, order kept, and the jittered heartbeat delay."""
 
 from __future__ import annotations
 
-import http.server
 import io
-import json
 import random
 import threading
 from collections.abc import Iterator
@@ -19,19 +17,9 @@ from bootagent.report import Reporter, events_urls, heartbeat_delay
 from tests.helpers.loopback import dead_url, loopback_server
 
 
-class Sink(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        self.server.got.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))  # type: ignore[attr-defined]
-        self.send_response(204)
-        self.end_headers()
-
-
 @pytest.fixture
 def sink() -> Iterator[Any]:
-    with loopback_server(Sink, got=[]) as srv:
+    with loopback_server() as srv:
         yield srv
 
 
@@ -63,18 +51,18 @@ def test_buffered_until_a_url_then_sent_in_order_with_failover(tmp_path: Path, s
     reporter.start()
     reporter.event("cmdline", "start")
     reporter.event("cmdline", "done", duration=0.01234, details={"node": "n1"})
-    assert sink.got == []  # no URL yet: kept
+    assert sink.posts == []  # no URL yet: kept
     reporter.set_image("compute", 3)
     reporter.set_events_url("/api/v1/nodes/n1/events")
     reporter.event("plan", "done", duration=1.0)
     reporter.close(timeout=10)
-    assert [(p, e["stage"], e["status"]) for p, e in sink.got] == [
+    assert [(p, e["stage"], e["status"]) for p, e in sink.posts] == [
         ("/api/v1/nodes/n1/events", "cmdline", "start"),
         ("/api/v1/nodes/n1/events", "cmdline", "done"),
         ("/api/v1/nodes/n1/events", "plan", "done"),
     ]
-    assert sink.got[1][1]["duration"] == 0.012 and sink.got[1][1]["details"] == {"node": "n1"}
-    assert sink.got[2][1]["image"] == "compute" and sink.got[2][1]["version"] == 3
+    assert sink.posts[1][1]["duration"] == 0.012 and sink.posts[1][1]["details"] == {"node": "n1"}
+    assert sink.posts[2][1]["image"] == "compute" and sink.posts[2][1]["version"] == 3
     assert reporter.urls[0].startswith(sink.url)  # the server that answered is tried first now
     assert reporter.sent == 3 and reporter.failed == 0
 
@@ -86,5 +74,5 @@ def test_heartbeats_flow_while_a_stage_runs_long(tmp_path: Path, sink: Any) -> N
     reporter.current_stage = "download"
     threading.Event().wait(1.5)
     reporter.close(timeout=5)
-    beats = [e for _, e in sink.got if e["status"] == "heartbeat"]
+    beats = [e for _, e in sink.posts if e["status"] == "heartbeat"]
     assert beats and all(e["details"] == {"stage": "download"} for e in beats)

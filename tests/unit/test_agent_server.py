@@ -3,7 +3,6 @@ bounded jittered backoff, and each status code handled explicitly."""
 
 from __future__ import annotations
 
-import http.server
 import io
 import json
 import random
@@ -35,26 +34,22 @@ PLAN = {
 }
 
 
-class Responder(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        pass
+def responder(statuses: list[int]) -> Any:
+    """A route answering each GET with the next status of `statuses` (the last one repeats): the
+    plan for 200, a detail otherwise, and for 299 a 200 that is not a plan."""
 
-    def do_GET(self) -> None:
-        self.server.hits.append(self.path)  # type: ignore[attr-defined]
-        statuses = self.server.statuses  # type: ignore[attr-defined]
+    def answer(handler: Any) -> tuple[int, bytes, str]:
         status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
         body = json.dumps(PLAN if status == 200 else {"detail": f"status {status} detail"}).encode()
-        if status == 299:  # a 200 that is not a plan
+        if status == 299:
             status, body = 200, b'{"version": 1}'
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        return status, body, "application/json"
+
+    return answer
 
 
 def server(*statuses: int) -> AbstractContextManager[Any]:
-    return loopback_server(Responder, statuses=list(statuses), hits=[])
+    return loopback_server(fallback=responder(list(statuses)))
 
 
 class FakeTime:
@@ -94,7 +89,7 @@ def test_fails_over_from_a_dead_server_to_a_live_one(tmp_path: Path) -> None:
         assert used == live.url and plan.node.name == "n1"
         assert t.sleeps == []  # failover within the round, no waiting
         assert c.order[0] == live.url  # the working server goes first next time
-        assert live.hits == ["/api/v1/plan?mac=52%3A54%3A00%3A00%3A00%3A01&node=n1&plan_version=1.0"]
+        assert live.requests == ["/api/v1/plan?mac=52%3A54%3A00%3A00%3A00%3A01&node=n1&plan_version=1.0"]
         assert "connection refused" in c.summary()
 
 
@@ -131,7 +126,7 @@ def test_a_refusal_is_not_retried(tmp_path: Path) -> None:
     with server(403) as live:
         with pytest.raises(PlanRejected, match="HTTP 403 status 403 detail"):
             client(tmp_path, (live.url,), t).fetch_plan("", "n1", deadline=60)
-        assert len(live.hits) == 1 and t.sleeps == []
+        assert len(live.requests) == 1 and t.sleeps == []
 
 
 def test_an_unreadable_plan_is_rejected(tmp_path: Path) -> None:
@@ -148,4 +143,4 @@ def test_fetch_bytes_fails_over_to_the_same_path(tmp_path: Path) -> None:
         c = client(tmp_path, (live.url,), t)
         data = c.fetch_bytes(dead_url() + "/images/c/1/image.torrent?x=1", deadline=10, what="the torrent")
         assert json.loads(data)["version"] == 1
-        assert live.hits == ["/images/c/1/image.torrent?x=1"]
+        assert live.requests == ["/images/c/1/image.torrent?x=1"]

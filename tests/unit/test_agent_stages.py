@@ -3,10 +3,7 @@ retry, giving up after the last attempt, and internal errors rescued too."""
 
 from __future__ import annotations
 
-import http.server
 import io
-import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +16,7 @@ from bootagent.errors import ServerError
 from bootagent.main import boot, make_context, service_requested, stage_cmdline
 from bootagent.rescue import Rescue
 from bootagent.stages import Stage
+from tests.helpers.loopback import loopback_server
 
 
 class RecordingRescue(Rescue):
@@ -33,26 +31,10 @@ class RecordingRescue(Rescue):
         self.order.append(f"rescue:{kind}")
 
 
-class Events(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.events.append((self.path, body))  # type: ignore[attr-defined]
-        self.send_response(204)
-        self.end_headers()
-
-
 @pytest.fixture
-def events() -> Iterator[tuple[str, list[tuple[str, dict[str, Any]]]]]:
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Events)
-    srv.events = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}", srv.events  # type: ignore[attr-defined]
-    srv.shutdown()
-    srv.server_close()
+def events() -> Iterator[tuple[str, list[tuple[str, Any]]]]:
+    with loopback_server() as srv:
+        yield srv.url, srv.posts
 
 
 def make(tmp_path: Path, server: str, extra: str = "") -> tuple[BootContext, RecordingRescue]:
