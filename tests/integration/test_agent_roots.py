@@ -4,12 +4,15 @@ tar.zst unpacked into a tmpfs, at a temporary "sysroot"; both undone cleanly."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from bootagent.errors import RootError
-from bootagent.roots import RootMode, build_root
+from bootagent.mounts import MountStack
+from bootagent.roots import RootBuilder, build_root
 from ground.contract.plan import RootSpec
 from ground.run import output, run
 
@@ -106,10 +109,53 @@ def test_tmpfs_too_small_says_so(tree: Path, tmp_path: Path) -> None:
 
 
 def test_registry_knows_the_modes_and_refuses_a_wrong_format(tmp_path: Path) -> None:
-    assert {"overlay", "tmpfs"} <= set(RootMode.registry)
+    assert {"overlay", "tmpfs"} <= set(RootBuilder.registry)
     with pytest.raises(RootError, match="needs an image in format squashfs"):
         build_root(
             RootSpec(mode="overlay"), tmp_path / "x.tar.zst", "tar.zst", tmp_path / "s", tmp_path / "m"
         )
     with pytest.raises(RootError, match="'nfs' is not in this agent"):
         build_root(RootSpec(mode="nfs"), tmp_path / "x", "squashfs", tmp_path / "s", tmp_path / "m")
+
+
+def test_a_busy_unmount_is_retried_until_it_is_free(tmp_path: Path) -> None:
+    target = tmp_path / "busy"
+    stack = MountStack(sleep=lambda s: time.sleep(0.05))
+    stack.mount("tmpfs", target, "tmpfs", "size=1m")
+    holder = open(target / "held", "w")  # noqa: SIM115 - an open file keeps the mount busy
+    closer = threading.Timer(0.3, holder.close)
+    closer.start()
+    try:
+        assert stack.unwind() == []  # busy at first, retried, then unmounted for real
+    finally:
+        closer.cancel()
+        holder.close()
+    assert not mounted(target)
+
+
+def test_a_mount_that_stays_busy_is_unmounted_lazily_and_reported(tmp_path: Path) -> None:
+    target = tmp_path / "busy"
+    stack = MountStack(sleep=lambda s: None)
+    stack.mount("tmpfs", target, "tmpfs", "size=1m")
+    with open(target / "held", "w"):
+        errors = stack.unwind()
+    assert len(errors) == 1 and f"mount {target}" in errors[0] and "unmounted lazily" in errors[0]
+    assert not mounted(target)
+
+
+def test_a_failure_inside_the_guard_undoes_the_mounts_and_notes_what_could_not_be_undone(
+    tmp_path: Path,
+) -> None:
+    stack = MountStack(sleep=lambda s: None)
+    first, second = tmp_path / "a", tmp_path / "b"
+    held = None
+    with pytest.raises(RootError, match="cannot mount") as caught, stack.guard():
+        stack.mount("tmpfs", first, "tmpfs", "size=1m")
+        stack.mount("tmpfs", second, "tmpfs", "size=1m")
+        held = open(second / "held", "w")  # noqa: SIM115
+        stack.mount("no-such-device", tmp_path / "c", "ext4")
+    assert held is not None
+    held.close()
+    assert not mounted(first) and not mounted(second) and len(stack) == 0
+    notes = getattr(caught.value, "__notes__", [])
+    assert len(notes) == 1 and "could not undo: mount" in notes[0] and str(second) in notes[0]

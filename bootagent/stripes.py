@@ -1,0 +1,82 @@
+"""Stripes: the server's hint for how a group shares the server's link (pure logic).
+
+`stripe=(i, n)`: this node owns stripe i of n. Pieces k with k % n == i get the top priority, so
+each of the n owners asks the server for a different 1/n of the image first and the others get
+those pieces from it: the server sends each piece about once (the fluid-optimal schedule of
+Kumar & Ross / Mundinger), instead of the same rarest pieces to several nodes at once. Once an
+owner has its whole stripe, it gets the rest from peers only: the server's address is filtered
+for peer connections (not for the tracker), so the server's link stays with the owners still
+fetching their stripes (when done owners helped, they asked the server for the pieces other owners
+were about to get: 1.25-1.4 image copies at N = 4-16). `stripe=(-1, n)`: a leaf (a group larger
+than n) gets everything from peers, the server filtered from the start. After SERVER_FALLBACK
+seconds without progress the filter is dropped for good (an owner that is missing, a partial
+reboot of a large group). docs/swarm.md has the measurements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bootagent.errors import DownloadError
+
+TOP_PRIORITY = 7
+DEFAULT_PRIORITY = 4
+SERVER_FALLBACK = 3.0  # seconds without progress before a filtered node fetches from the server again
+
+
+def stripe_priorities(pieces: int, index: int, count: int) -> list[int]:
+    """Top priority for stripe `index` of `count` (pieces k with k % count == index), default for
+    the rest (rarest first). Grading the rest by index, so that a node done with its stripe helps
+    a slow one from the other end, measured worse (1.28 vs 1.09 x T_min at N = 8): it overrode
+    rarest-first between peers."""
+    return [TOP_PRIORITY if k % count == index else DEFAULT_PRIORITY for k in range(pieces)]
+
+
+@dataclass
+class StripePolicy:
+    """When this node keeps off the server's seeder: what `ImageDownload` asks each round."""
+
+    stripe: tuple[int, int] | None  # (index, count); None: no hint (plain rarest-first)
+    num_pieces: int
+    filtered: bool = False  # the server's address is filtered for peer connections now
+    unfiltered: bool = False  # the filter was dropped for good (no progress without the server)
+    own_left: list[int] = field(default_factory=list)  # an owner's stripe pieces it does not have yet
+
+    def __post_init__(self) -> None:
+        if self.stripe is not None:
+            index, count = self.stripe
+            if not (count > 0 and -1 <= index < count):
+                raise DownloadError(f"invalid stripe {self.stripe}: need -1 <= index < count")
+            if index >= 0:
+                self.own_left = list(range(index, self.num_pieces, count))
+
+    @property
+    def leaf(self) -> bool:
+        return self.stripe is not None and self.stripe[0] < 0
+
+    def priorities(self) -> list[int] | None:
+        """The piece priorities an owner starts with (None: leave libtorrent's defaults)."""
+        if self.stripe is None or self.leaf:
+            return None
+        return stripe_priorities(self.num_pieces, *self.stripe)
+
+    def start(self) -> bool:
+        """Whether to filter the server from the start (a leaf does)."""
+        self.filtered = self.leaf
+        return self.filtered
+
+    def steer(self, have: Callable[[int], bool], since_progress: float) -> bool | None:
+        """The new filter state when it changes this round, else None: an owner with its whole
+        stripe goes off the server; anyone filtered and stuck goes back on it, for good."""
+        if self.filtered:
+            if since_progress > SERVER_FALLBACK:
+                self.filtered, self.unfiltered = False, True
+                return False
+            return None
+        if self.own_left and not self.unfiltered:
+            self.own_left = [k for k in self.own_left if not have(k)]
+            if not self.own_left:
+                self.filtered = True
+                return True
+        return None
