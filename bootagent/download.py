@@ -5,36 +5,22 @@ and the swarm benchmark (bench/) run exactly this.
     dl.start(); status = dl.status(); path = dl.wait(on_progress=…, deadline=…, stall=…)
     dl.close()   # stops seeding
 
-- The torrent as the server serves it carries the tracker (`announce`) and the server's HTTP URL
-  as a BEP 19 web seed (`url-list`); the session uses `lan_tuning.session_settings("node", …)`.
-- The web seed is a fallback (`web_seed="fallback"`): libtorrent would otherwise take much of the
-  image over HTTP from the head node (it is always unchoked and fast), which is exactly the load
-  the swarm exists to remove. It is added only when no BitTorrent peer has connected for
-  WEB_SEED_NO_PEERS seconds, or nothing arrived for WEB_SEED_STALL seconds.
-- `stripe=(i, n)`: this node owns stripe i of n (a hint from the plan). Pieces k with k % n == i
-  get the top priority, so each of the n owners asks the server for a different 1/n of the image
-  first and the others get those pieces from it: the server sends each piece about once (the
-  fluid-optimal schedule of Kumar & Ross / Mundinger), instead of the same rarest pieces to
-  several nodes at once. Once an owner has its whole stripe, it gets the rest from peers only:
-  the server's address is filtered for peer connections (not for the tracker), so the server's
-  link stays with the owners still fetching their stripes (when done owners helped, they asked
-  the server for the pieces other owners were about to get: 1.25-1.4 image copies at N = 4-16).
-  `stripe=(-1, n)`: a leaf (a group larger than n) gets everything from peers, the server filtered
-  from the start. After SERVER_FALLBACK seconds without progress the filter is dropped (an owner
-  that is missing, a partial reboot of a large group).
-- libtorrent verifies every piece; this module also hashes the whole file with sha256 *while it
-  arrives* (in piece order, reading back pieces libtorrent has verified and written) and compares
-  with the plan. A mismatch is re-checked by hashing the whole file from disk before it is
-  rejected; a partial file is never returned.
-- A complete file already at the destination is reused when its sha256 matches (no transfer), and
-  is then seeded without libtorrent re-checking it (seed mode).
-- `wait()` has a stall timeout (nothing new arrived) and an overall deadline.
+ImageDownload runs the libtorrent session; the decisions are pure parts, each unit-tested:
+- `torrent_meta.py`: the torrent as the server serves it (its tracker, the server's HTTP URL as
+  a BEP 19 web seed, the single file);
+- `stripes.py`: the stripe hint: which pieces this node fetches from the server first, and when
+  it keeps off the server's seeder (docs/swarm.md);
+- `web_seed.py`: the web seed only as a fallback;
+- `hashing.py`: the whole file's sha256 while it arrives. A mismatch is re-checked by hashing the
+  whole file from disk before it is rejected; a partial file is never returned.
+The session uses `lan_tuning.session_settings("node", …)`. A complete file already at the
+destination is reused when its sha256 matches (no transfer), and is then seeded without libtorrent
+re-checking it (seed mode). `wait()` has a stall timeout (nothing new arrived) and a deadline.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import ipaddress
 import os
 import socket
@@ -42,25 +28,22 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from bootagent import lan_tuning
 from bootagent.errors import DownloadError, DownloadStalled, DownloadTimeout, ImageHashMismatch
+from bootagent.hashing import StreamingHash, sha256_file
+from bootagent.stripes import StripePolicy
+from bootagent.torrent_meta import parse_torrent
+from bootagent.web_seed import WebSeedFallback, WebSeedPolicy
 
 if TYPE_CHECKING:
     from ground.contract.plan import BootPlan
 
-HASH_CHUNK = 4 * 1024 * 1024
 HASH_BUDGET = 64 * 1024 * 1024  # bytes hashed per wait() iteration, so alerts keep flowing
 PEER_SAMPLE_SECONDS = 0.2
 FLUSH_WAIT = 60.0  # seconds for the last pieces to reach the file after completion
-WEB_SEED_NO_PEERS = 3.0  # seconds without any BitTorrent peer before the web seed is used
-WEB_SEED_STALL = 10.0  # seconds without progress before the web seed is used
-SERVER_FALLBACK = 3.0  # seconds without progress before a filtered node fetches from the server again
-TOP_PRIORITY = 7
-DEFAULT_PRIORITY = 4
-WebSeedPolicy = Literal["fallback", "always", "never"]
 
 
 @dataclass(frozen=True)
@@ -83,14 +66,6 @@ class DownloadStatus:
         return asdict(self)
 
 
-def sha256_file(path: Path, chunk: int = HASH_CHUNK) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class ImageDownload:
     """One image's download and, after it, its seeding, in a libtorrent session of its own."""
 
@@ -110,40 +85,25 @@ class ImageDownload:
         import libtorrent as lt
 
         self.lt = lt
-        try:
-            meta = lt.bdecode(torrent)
-            if not isinstance(meta, dict):
-                raise RuntimeError("not a dictionary")
-            urls = meta.get(b"url-list") or []
-            self.web_seeds = [u.decode() for u in ([urls] if isinstance(urls, bytes) else urls)]
-            self.tracker_url = bytes(meta.get(b"announce") or b"").decode()
-            if web_seed != "always":  # outside the info dict: the info-hash stays the same
-                meta.pop(b"url-list", None)
-            self.info = lt.torrent_info(meta)
-        except (RuntimeError, UnicodeDecodeError, AttributeError) as exc:
-            raise DownloadError(f"the image's .torrent is not valid: {exc}") from exc
-        if self.info.num_files() != 1:
-            raise DownloadError(f"the image's .torrent has {self.info.num_files()} files, expected 1")
-        self.dest_dir = Path(dest_dir)
-        self.path = self.dest_dir / self.info.name()  # single file: its name is its path
-        self.sha256 = sha256.lower()
-        self.size = self.info.total_size()
-        if size is not None and size != self.size:
+        self.meta = parse_torrent(lt, torrent, keep_web_seeds=web_seed == "always")
+        if size is not None and size != self.meta.size:
             raise DownloadError(
-                f"the .torrent describes {self.size} bytes but the plan says the image has {size}",
+                f"the .torrent describes {self.meta.size} bytes but the plan says the image has {size}",
                 hint="the torrent and the plan come from different versions: re-pack the image",
             )
+        self.info = self.meta.info
+        self.dest_dir = Path(dest_dir)
+        self.path = self.dest_dir / self.meta.name  # single file: its name is its path
+        self.sha256 = sha256.lower()
+        self.size = self.meta.size
         self.listen_interfaces = listen_interfaces
         self.overrides = settings or {}
         self.assume_verified = assume_verified
-        self.web_seed = web_seed
-        self.web_seed_added = web_seed == "always"
-        if stripe is not None and not (stripe[1] > 0 and -1 <= stripe[0] < stripe[1]):
-            raise DownloadError(f"invalid stripe {stripe}: need -1 <= index < count")
-        self.stripe = stripe
-        self.server_filtered = False  # the server's address is filtered (a leaf, an owner done)
-        self.server_unfiltered = False  # the filter was dropped (no progress without the server)
-        self._own_left: list[int] = []  # an owner's stripe pieces it does not have yet
+        self.stripes = StripePolicy(stripe, self.meta.num_pieces)
+        self.web_seeds = WebSeedFallback(web_seed, self.meta.web_seeds)
+        self.hash = StreamingHash(
+            self.meta.num_pieces, self.meta.piece_length, self.meta.size, self.meta.piece_sha1
+        )
         self.session: Any = None
         self.handle: Any = None
         self.verified = False
@@ -151,12 +111,31 @@ class ImageDownload:
         self.rehashed = False  # the streaming sha256 did not match and the file was hashed again
         self.hash_failures = 0
         self.errors: list[str] = []
-        self._digest = hashlib.sha256()
-        self._next_piece = 0
         self._fd: int | None = None
         self._peer_bytes: dict[tuple[Any, int], int] = {}
         self._peer_sampled = 0.0
         self._started = 0.0
+
+    # what the benchmark and the agent's report read
+    @property
+    def stripe(self) -> tuple[int, int] | None:
+        return self.stripes.stripe
+
+    @property
+    def server_filtered(self) -> bool:
+        return self.stripes.filtered
+
+    @property
+    def server_unfiltered(self) -> bool:
+        return self.stripes.unfiltered
+
+    @property
+    def web_seed_added(self) -> bool:
+        return self.web_seeds.added
+
+    @property
+    def tracker_url(self) -> str:
+        return self.meta.tracker_url
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -170,7 +149,7 @@ class ImageDownload:
             seed_mode = self.reused = True
         if seed_mode:
             self.verified = True
-            self._next_piece = self.info.num_pieces()
+            self.hash.skip_all()
         else:
             self._check_space()
         self.session = lt.session(
@@ -184,11 +163,11 @@ class ImageDownload:
             flags |= lt.torrent_flags.seed_mode
         params.flags = flags
         self.handle = self.session.add_torrent(params)
-        if self.stripe is not None and not seed_mode:
-            if self.stripe[0] >= 0:
-                self.handle.prioritize_pieces(stripe_priorities(self.info.num_pieces(), *self.stripe))
-                self._own_left = list(range(self.stripe[0], self.info.num_pieces(), self.stripe[1]))
-            else:
+        if not seed_mode:
+            priorities = self.stripes.priorities()
+            if priorities is not None:
+                self.handle.prioritize_pieces(priorities)
+            if self.stripes.start():
                 self._filter_server(True)
 
     @classmethod
@@ -202,14 +181,15 @@ class ImageDownload:
 
     def _filter_server(self, on: bool) -> None:
         """Filter (on) or allow (off) peer connections to the server's seeder (the tracker's host):
-        a leaf from the start, an owner once it has its whole stripe."""
+        a leaf from the start, an owner once it has its whole stripe (stripes.py decides)."""
         lt = self.lt
         rules = lt.ip_filter()
         address = host_address(self.tracker_url) if on else ""
         if address:
             rules.add_rule(address, address, 1)
         self.session.set_ip_filter(rules)
-        self.server_filtered = bool(address)
+        if on and not address:
+            self.stripes.filtered = False  # nothing to filter: the tracker's host has no address
 
     def _check_space(self) -> None:
         stat = os.statvfs(self.dest_dir)
@@ -265,7 +245,7 @@ class ImageDownload:
             uploaded=int(st.all_time_upload),
             from_peers=from_peers,
             from_web_seeds=from_web,
-            hashed=min(self._next_piece * self.info.piece_length(), self.size),
+            hashed=self.hash.hashed,
             elapsed=time.monotonic() - self._started,
         )
 
@@ -281,27 +261,14 @@ class ImageDownload:
             self._peer_bytes[key] = max(self._peer_bytes.get(key, 0), int(peer.total_download))
 
     def _steer_server(self, since_progress: float) -> None:
-        """Owner with its whole stripe: off the server. Anyone filtered and stuck: back on it."""
-        if self.server_filtered:
-            if since_progress > SERVER_FALLBACK:
-                self._filter_server(False)
-                self.server_unfiltered = True
-            return
-        if self._own_left and not self.server_unfiltered:
-            have = self.handle.have_piece
-            self._own_left = [k for k in self._own_left if not have(k)]
-            if not self._own_left:
-                self._filter_server(True)
+        change = self.stripes.steer(self.handle.have_piece, since_progress)
+        if change is not None:
+            self._filter_server(change)
 
     def _maybe_add_web_seed(self, status: DownloadStatus, since_progress: float) -> None:
-        """Fallback: the web seed when no BitTorrent peer is there or nothing arrives any more."""
-        if self.web_seed_added or self.web_seed != "fallback" or not self.web_seeds:
-            return
-        lonely = status.peers == 0 and status.done == 0 and status.elapsed > WEB_SEED_NO_PEERS
-        if lonely or since_progress > WEB_SEED_STALL:
-            for url in self.web_seeds:
+        if self.web_seeds.due(status.peers, status.done, status.elapsed, since_progress):
+            for url in self.web_seeds.urls:
                 self.handle.add_url_seed(url)
-            self.web_seed_added = True
 
     def wait(
         self,
@@ -363,39 +330,24 @@ class ImageDownload:
 
     # -- verification ----------------------------------------------------------------------------
     def _hash_ahead(self, budget: int) -> int:
-        """Feed the sha256 with the pieces that are verified and on disk, in order; return how many.
+        """Feed the streaming sha256 with the pieces verified and on disk; how many."""
+        return self.hash.feed(self.handle.have_piece, self._read, budget)
 
-        `have_piece` can be true before libtorrent's disk thread has written the piece (a hole
-        in the sparse file reads as zeros), so a piece read back is used only when its SHA-1 is
-        the torrent's: then these are the final bytes.
-        """
-        pieces = self.info.num_pieces()
-        piece_length = self.info.piece_length()
-        done = 0
-        while budget > 0 and self._next_piece < pieces and self.handle.have_piece(self._next_piece):
-            if self._fd is None:
-                self._fd = os.open(self.path, os.O_RDONLY)
-            length = self.info.piece_size(self._next_piece)
-            data = os.pread(self._fd, length, self._next_piece * piece_length)
-            if hashlib.sha1(data).digest() != self.info.hash_for_piece(self._next_piece):
-                break  # not on disk yet: try again at the next round
-            self._digest.update(data)
-            self._next_piece += 1
-            budget -= length
-            done += 1
-        return done
+    def _read(self, offset: int, length: int) -> bytes:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        return os.pread(self._fd, length, offset)
 
     def _finish(self) -> Path:
         if self.verified:
             return self.path
         with contextlib.suppress(RuntimeError, AttributeError):
             self.handle.flush_cache()
-        pieces = self.info.num_pieces()
         settle = time.monotonic() + FLUSH_WAIT
-        while self._next_piece < pieces and time.monotonic() < settle:
+        while not self.hash.complete and time.monotonic() < settle:
             if not self._hash_ahead(self.size + 1):
                 time.sleep(0.05)  # the last writes are still on their way to the file
-        streamed = self._digest.hexdigest() if self._next_piece == pieces else ""
+        streamed = self.hash.hexdigest()
         if streamed != self.sha256:
             # Decide from the whole file on disk (also what says "wrong image" when it is).
             self.rehashed = streamed == ""
@@ -408,14 +360,6 @@ class ImageDownload:
                 )
         self.verified = True
         return self.path
-
-
-def stripe_priorities(pieces: int, index: int, count: int) -> list[int]:
-    """Top priority for stripe `index` of `count` (pieces k with k % count == index), default for
-    the rest (rarest first). Grading the rest by index, so that a node done with its stripe helps
-    a slow one from the other end, measured worse (1.28 vs 1.09 x T_min at N = 8): it overrode
-    rarest-first between peers."""
-    return [TOP_PRIORITY if k % count == index else DEFAULT_PRIORITY for k in range(pieces)]
 
 
 def host_address(url: str) -> str:

@@ -156,8 +156,8 @@ class ConsoleRescue(Rescue):
             stderr=subprocess.STDOUT,
         )
         log.close()
-        self.ssh_pid = proc.pid
-        (ctx.paths.run_dir / "dropbear.pid").write_text(f"{proc.pid}\n")
+        self.ssh_pid = proc.detach()  # it outlives the agent: the dracut cleanup hook stops it
+        (ctx.paths.run_dir / "dropbear.pid").write_text(f"{self.ssh_pid}\n")
         address = (
             ctx.interface.addresses[0].split("/")[0] if ctx.interface and ctx.interface.addresses else "?"
         )

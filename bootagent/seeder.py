@@ -48,8 +48,9 @@ def start_seeder(torrent: Path, image_file: Path, sha256: str, listen: str, run_
         stderr=log,
     )
     log.close()
-    (run_dir / "seeder.pid").write_text(f"{proc.pid}\n")
-    return proc.pid
+    pid = proc.detach()  # it outlives the agent: the dracut cleanup hook stops it (seeder.pid)
+    (run_dir / "seeder.pid").write_text(f"{pid}\n")
+    return pid
 
 
 def write_status(path: Path, data: dict[str, Any]) -> None:

@@ -180,6 +180,11 @@ class Child:
     def running(self) -> bool:
         return self.proc.poll() is None
 
+    def send_signal(self, sig: int) -> None:
+        """Signal the child (e.g. SIGHUP: reload), unless it has exited already."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
     def stop(self, grace: float = 5.0) -> int | None:
         """SIGTERM (to its process group if it leads one), SIGKILL after `grace`, then reap."""
         return stop(self.proc, grace)

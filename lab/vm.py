@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -51,7 +50,7 @@ class VmSpec:
 class Vm:
     spec: VmSpec
     netns: Namespace
-    proc: subprocess.Popen[bytes] | None = None
+    proc: runmod.Child | None = None
     started: float = 0.0
     _console: socket.socket | None = field(default=None, repr=False)
 

@@ -163,7 +163,7 @@ class Dnsmasq:
         self.db = db
         self.server_url = server_url
         self.interface = interface
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: runmod.Child | None = None
         self._hosts = ""
 
     def start(self) -> None:

@@ -72,6 +72,16 @@ def test_the_bundle_runs_without_python(home: Path, tmp_path: Path) -> None:
     assert json.loads(parsed.stdout)["servers"] == ["http://h:8080"]
 
 
+def test_the_bundle_carries_only_the_agent_and_the_ground_of_ours(home: Path) -> None:
+    """The freeze takes what the agent imports; the layers keep the rest of the product out."""
+    info = read_info(home / "agent")
+    assert info is not None and info.packages
+    assert {"bootagent", "ground", "requests", "pyudev"} <= set(info.packages)
+    head_node_only = {"server", "builder", "swarmboot", "lab", "tests", "sqlalchemy", "jinja2", "fastapi",
+                      "starlette", "uvicorn", "alembic", "yaml", "psycopg", "PyInstaller"}
+    assert head_node_only & set(info.packages) == set()
+
+
 def test_unchanged_sources_are_not_rebuilt(home: Path) -> None:
     before = (home / "agent/bundle.json").stat().st_mtime_ns
     env = {**os.environ, "SWARMBOOT_HOME": str(home), "SWARMBOOT_CONFIG": str(home / "none.toml")}

@@ -64,8 +64,7 @@ def test_requests_from_inside_a_namespace_reach_what_the_host_cannot(tmp_path: P
                 urllib.request.urlopen("http://10.79.0.1:18079/hello.txt", timeout=2)
         finally:
             http.close()
-            server.kill()
-            server.wait(timeout=10)
+            server.stop()
 
 
 def test_the_lab_runs_the_server_with_dhcp_and_removes_everything_even_on_failure(tmp_path: Path) -> None:
@@ -89,6 +88,6 @@ def test_the_lab_runs_the_server_with_dhcp_and_removes_everything_even_on_failur
         server, tag = lab.server, lab.netlab.tag
         assert any(n.startswith(tag) for n in _namespaces())
         raise RuntimeError("the test fails here")
-    assert server is not None and server.poll() is not None  # stopped
+    assert server is not None and server.child.poll() is not None  # stopped
     assert not [n for n in _namespaces() if n.startswith(tag)]  # (others may run their own labs)
     assert "dnsmasq" not in {_comm(pid) for pid in inside}

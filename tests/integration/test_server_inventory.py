@@ -82,7 +82,7 @@ def populate(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
         "--image",
         "storage",
         "--root",
-        "disk",
+        "overlay",  # the layout is kept for the disk mode, which no agent boots yet
         "--disk",
         "auto",
         "--partition",

@@ -65,7 +65,7 @@ def start_client(torrent: bytes, dest: Path) -> tuple[Any, Any]:
     return session, session.add_torrent(params)
 
 
-def aria2c(torrent_file: Path, dest: Path, log: Path) -> subprocess.Popen[bytes]:
+def aria2c(torrent_file: Path, dest: Path, log: Path) -> runmod.Child:
     return runmod.spawn(
         [
             "aria2c",
@@ -129,7 +129,7 @@ def test_swarm_download_through_our_tracker_and_seeder(
         )
 
 
-def _wait_all(clients: list[tuple[Any, Any]], aria: subprocess.Popen[bytes], aria_log: Path) -> None:
+def _wait_all(clients: list[tuple[Any, Any]], aria: runmod.Child, aria_log: Path) -> None:
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
         done = [h.status().is_seeding for _s, h in clients]

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from bootagent.download import DEFAULT_PRIORITY, TOP_PRIORITY, host_address, stripe_priorities
+from bootagent.download import host_address
 from bootagent.lan_tuning import NODE_REQUEST_QUEUE, session_settings
+from bootagent.stripes import DEFAULT_PRIORITY, TOP_PRIORITY, stripe_priorities
 from ground.contract.plan import BootPlan
 
 

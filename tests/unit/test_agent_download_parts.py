@@ -1,0 +1,146 @@
+"""The download's pure parts: the stripe policy, the web-seed fallback, the streaming sha256 and the
+served torrent's metadata (bootagent/stripes.py, web_seed.py, hashing.py, torrent_meta.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import pytest
+
+from bootagent.errors import DownloadError
+from bootagent.hashing import StreamingHash, sha256_file
+from bootagent.stripes import DEFAULT_PRIORITY, SERVER_FALLBACK, TOP_PRIORITY, StripePolicy
+from bootagent.torrent_meta import parse_torrent
+from bootagent.web_seed import WEB_SEED_NO_PEERS, WEB_SEED_STALL, WebSeedFallback
+
+# -- stripes -------------------------------------------------------------------------------------
+
+
+def test_an_owner_goes_off_the_server_with_its_whole_stripe_and_back_on_when_stuck() -> None:
+    policy = StripePolicy((1, 4), num_pieces=10)
+    assert policy.own_left == [1, 5, 9]
+    prio = policy.priorities()
+    assert prio is not None and [k for k, p in enumerate(prio) if p == TOP_PRIORITY] == [1, 5, 9]
+    assert set(prio) == {TOP_PRIORITY, DEFAULT_PRIORITY}
+    assert policy.start() is False  # an owner starts on the server
+    have = {1, 5}
+    assert policy.steer(have.__contains__, 0.0) is None and policy.own_left == [9]
+    have.add(9)
+    assert policy.steer(have.__contains__, 0.0) is True and policy.filtered
+    assert policy.steer(have.__contains__, SERVER_FALLBACK - 0.1) is None  # not stuck yet
+    assert policy.steer(have.__contains__, SERVER_FALLBACK + 0.1) is False
+    assert policy.unfiltered and not policy.filtered
+    assert policy.steer(have.__contains__, 0.0) is None, "back on the server for good"
+
+
+def test_a_leaf_starts_off_the_server_and_no_hint_means_no_filter() -> None:
+    leaf = StripePolicy((-1, 32), num_pieces=100)
+    assert leaf.leaf and leaf.priorities() is None and leaf.own_left == []
+    assert leaf.start() is True
+    assert leaf.steer(lambda k: False, 1.0) is None
+    assert leaf.steer(lambda k: False, SERVER_FALLBACK + 1) is False
+    plain = StripePolicy(None, num_pieces=100)
+    assert plain.priorities() is None and plain.start() is False
+    assert plain.steer(lambda k: True, 99.0) is None
+
+
+@pytest.mark.parametrize("stripe", [(4, 4), (-2, 4), (0, 0)])
+def test_a_bad_stripe_hint_is_refused(stripe: tuple[int, int]) -> None:
+    with pytest.raises(DownloadError, match="invalid stripe"):
+        StripePolicy(stripe, num_pieces=10)
+
+
+# -- the web seed ------------------------------------------------------------------------------
+
+
+def test_the_web_seed_comes_when_no_peer_shows_up_or_nothing_arrives_once() -> None:
+    lonely = WebSeedFallback("fallback", ("http://s/i",))
+    assert not lonely.due(peers=0, done=0, elapsed=WEB_SEED_NO_PEERS - 0.5, since_progress=0)
+    assert lonely.due(peers=0, done=0, elapsed=WEB_SEED_NO_PEERS + 0.5, since_progress=0)
+    assert lonely.added and not lonely.due(peers=0, done=0, elapsed=99, since_progress=99)
+    stalled = WebSeedFallback("fallback", ("http://s/i",))
+    assert not stalled.due(peers=5, done=10, elapsed=60, since_progress=WEB_SEED_STALL - 1)
+    assert stalled.due(peers=5, done=10, elapsed=60, since_progress=WEB_SEED_STALL + 1)
+    assert not WebSeedFallback("never", ("http://s/i",)).due(0, 0, 99, 99)
+    assert not WebSeedFallback("fallback", ()).due(0, 0, 99, 99)
+    always = WebSeedFallback("always", ("http://s/i",))
+    assert always.added and not always.due(0, 0, 99, 99)
+
+
+# -- the streaming sha256 ------------------------------------------------------------------------
+
+
+def test_the_streaming_hash_takes_final_pieces_in_order_within_its_budget() -> None:
+    data = bytes(range(256)) * 40 + b"tail"  # 10,244 bytes: 10 pieces of 1,024 and one of 4
+    piece = 1024
+    hashes = [hashlib.sha1(data[k : k + piece]).digest() for k in range(0, len(data), piece)]
+    on_disk = bytearray(len(data))  # what libtorrent has written so far
+    have: set[int] = set()
+    h = StreamingHash(len(hashes), piece, len(data), hashes.__getitem__)
+
+    def read(offset: int, length: int) -> bytes:
+        return bytes(on_disk[offset : offset + length])
+
+    have |= {0, 1, 3}
+    on_disk[0 : 2 * piece] = data[0 : 2 * piece]
+    assert h.feed(have.__contains__, read, budget=10**6) == 2 and h.next_piece == 2  # 2 is missing
+    have.add(2)  # libtorrent says it has piece 2, but the bytes are not on disk yet
+    assert h.feed(have.__contains__, read, budget=10**6) == 0 and h.hashed == 2 * piece
+    on_disk[:] = data
+    have |= set(range(len(hashes)))
+    assert h.feed(have.__contains__, read, budget=piece) == 1  # the budget bounds a round
+    assert h.hexdigest() == "", "incomplete: no digest"
+    h.feed(have.__contains__, read, budget=10**6)
+    assert h.complete and h.hashed == len(data)
+    assert h.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_sha256_file(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"x" * 5_000_000)
+    assert sha256_file(tmp_path / "f", chunk=1 << 20) == hashlib.sha256(b"x" * 5_000_000).hexdigest()
+
+
+# -- the served torrent ----------------------------------------------------------------------------
+
+
+def make_torrent(tmp_path: Path, files: int = 1) -> bytes:
+    import libtorrent as lt
+
+    root = tmp_path / "payload"
+    root.mkdir()
+    for i in range(files):
+        (root / f"f{i}.bin").write_bytes(bytes([i]) * 70_000)
+    target = root / "f0.bin" if files == 1 else root
+    torrent = lt.create_torrent(lt.list_files(str(target)), 16384, lt.create_torrent.v1_only)
+    lt.set_piece_hashes(torrent, str(target.parent))
+    return bytes(lt.bencode(torrent.generate()))
+
+
+def test_the_served_torrent_gives_its_tracker_web_seed_and_file(tmp_path: Path) -> None:
+    import libtorrent as lt
+
+    from server.catalog import for_serving
+
+    raw = make_torrent(tmp_path)
+    served = for_serving(raw, "http://10.0.0.1:8080/announce", "http://10.0.0.1:8080/images/c/1/f0.bin")
+    meta = parse_torrent(lt, served, keep_web_seeds=False)
+    assert meta.tracker_url == "http://10.0.0.1:8080/announce"
+    assert meta.web_seeds == ("http://10.0.0.1:8080/images/c/1/f0.bin",)
+    assert (meta.name, meta.size, meta.piece_length, meta.num_pieces) == ("f0.bin", 70_000, 16384, 5)
+    assert meta.piece_sha1(0) == hashlib.sha1(b"\0" * 16384).digest()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # web_seeds(): the only accessor there is
+        assert not meta.info.web_seeds(), "the web seed is left out of the session: a fallback only"
+        kept = parse_torrent(lt, served, keep_web_seeds=True)
+        assert kept.info.web_seeds() and str(kept.info.info_hash()) == str(meta.info.info_hash())
+
+
+def test_a_bad_torrent_is_a_download_error(tmp_path: Path) -> None:
+    import libtorrent as lt
+
+    with pytest.raises(DownloadError, match="not valid"):
+        parse_torrent(lt, b"this is not bencode", keep_web_seeds=False)
+    with pytest.raises(DownloadError, match="has 2 files, expected 1"):
+        parse_torrent(lt, make_torrent(tmp_path, files=2), keep_web_seeds=False)
