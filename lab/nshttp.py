@@ -40,9 +40,10 @@ def _enter(netns: str) -> None:
         os.close(fd)
 
 
-def _request(
+def http_request(
     url: str, method: str, headers: dict[str, str], data: bytes | None, timeout: float
 ) -> tuple[int, bytes]:
+    """(status, body) of one request from the calling thread's namespace; OSError if none came."""
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -70,7 +71,7 @@ class NamespaceHttp:
         timeout: float = 10.0,
     ) -> tuple[int, bytes]:
         """(HTTP status, body); NamespaceHttpError when no answer came (refused, timeout…)."""
-        future = self._pool.submit(_request, url, method, headers or {}, data, timeout)
+        future = self._pool.submit(http_request, url, method, headers or {}, data, timeout)
         try:
             return future.result(timeout=timeout + 5)
         except (OSError, concurrent.futures.TimeoutError, concurrent.futures.BrokenExecutor) as error:

@@ -21,8 +21,6 @@ import re
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +29,7 @@ from typing import Any
 from ground import run as runmod
 from ground.errors import SwarmbootError
 from lab.netns import Namespace
-from lab.nshttp import NamespaceHttp, NamespaceHttpError
+from lab.nshttp import NamespaceHttp, NamespaceHttpError, http_request
 
 URL_LINE = re.compile(r"swarmboot: serving on (http://\S+)")
 
@@ -58,19 +56,6 @@ def home_env(home: Path, **extra: str) -> dict[str, str]:
     return runmod.base_env({**env, **extra})
 
 
-def _host_request(
-    url: str, method: str, headers: dict[str, str], data: bytes | None, timeout: float
-) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return int(response.status), response.read()
-    except urllib.error.HTTPError as error:
-        return int(error.code), error.read()
-    except OSError as error:
-        raise ServerProcessError(f"{method} {url}: {error}") from None
-
-
 @dataclass
 class ServerProcess:
     """A running `swarmboot serve`."""
@@ -95,7 +80,10 @@ class ServerProcess:
         """(status, body) of a request to the server, from the host or from inside its namespace."""
         url = path if path.startswith("http") else self.url + path
         if self._nshttp is None:
-            return _host_request(url, method, headers or {}, data, timeout)
+            try:
+                return http_request(url, method, headers or {}, data, timeout)
+            except OSError as error:
+                raise ServerProcessError(f"{method} {url}: {error}") from None
         try:
             return self._nshttp.request(url, method=method, headers=headers, data=data, timeout=timeout)
         except NamespaceHttpError as error:

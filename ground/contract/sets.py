@@ -60,25 +60,18 @@ class Stage(StrEnum):
 BREAKABLE: tuple[Stage, ...] = tuple(s for s in Stage if s is not Stage.CMDLINE)
 
 
-class EventStage(StrEnum):
-    """What an event (POST /api/v1/nodes/NAME/events) may be about: the agent's stages and what
-    happens around them."""
-
-    IPXE = "ipxe"  # recorded by the server when a node fetches its iPXE script
-    CMDLINE = "cmdline"
-    NETWORK = "network"
-    PLAN = "plan"
-    SERVICE = "service"
-    PRE = "pre"
-    PART = "part"
-    DOWNLOAD = "download"
-    ROOT = "root"
-    FILES = "files"
-    POST = "post"
-    HANDOVER = "handover"
-    RESCUE = "rescue"  # the rescue shell after a failure
-    HEARTBEAT = "heartbeat"
-    BOOTED = "booted"  # sent by the booted system
+# What an event (POST /api/v1/nodes/NAME/events) may be about: the agent's stages and what
+# happens around them, made from Stage so that every stage can be reported.
+EventStage = StrEnum(
+    "EventStage",
+    [
+        ("IPXE", "ipxe"),  # recorded by the server when a node fetches its iPXE script
+        *((s.name, s.value) for s in Stage),
+        ("RESCUE", "rescue"),  # the rescue shell after a failure
+        ("HEARTBEAT", "heartbeat"),
+        ("BOOTED", "booted"),  # sent by the booted system
+    ],
+)
 
 
 class EventStatus(StrEnum):
