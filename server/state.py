@@ -49,6 +49,8 @@ class ServerState:
         self.db_generation = -1
         self.counters = Counters()
         self.listeners: list[Callable[[], None]] = []  # called after a change (seeder, dnsmasq)
+        # called with (event, recorded state) after each node event (metrics)
+        self.event_listeners: list[Callable[[dict[str, Any], dict[str, Any]], None]] = []
         self._lock = threading.Lock()
         self.seeder: Any = None
 
@@ -86,6 +88,13 @@ class ServerState:
                 if ip:
                     mapping[ip] = switch
         return mapping
+
+    def notify_event(self, event: dict[str, Any], result: dict[str, Any]) -> None:
+        for listener in list(self.event_listeners):
+            try:
+                listener(event, result)
+            except Exception:  # an observer's failure must not fail the node's event
+                log.exception("event listener %r failed", listener)
 
     def cache_plan(self, key: bytes, body: bytes, epoch: int) -> None:
         if epoch != self.cache_epoch:
