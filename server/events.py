@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from ground.contract.sets import EventStage, EventStatus, names
 from ground.errors import NotFoundError, UsageError
 from server.inventory.db import Database
-from server.inventory.models import Node, NodeEvent, NodeState
+from server.inventory.models import Group, Node, NodeEvent, NodeState
 
 # the contract's closed sets (ground/contract/sets.py): the agent's stages and what happens around them
 STAGES = names(EventStage)
@@ -268,3 +268,22 @@ def running_versions(db: Database) -> set[tuple[str, int]]:
             )
         ).all()
     return {(image, version) for image, version in rows if image}
+
+
+def booted_targets(db: Database, port: int) -> list[dict[str, Any]]:
+    """Prometheus file_sd / http_sd: one target group per booted node (its address and `port`)."""
+    with db.read() as session:
+        rows = session.execute(
+            select(Node.name, Node.address, NodeState.address, Group.name)
+            .join(Group, Node.group_id == Group.id)
+            .join(NodeState, NodeState.node_id == Node.id)
+            .where(NodeState.state == "booted")
+            .order_by(Node.name)
+        ).all()
+    targets = []
+    for name, address, seen, group in rows:
+        ip = address or seen
+        if ip:
+            host = f"[{ip}]" if ":" in ip else ip
+            targets.append({"targets": [f"{host}:{port}"], "labels": {"node": name, "group": group}})
+    return targets

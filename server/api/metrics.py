@@ -27,13 +27,12 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from ground import __version__
+from server import events
 from server.api import access
 from server.api.deps import state_of
-from server.inventory.models import Group, Node, NodeState
 from server.state import ServerState
 from server.status_hub import STATES
 
@@ -253,25 +252,6 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def booted_targets(state: ServerState, port: int) -> list[dict[str, Any]]:
-    """Prometheus file_sd / http_sd: one target group per booted node (its address and PORT)."""
-    with state.db.read() as session:
-        rows = session.execute(
-            select(Node.name, Node.address, NodeState.address, Group.name)
-            .join(Group, Node.group_id == Group.id)
-            .join(NodeState, NodeState.node_id == Node.id)
-            .where(NodeState.state == "booted")
-            .order_by(Node.name)
-        ).all()
-    targets = []
-    for name, address, seen, group in rows:
-        ip = address or seen
-        if ip:
-            host = f"[{ip}]" if ":" in ip else ip
-            targets.append({"targets": [f"{host}:{port}"], "labels": {"node": name, "group": group}})
-    return targets
-
-
 @router.get(
     "/api/v1/prometheus/targets",
     summary="Booted nodes as a Prometheus file_sd / http_sd target list",
@@ -286,4 +266,4 @@ async def targets(
         int, Query(ge=1, le=65535, description="the port to scrape on each node (node_exporter: 9100)")
     ] = 9100,
 ) -> list[dict[str, Any]]:
-    return await run_in_threadpool(booted_targets, state_of(request), port)
+    return await run_in_threadpool(events.booted_targets, state_of(request).db, port)
