@@ -50,8 +50,10 @@ def test_the_inventory_verbs_print_the_same_here_and_through_the_api(sb: Sb, tmp
     assert ok(sb, "switch", "add", "sw1", "--address", "10.0.0.2") == (
         "name: sw1\naddress: 10.0.0.2\ndescription: -\n")
     ok(sb, "group", "add", "compute", "--image", "compute", "--root", "tmpfs", "--tmpfs-size", "8G",
-       "--post", str(tmp_path / "post.sh"), "--file", f"/etc/motd={tmp_path / 'motd.j2'}:0600", "--ssh-key", KEY)
-    assert ok(sb, "node", "add", "node[001-004]", "--group", "compute") == "added 4 nodes: node001 … node004\n"
+       "--post", str(tmp_path / "post.sh"), "--file", f"/etc/motd={tmp_path / 'motd.j2'}:0600",
+       "--ssh-key", KEY)
+    added = ok(sb, "node", "add", "node[001-004]", "--group", "compute")
+    assert added == "added 4 nodes: node001 … node004\n"
     assert ok(sb, "node", "set", "node001", "--add-mac", "52:54:00:00:00:01", "--switch", "sw1",
               "--port", "7").startswith("name: node001\ngroup: compute\nmacs: 52:54:00:00:00:01\n")
     # set merges with the current group on the client side, remotely too
@@ -70,7 +72,8 @@ def test_the_inventory_verbs_print_the_same_here_and_through_the_api(sb: Sb, tmp
         "NAME     IMAGE    VERSION  ROOT   NETWORK  KERNEL ARGS\n"
         "compute  compute  current  tmpfs  -        quiet\n"
     )
-    assert [n["name"] for n in json.loads(ok(sb, "node", "list", "--json"))] == [f"node00{i}" for i in range(1, 5)]
+    listed = json.loads(ok(sb, "node", "list", "--json"))
+    assert [n["name"] for n in listed] == [f"node00{i}" for i in range(1, 5)]
     shown = json.loads(ok(sb, "node", "show", "node002", "--json"))
     assert shown["address"] == "10.0.0.11" and shown["state"]["state"] == "new"
     assert ok(sb, "node", "status", "node00[1-2]") == (
