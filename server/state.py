@@ -53,6 +53,7 @@ class ServerState:
         self.event_listeners: list[Callable[[dict[str, Any], dict[str, Any]], None]] = []
         self._lock = threading.Lock()
         self.seeder: Any = None
+        self.cluster: Any = None  # server/cluster.py: the other head nodes on this inventory
 
     def refresh(self, force: bool = False) -> bool:
         """Pick up inventory and store changes; return True when something changed."""

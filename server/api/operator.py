@@ -86,7 +86,10 @@ def install(api: FastAPI, state: ServerState) -> list[Loop]:
     from prometheus_client import disable_created_metrics
 
     disable_created_metrics()  # no `_created` series: this process has one registry of its own
-    loops = [status_page.install(api, state)]
+    from server.cluster import Cluster
+
+    state.cluster = Cluster(state)
+    loops = [status_page.install(api, state), state.cluster.run]
     api.state.metrics = metrics.Metrics(state, api.state.status_feed)
     api.include_router(metrics.router)
     api.include_router(inventory_write.router)
