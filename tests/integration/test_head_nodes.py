@@ -2,7 +2,11 @@
 sharing the inventory, each with its tracker and seeder; nodes (the agent's own plan client,
 download module and event reporter, bench/swarm_node.py, in namespaces of their own) list both
 servers. One server is killed (SIGKILL) while the swarm runs: every node completes through the
-other, its plan, its events and its peers included."""
+other, its plan, its events and its peers included.
+
+Meanwhile headless Chromium has the surviving server's status page open (logged in by a token
+link) and sees the rows change state as the events arrive, without a reload; its screenshot is
+kept in test-artifacts/status-page.png."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +25,7 @@ import pytest
 from lab import server_process
 from lab.netns import NetLab
 from lab.packed import make_version
+from tests.helpers.browser import Browser, artifact, browser
 from tests.helpers.postgres import postgres_server
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.postgres]
@@ -106,6 +112,11 @@ def test_a_swarm_completes_through_the_other_head_node_when_one_dies(tmp_path: P
                 _check_both_listed(one, two, manifest.info_hash)
                 work = tmp_path / "work"
                 work.mkdir()
+                page = contextlib.ExitStack()
+                b = page.enter_context(browser(tmp_path, netns=topo.server2.name))
+                _open_page(b, two, homes[1])
+                sampler = Sampler(b)
+                sampler.start()
                 both = type("Servers", (), {"url": f"{one.url},{two.url}"})()
                 image = {
                     "name": "bench",
@@ -132,12 +143,32 @@ def test_a_swarm_completes_through_the_other_head_node_when_one_dies(tmp_path: P
                         "every node's booted event",
                     )
                     rows = two.admin("nodes")
+                    _wait(
+                        lambda: sampler.last() and all(st == "booted" for st in sampler.last().values()),
+                        20,
+                        "the page to show every node booted",
+                    )
+                    sampler.stop()
+                    timeline = _timeline_on_page(b, "n001")
+                    b.call(lambda d: d.save_screenshot(str(artifact("status-page.png"))))
+                    reloaded = b.call(lambda d: d.execute_script("return window.__sbMarker !== 42"))
                     final = swarm_lab.finish_drivers(drivers, work / "swarm.stop")
                 finally:
+                    sampler.stop()
                     swarm_lab.stop_drivers(drivers)
+                    page.close()
+                log = two.log()
                 timelines = _timelines(homes[1], env)
     errors = {i: r["error"] for i, r in results.items() if "error" in r}
     assert not errors, errors
+    # the page: rows changed state in place as events came (new or provisioning, then booted)
+    assert not reloaded, "the page was reloaded"
+    changed = [n for n, states in sampler.seen.items() if states[0] != "booted" and states[-1] == "booted"]
+    assert len(changed) >= N - 1, sampler.seen
+    assert any("provisioning" in states for states in sampler.seen.values()), sampler.seen
+    assert "booted done" in timeline and "download done" in timeline, timeline
+    for token_file in ("admin.token", "viewer.token"):
+        assert (homes[1] / token_file).read_text().strip() not in log, f"{token_file} was logged"
     # the download module verified every image (sha256) before it wrote its result
     assert all(r.get("t_done") for r in results.values()), results
     assert any(r["state"] != "booted" and (r["progress"] or 0) < 1 for r in at_kill[:EARLY]), at_kill
@@ -153,6 +184,75 @@ def test_a_swarm_completes_through_the_other_head_node_when_one_dies(tmp_path: P
     assert all(results[i]["events_failed"] == 0 for i in range(EARLY + 1, N + 1)), results
     assert all(results[i]["events_urls"][0].startswith(two.url) for i in results), results
     assert len(final) == N
+
+
+class Sampler:
+    """Reads the page's rows (name → state, as the page shows them) twice a second."""
+
+    def __init__(self, b: Browser) -> None:
+        self.b = b
+        self.seen: dict[str, list[str]] = {}
+        self.samples: list[dict[str, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+    def last(self) -> dict[str, str]:
+        return self.samples[-1] if self.samples else {}
+
+    def _run(self) -> None:
+        script = (
+            "return [...document.querySelectorAll('#rows tr')].map(t => [t.dataset.name, t.dataset.state])"
+        )
+        while not self._stop.wait(0.5):
+            with contextlib.suppress(Exception):
+                rows = dict(self.b.call(lambda d: d.execute_script(script), timeout=10))
+                self.samples.append(rows)
+                for name, state in rows.items():
+                    states = self.seen.setdefault(name, [])
+                    if not states or states[-1] != state:
+                        states.append(state)
+
+
+def _open_page(b: Browser, server: Any, home: Path) -> None:
+    """Log in with a token link (the token stays in the URL fragment) and wait for the live feed."""
+    token = (home / "viewer.token").read_text().strip()
+    b.call(lambda d: d.get(f"{server.url}/status/login#token={token}"))
+    _wait(
+        lambda: b.call(
+            lambda d: d.execute_script(
+                "return location.pathname === '/status'"
+                " && document.getElementById('live').textContent === 'live'"
+            )
+        ),
+        30,
+        "the status page to be live",
+    )
+    assert token not in b.call(lambda d: d.current_url)
+    b.call(lambda d: d.execute_script("window.__sbMarker = 42"))
+    rows = b.call(lambda d: d.execute_script("return document.querySelectorAll('#rows tr').length"))
+    assert rows == N, rows
+
+
+def _timeline_on_page(b: Browser, name: str) -> str:
+    b.call(lambda d: d.execute_script(f"document.querySelector('#rows tr[data-name=\"{name}\"]').click()"))
+    return _wait(
+        lambda: b.call(
+            lambda d: d.execute_script(
+                "var t = document.getElementById('timeline');"
+                "return t.hidden ? '' : document.getElementById('tl-events').textContent"
+            )
+        ),
+        20,
+        "the timeline",
+    )
 
 
 def server_process_cli(home: Path, env: dict[str, str], *args: str) -> str:
