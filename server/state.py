@@ -54,6 +54,7 @@ class ServerState:
         self._lock = threading.Lock()
         self.seeder: Any = None
         self.cluster: Any = None  # server/cluster.py: the other head nodes on this inventory
+        self.reloader: Any = None  # server/reload.py: SIGHUP
 
     def refresh(self, force: bool = False) -> bool:
         """Pick up inventory and store changes; return True when something changed."""

@@ -87,9 +87,12 @@ def install(api: FastAPI, state: ServerState) -> list[Loop]:
 
     disable_created_metrics()  # no `_created` series: this process has one registry of its own
     from server.cluster import Cluster
+    from server.reload import Reloader
 
     state.cluster = Cluster(state)
     loops = [status_page.install(api, state), state.cluster.run]
+    state.reloader = Reloader(state, api.state)  # SIGHUP (serve.py installs the handler)
+    loops.append(state.reloader.run)
     api.state.metrics = metrics.Metrics(state, api.state.status_feed)
     api.include_router(metrics.router)
     api.include_router(inventory_write.router)
