@@ -8,9 +8,9 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup host-packages test test-full test-unit lint demo bench clean
+.PHONY: setup host-packages completion test test-full test-unit lint demo bench clean
 
-setup: host-packages $(STAMP)
+setup: host-packages $(STAMP) completion
 
 host-packages:
 	@scripts/setup-host.sh
@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $@
+
+# bash and zsh tab completion of `swarmboot` (argcomplete)
+completion: $(STAMP)
+	@scripts/install-completion.sh $(VENV)
 
 # `make test` is CI's run (kept under ~40 minutes on 2 cores); `make test-full` adds the variants
 # marked `full` (little new coverage, much time: more boots, larger swarms).

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from bootagent.context import Console, Paths  # noqa: E402
 from bootagent.download import DownloadStatus, ImageDownload  # noqa: E402
 from bootagent.errors import DownloadError  # noqa: E402
+from bootagent.report import Reporter  # noqa: E402
 from bootagent.seeder import start_seeder  # noqa: E402
 from bootagent.server import ServerClient  # noqa: E402
 
@@ -73,9 +74,19 @@ def run_swarm(args: argparse.Namespace, result: dict[str, Any]) -> None:
     run_dir = Path(args.dir)
     image_dir = run_dir / "image"
     console = Console(Paths(run_dir=run_dir))
-    client = ServerClient((args.server,), console, base_delay=0.05, max_delay=0.5)
-    plan, _ = client.fetch_plan("", args.node, 30.0)
+    servers = tuple(u for u in args.server.split(",") if u)  # like swarmboot.server=A,B: failover
+    client = ServerClient(servers, console, base_delay=0.05, max_delay=0.5)
+    reporter = _reporter(args, console, servers)
+    if reporter is not None:
+        reporter.event("cmdline", "start")
+    plan, plan_server = client.fetch_plan("", args.node, 30.0)
     result["t_plan"] = time.monotonic()
+    result["plan_server"] = plan_server
+    if reporter is not None:
+        reporter.set_events_url(plan.reporting.events_url)
+        reporter.set_image(plan.image.name, plan.image.version)
+        reporter.event("plan", "done", duration=result["t_plan"] - result["t_start"])
+        reporter.event("download", "start")
     torrent = client.fetch_bytes(plan.image.torrent_url, 30.0, "the image's .torrent")
     result["t_torrent"] = time.monotonic()
     experiment: dict[str, Any] = {}  # without: what the agent does (the plan's stripe hint)
@@ -88,6 +99,7 @@ def run_swarm(args: argparse.Namespace, result: dict[str, Any]) -> None:
     overrides = json.loads(args.settings) if args.settings else None
     trace: list[tuple[float, int]] = []
     last = [0.0]
+    last_event = [0.0]
 
     def on_progress(status: DownloadStatus) -> None:
         now = time.monotonic()
@@ -98,6 +110,9 @@ def run_swarm(args: argparse.Namespace, result: dict[str, Any]) -> None:
         if now - last[0] >= TRACE_EVERY:
             last[0] = now
             trace.append((round(now - result["t_go"], 3), status.done))
+        if reporter is not None and now - last_event[0] >= args.report_every:
+            last_event[0] = now
+            reporter.event("download", "progress", progress=status.progress, details={"peers": status.peers})
 
     cls = TracingDownload if args.trace_blocks else ImageDownload
     if args.trace_blocks:
@@ -138,6 +153,14 @@ def run_swarm(args: argparse.Namespace, result: dict[str, Any]) -> None:
     if args.seed:
         pid = start_seeder(torrent_file, path, plan.image.sha256, args.listen, run_dir)
         result["seeder_pid"] = pid
+    if reporter is not None:
+        seconds = result["t_done"] - result["t_torrent"]
+        reporter.event("download", "done", duration=seconds, details={
+            "bytes": status.total, "from_peers": status.from_peers, "from_web_seeds": status.from_web_seeds})
+        reporter.event("booted", "done", details={"hostname": args.node, "swarm_bench": True})
+        reporter.close(timeout=10.0)
+        result["events_sent"], result["events_failed"] = reporter.sent, reporter.failed
+        result["events_urls"] = list(reporter.urls)
     write_json(Path(args.result), result)
     wait_for_file(Path(args.stop), args.deadline + 600, STOP_POLL)
     if args.seed:
@@ -186,6 +209,16 @@ class TracingDownload(ImageDownload):
         return st
 
 
+def _reporter(args: argparse.Namespace, console: Console, servers: tuple[str, ...]) -> Reporter | None:
+    """Events like the agent's (bootagent/report.py: one thread, failover between the servers)."""
+    if not args.report:
+        return None
+    reporter = Reporter(console, servers, timeout=3.0, heartbeat_seconds=10.0)
+    reporter.set_events_url(f"{servers[0]}/api/v1/nodes/{args.node}/events")
+    reporter.start()
+    return reporter
+
+
 def by_peer(dl: ImageDownload) -> dict[str, int]:
     """Payload bytes received per peer address (sampled by the download module)."""
     out: dict[str, int] = {}
@@ -216,7 +249,7 @@ def stop_seeder(pid: int, status_file: Path) -> dict[str, Any]:
 
 
 def run_http(args: argparse.Namespace, result: dict[str, Any]) -> None:
-    url = f"{args.server}/images/{args.image}/{args.version}/{args.file}"
+    url = f"{args.server.split(',')[0]}/images/{args.image}/{args.version}/{args.file}"
     dest = Path(args.dir) / args.file
     dest.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
@@ -247,7 +280,7 @@ def run_http(args: argparse.Namespace, result: dict[str, Any]) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mode", choices=("swarm", "http"), default="swarm")
-    p.add_argument("--server", required=True)
+    p.add_argument("--server", required=True, help="URL[,URL…]: the servers, tried in turn")
     p.add_argument("--image", required=True)
     p.add_argument("--version", type=int, required=True)
     p.add_argument("--file", default="image.squashfs")
@@ -265,6 +298,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--trace-blocks", action="store_true")
     p.add_argument("--web-seed", choices=("fallback", "always", "never"), default="fallback")
     p.add_argument("--seed", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--report", action="store_true", help="send the agent's events (stages, progress, booted)")
+    p.add_argument("--report-every", type=float, default=1.0, help="seconds between progress events")
     p.add_argument("--deadline", type=float, default=600.0)
     p.add_argument("--stall", type=float, default=120.0)
     p.add_argument("--ready-wait", type=float, default=300.0)

@@ -1,4 +1,9 @@
-"""Stage reporting for long builds: each stage logged when it starts and timed when it ends."""
+"""Stage reporting for long builds: each stage logged when it starts and timed when it ends.
+
+By default every line goes to stderr. A front end may show it differently: `showing(reporter)`
+routes the stages, the percentages and the messages of the builds run inside it to `reporter`
+(the CLI's progress bars, swarmboot/cli/progress.py), for as long as the `with` block lasts.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,29 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 log = logging.getLogger("swarmboot.builder")
+
+
+class Reporter(Protocol):
+    def stage_started(self, what: str, name: str, detail: str) -> None: ...
+    def stage_done(self, what: str, name: str, seconds: float) -> None: ...
+    def percent(self, label: str, done: int, total: int) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+_reporters: list[Reporter] = []
+
+
+@contextlib.contextmanager
+def showing(reporter: Reporter) -> Iterator[Reporter]:
+    """Route the progress of the builds run inside the block to `reporter`."""
+    _reporters.append(reporter)
+    try:
+        yield reporter
+    finally:
+        _reporters.remove(reporter)
 
 
 @dataclass
@@ -23,14 +49,22 @@ class Stages:
 
     @contextlib.contextmanager
     def stage(self, name: str, detail: str = "") -> Iterator[None]:
-        say(f"{self.what}: {name}" + (f" ({detail})" if detail else "") + " …")
+        if _reporters:
+            _reporters[-1].stage_started(self.what, name, detail)
+            log.debug("%s: %s …", self.what, name)
+        else:
+            say(f"{self.what}: {name}" + (f" ({detail})" if detail else "") + " …")
         start = time.monotonic()
         try:
             yield
         finally:
             elapsed = time.monotonic() - start
             self.times.append((name, elapsed))
-        say(f"{self.what}: {name} done in {elapsed:.1f} s")
+        if _reporters:
+            _reporters[-1].stage_done(self.what, name, elapsed)
+            log.debug("%s: %s done in %.1f s", self.what, name, elapsed)
+        else:
+            say(f"{self.what}: {name} done in {elapsed:.1f} s")
 
     def parallel(self, jobs: list[tuple[str, str, Callable[[], None]]]) -> None:
         """Run (name, detail, function) stages at the same time, each timed; after all have
@@ -59,7 +93,10 @@ class Stages:
 
 def say(message: str) -> None:
     """One progress line on stderr (stdout stays for results such as --json)."""
-    print(message, file=sys.stderr, flush=True)
+    if _reporters:
+        _reporters[-1].message(message)
+    else:
+        print(message, file=sys.stderr, flush=True)
     log.debug(message)
 
 
@@ -73,6 +110,9 @@ class Percent:
 
     def __call__(self, done: int, total: int) -> None:
         if total <= 0:
+            return
+        if _reporters:
+            _reporters[-1].percent(self.label, done, total)
             return
         percent = done * 100 // total
         if percent >= self.next:

@@ -14,28 +14,29 @@ from pathlib import Path
 from ground.errors import SwarmbootError
 
 TOKEN_FILE = "admin.token"
+VIEWER_TOKEN_FILE = "viewer.token"  # read-only: the status page (server/api/access.py)
 
 
-def token_path(home: Path) -> Path:
-    return home / TOKEN_FILE
+def token_path(home: Path, name: str = TOKEN_FILE) -> Path:
+    return home / name
 
 
-def ensure_token(home: Path) -> str:
+def ensure_token(home: Path, name: str = TOKEN_FILE) -> str:
     """Read the token, creating it (mode 0600, atomically) the first time."""
-    path = token_path(home)
+    path = token_path(home, name)
     home.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return read_token(home)
+        return read_token(home, name)
     token = secrets.token_urlsafe(32)
     with os.fdopen(fd, "w") as handle:
         handle.write(token + "\n")
     return token
 
 
-def read_token(home: Path) -> str:
-    path = token_path(home)
+def read_token(home: Path, name: str = TOKEN_FILE) -> str:
+    path = token_path(home, name)
     try:
         if path.stat().st_mode & 0o077:
             os.chmod(path, 0o600)

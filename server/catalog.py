@@ -52,6 +52,22 @@ class Catalog:
         self.by_info_hash: dict[bytes, Version] = {}
         self._torrents: dict[tuple[str, int], bytes] = {}
         self.generation = 0
+        self.other_servers: tuple[str, ...] = ()  # head nodes sharing the inventory (server/cluster.py)
+
+    @property
+    def server_list(self) -> str:
+        """This server first, then the other head nodes: `swarmboot.server=` on kernel command lines."""
+        return ",".join((self.server_url, *self.other_servers))
+
+    def set_other_servers(self, urls: tuple[str, ...]) -> bool:
+        """The other live head nodes; served torrents list their trackers and web seeds too."""
+        urls = tuple(u.rstrip("/") for u in urls if u.rstrip("/") != self.server_url)
+        if urls == self.other_servers:
+            return False
+        with self._lock:
+            self.other_servers = urls
+            self._torrents = {}
+        return True
 
     def refresh(self) -> bool:
         """Rescan the store; return True when something changed."""
@@ -123,20 +139,26 @@ class Catalog:
         data = self._torrents.get(version.key)
         if data is None:
             raw = version.path(version.manifest.torrent.name).read_bytes()
-            data = for_serving(
-                raw, f"{self.server_url}/announce", self.url(version, version.manifest.image_file.name)
-            )
+            servers = (self.server_url, *self.other_servers)
+            path = f"/images/{version.image}/{version.number}/{version.manifest.image_file.name}"
+            data = for_serving(raw, [f"{s}/announce" for s in servers], [s + path for s in servers])
             self._torrents[version.key] = data
         return data
 
 
-def for_serving(torrent_data: bytes, announce_url: str, web_seed_url: str) -> bytes:
-    """The packed torrent with the server's tracker and BEP 19 web seed added."""
+def for_serving(torrent_data: bytes, announce_urls: str | list[str], web_seed_urls: str | list[str]) -> bytes:
+    """The packed torrent with the servers' trackers and BEP 19 web seeds added: `announce` is the
+    first tracker; with several head nodes, BEP 12 `announce-list` has one tier per tracker (this
+    server's first: a client moves to the next tier when one fails)."""
     import libtorrent as lt
 
+    trackers = [announce_urls] if isinstance(announce_urls, str) else list(announce_urls)
+    seeds = [web_seed_urls] if isinstance(web_seed_urls, str) else list(web_seed_urls)
     meta = lt.bdecode(torrent_data)
     if not isinstance(meta, dict) or b"info" not in meta:
         raise ValueError("not a torrent file (no info dictionary)")
-    meta[b"announce"] = announce_url.encode()
-    meta[b"url-list"] = [web_seed_url.encode()]
+    meta[b"announce"] = trackers[0].encode()
+    if len(trackers) > 1:
+        meta[b"announce-list"] = [[t.encode()] for t in trackers]
+    meta[b"url-list"] = [u.encode() for u in seeds]
     return lt.bencode(meta)

@@ -11,13 +11,13 @@ import datetime as dt
 import math
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ground.contract.sets import EventStage, EventStatus, names
 from ground.errors import NotFoundError, UsageError
 from server.inventory.db import Database
-from server.inventory.models import Node, NodeState
+from server.inventory.models import Group, Node, NodeEvent, NodeState
 
 # the contract's closed sets (ground/contract/sets.py): the agent's stages and what happens around them
 STAGES = names(EventStage)
@@ -90,7 +90,26 @@ def _state_for(event: dict[str, Any], previous: str) -> str:
     return "provisioning"
 
 
-def apply(session: Session, node: Node, event: dict[str, Any], address: str, now: dt.datetime) -> NodeState:
+def _timeline(session: Session, node: Node, event: dict[str, Any], now: dt.datetime, server: str) -> None:
+    """Note the event in the node's timeline (heartbeats and download progress are not kept)."""
+    if event["status"] in ("heartbeat", "progress") or event["stage"] == "heartbeat":
+        return
+    session.add(
+        NodeEvent(
+            node_id=node.id,
+            time=now,
+            stage=event["stage"],
+            status=event["status"],
+            duration=event["duration"],
+            message=(event["message"] or "")[:MAX_MESSAGE],
+            server=server,
+        )
+    )
+
+
+def apply(
+    session: Session, node: Node, event: dict[str, Any], address: str, now: dt.datetime, *, server: str = ""
+) -> NodeState:
     state = session.get(NodeState, node.id)
     if state is None:
         state = NodeState(
@@ -105,9 +124,17 @@ def apply(session: Session, node: Node, event: dict[str, Any], address: str, now
         state.state = _state_for(event, state.state)
         return state
     if stage == "ipxe" or (stage == "cmdline" and status == "start"):  # a new boot begins
-        state.boot_started = now
+        after_ipxe = stage == "cmdline" and state.stage == "ipxe"  # the same boot: it started at iPXE
+        if state.boot_started is not None and not after_ipxe:
+            # the timeline keeps this boot and the one before it
+            session.execute(
+                delete(NodeEvent).where(NodeEvent.node_id == node.id, NodeEvent.time < state.boot_started)
+            )
+        if not after_ipxe:
+            state.boot_started = now
         state.progress = None
         state.message = ""
+    _timeline(session, node, event, now, server)
     state.state = _state_for(event, state.state)
     state.stage, state.status = stage, status
     if event["image"]:
@@ -129,13 +156,15 @@ def apply(session: Session, node: Node, event: dict[str, Any], address: str, now
     return state
 
 
-def record(db: Database, name: str, event: dict[str, Any], address: str = "") -> dict[str, Any]:
+def record(
+    db: Database, name: str, event: dict[str, Any], address: str = "", *, server: str = ""
+) -> dict[str, Any]:
     now = dt.datetime.now(dt.UTC)
     with db.write_state() as session:
         node = session.execute(select(Node).where(Node.name == name)).unique().scalar_one_or_none()
         if node is None:
             raise NotFoundError(f"no node named {name!r}")
-        state = apply(session, node, event, address, now)
+        state = apply(session, node, event, address, now, server=server)
         return state_dict(node, state, now)
 
 
@@ -160,6 +189,7 @@ def state_dict(node: Node, state: NodeState | None, now: dt.datetime) -> dict[st
             "version": None,
             "last_seen": "",
             "seen_seconds_ago": None,
+            "boot_started": "",
             "message": "",
             "address": "",
             "details": {},
@@ -184,6 +214,7 @@ def state_dict(node: Node, state: NodeState | None, now: dt.datetime) -> dict[st
         "version": state.version,
         "last_seen": _iso(last),
         "seen_seconds_ago": None if ago is None else round(ago, 1),
+        "boot_started": _iso(state.boot_started),
         "message": state.message,
         "address": state.address,
         "details": state.details or {},
@@ -199,6 +230,34 @@ def status(db: Database, names: list[str] | None = None) -> list[dict[str, Any]]
         return [state_dict(node, state, now) for node, state in session.execute(query).unique().all()]
 
 
+def timeline(db: Database, name: str, limit: int = 200) -> list[dict[str, Any]]:
+    """The node's latest events (its current boot and the one before), oldest first."""
+    with db.read() as session:
+        node = session.execute(select(Node.id).where(Node.name == name)).scalar_one_or_none()
+        if node is None:
+            raise NotFoundError(f"no node named {name!r}")
+        rows = session.execute(
+            select(NodeEvent).where(NodeEvent.node_id == node).order_by(NodeEvent.id.desc()).limit(limit)
+        ).scalars()
+        return [
+            {
+                "time": _iso_ms(e.time),
+                "stage": e.stage,
+                "status": e.status,
+                "duration": e.duration,
+                "message": e.message,
+                "server": e.server,
+            }
+            for e in reversed(list(rows))
+        ]
+
+
+def _iso_ms(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.isoformat(timespec="milliseconds")
+
+
 def running_versions(db: Database) -> set[tuple[str, int]]:
     """(image, version) pairs that nodes run or are fetching now: the seeder keeps them."""
     with db.read() as session:
@@ -209,3 +268,22 @@ def running_versions(db: Database) -> set[tuple[str, int]]:
             )
         ).all()
     return {(image, version) for image, version in rows if image}
+
+
+def booted_targets(db: Database, port: int) -> list[dict[str, Any]]:
+    """Prometheus file_sd / http_sd: one target group per booted node (its address and `port`)."""
+    with db.read() as session:
+        rows = session.execute(
+            select(Node.name, Node.address, NodeState.address, Group.name)
+            .join(Group, Node.group_id == Group.id)
+            .join(NodeState, NodeState.node_id == Node.id)
+            .where(NodeState.state == "booted")
+            .order_by(Node.name)
+        ).all()
+    targets = []
+    for name, address, seen, group in rows:
+        ip = address or seen
+        if ip:
+            host = f"[{ip}]" if ":" in ip else ip
+            targets.append({"targets": [f"{host}:{port}"], "labels": {"node": name, "group": group}})
+    return targets

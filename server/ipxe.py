@@ -80,7 +80,8 @@ def render_node(
             server_url=catalog.server_url,
             kernel_url=catalog.url(version, m.kernel.name),
             initrd_url=catalog.url(version, m.initramfs.name),
-            cmdline=cmdline(node, version, catalog.server_url, mac, platform=platform, service=service),
+            # every head node sharing the inventory, this one first (the agent fails over)
+            cmdline=cmdline(node, version, catalog.server_list, mac, platform=platform, service=service),
         )
     )
 

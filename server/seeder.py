@@ -51,6 +51,18 @@ class Seeder:
         self._thread = threading.Thread(target=self._run, name="seeder", daemon=True)
         self._thread.start()
 
+    def set_upload_rate(self, rate: int) -> None:
+        """A new upload cap (bytes/s, 0: none), for every peer, local ones included (SIGHUP)."""
+        import libtorrent as lt
+
+        self.upload_rate = rate
+        if self.session is None:
+            return
+        self.session.apply_settings({"upload_rate_limit": rate})
+        local = self.session.get_peer_class(lt.session.local_peer_class_id)
+        local["upload_limit"] = rate
+        self.session.set_peer_class(lt.session.local_peer_class_id, local)
+
     @property
     def port(self) -> int:
         return int(self.session.listen_port()) if self.session is not None else 0

@@ -58,7 +58,7 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
 def serve(settings: Settings, listen: str, dhcp_interface: str = "", seeder: bool = True) -> None:
     import uvicorn
 
-    from server import auth
+    from server import auth, journal
     from server.api.app import create_app
     from server.dnsmasq import Dnsmasq
     from server.events import running_versions
@@ -66,6 +66,7 @@ def serve(settings: Settings, listen: str, dhcp_interface: str = "", seeder: boo
     from server.seeder import Seeder
     from server.state import ServerState
 
+    journal.setup(settings.log_level)
     sock = bind(listen)
     # uvicorn handles SIGTERM, shuts down, then raises the signal again for the handler that was
     # there before it: the default one would end the process before the `finally` below stops
@@ -73,6 +74,7 @@ def serve(settings: Settings, listen: str, dhcp_interface: str = "", seeder: boo
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     server_url = server_url_for(settings, sock)
     token = auth.ensure_token(settings.home)
+    auth.ensure_token(settings.home, auth.VIEWER_TOKEN_FILE)
     db = Database.from_settings(settings, pool_size=20)
     state = ServerState(settings, server_url, token, db)
     state.refresh(force=True)
@@ -95,8 +97,15 @@ def serve(settings: Settings, listen: str, dhcp_interface: str = "", seeder: boo
             + ")",
             flush=True,
         )
+        print(
+            f"swarmboot: status page {server_url}/status (viewer token in "
+            f"{auth.token_path(settings.home, auth.VIEWER_TOKEN_FILE)}); API docs {server_url}/docs",
+            flush=True,
+        )
+        app = create_app(state)
+        state.reloader.install_handler()  # SIGHUP: read the settings and tokens again
         config = uvicorn.Config(
-            create_app(state),
+            app,
             log_config=None,
             access_log=False,
             lifespan="on",

@@ -49,8 +49,12 @@ class ServerState:
         self.db_generation = -1
         self.counters = Counters()
         self.listeners: list[Callable[[], None]] = []  # called after a change (seeder, dnsmasq)
+        # called with (event, recorded state) after each node event (metrics)
+        self.event_listeners: list[Callable[[dict[str, Any], dict[str, Any]], None]] = []
         self._lock = threading.Lock()
         self.seeder: Any = None
+        self.cluster: Any = None  # server/cluster.py: the other head nodes on this inventory
+        self.reloader: Any = None  # server/reload.py: SIGHUP
 
     def refresh(self, force: bool = False) -> bool:
         """Pick up inventory and store changes; return True when something changed."""
@@ -86,6 +90,13 @@ class ServerState:
                 if ip:
                     mapping[ip] = switch
         return mapping
+
+    def notify_event(self, event: dict[str, Any], result: dict[str, Any]) -> None:
+        for listener in list(self.event_listeners):
+            try:
+                listener(event, result)
+            except Exception:  # an observer's failure must not fail the node's event
+                log.exception("event listener %r failed", listener)
 
     def cache_plan(self, key: bytes, body: bytes, epoch: int) -> None:
         if epoch != self.cache_epoch:

@@ -49,6 +49,7 @@ class Peer:
     switch: str | None
     compact: bytes  # 6 bytes (IPv4) or 18 bytes (IPv6)
     v6: bool
+    remote: bool = False  # announced to another head node's tracker (server/cluster.py)
 
 
 class PeerList:
@@ -214,6 +215,8 @@ class Tracker:
         self.announces = 0
         self.failures = 0
         self._last_expiry = clock()
+        # (info_hash, ip, port) of local peers that changed since the cluster sync last looked
+        self.dirty: set[tuple[bytes, str, int]] = set()
 
     def announce(self, query: bytes, client_ip: str) -> bytes:
         """Handle one announce; always returns a bencoded body (a failure reason on bad input)."""
@@ -236,6 +239,10 @@ class Tracker:
         swarm = self.swarms.setdefault(req.info_hash, Swarm())
         key = (ip, req.port)
         old = swarm.peers.get(key)
+        self.dirty.add((req.info_hash, ip, req.port))
+        if old is not None and old.remote:  # it announces here now: ours from now on
+            swarm.remove(old)
+            old = None
         if req.event == b"stopped":
             if old is not None:
                 old.uploaded, old.downloaded = req.uploaded, req.downloaded
@@ -335,12 +342,47 @@ class Tracker:
         now = self.clock() if now is None else now
         self._last_expiry = now
         removed = 0
-        for swarm in self.swarms.values():
+        for info_hash, swarm in self.swarms.items():
             for peer in list(swarm.peers.values()):
                 if now - peer.seen > self.peer_ttl:
                     swarm.retire(peer)
                     removed += 1
+                    if not peer.remote:
+                        self.dirty.add((info_hash, peer.ip, peer.port))
         return removed
+
+    # -- peers of the other head nodes (server/cluster.py) -----------------------------------------
+    def merge_remote(
+        self, info_hash: bytes, ip: str, port: int, *, peer_id: bytes, left: int, uploaded: int = 0,
+        downloaded: int = 0, age: float = 0.0,
+    ) -> None:
+        """A peer another head node's tracker knows (`age` seconds since it announced there)."""
+        if not self.known(info_hash):
+            return
+        swarm = self.swarms.setdefault(info_hash, Swarm())
+        old = swarm.peers.get((ip, port))
+        if old is not None and not old.remote:
+            return  # it announces here too: what it told us is at least as fresh
+        if old is not None:
+            swarm.remove(old)
+        try:
+            packed, v6 = _compact(ip, port)
+        except ValueError:
+            return
+        seen = self.clock() - max(0.0, age)
+        peer = Peer(peer_id, ip, port, left, uploaded, downloaded, seen, self.switch_of(ip), packed, v6, True)
+        swarm.add(peer)
+
+    def drop_remote(self, info_hash: bytes, ip: str, port: int) -> None:
+        swarm = self.swarms.get(info_hash)
+        old = swarm.peers.get((ip, port)) if swarm else None
+        if swarm is not None and old is not None and old.remote:
+            swarm.remove(old)
+
+    def local_peer(self, info_hash: bytes, ip: str, port: int) -> Peer | None:
+        swarm = self.swarms.get(info_hash)
+        peer = swarm.peers.get((ip, port)) if swarm else None
+        return peer if peer is not None and not peer.remote else None
 
     def refresh_switches(self) -> None:
         """Re-map every peer's switch (after the inventory changed)."""
@@ -355,6 +397,7 @@ class Tracker:
         for info_hash, swarm in self.swarms.items():
             peers = list(swarm.peers.values())
             out[info_hash.hex()] = {
+                "remote_peers": sum(1 for p in peers if p.remote),
                 "seeders": sum(1 for p in peers if p.left == 0),
                 "leechers": sum(1 for p in peers if p.left > 0),
                 "completed": swarm.completed,
@@ -368,6 +411,7 @@ class Tracker:
                         "uploaded": p.uploaded,
                         "downloaded": p.downloaded,
                         "switch": p.switch,
+                        "remote": p.remote,
                     }
                     for p in peers
                 ],

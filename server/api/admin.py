@@ -21,7 +21,15 @@ def require_admin(request: Request) -> None:
         )
 
 
-router = APIRouter(prefix="/api/v1/admin", dependencies=[Depends(require_admin)])
+def _bearer() -> object:
+    from server.api.access import bearer  # OpenAPI: these routes take the admin token
+
+    return bearer
+
+
+router = APIRouter(
+    prefix="/api/v1/admin", tags=["admin"], dependencies=[Depends(_bearer()), Depends(require_admin)]
+)
 
 
 @router.get("/nodes")

@@ -18,8 +18,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
+from ground import __version__
 from ground.errors import ConflictError, NotFoundError, SwarmbootError, UsageError
-from server.api import admin, boot, images, nodes
+from server.api import admin, boot, images, nodes, operator
+from server.api.metrics import MeasuredApp
 from server.state import ServerState
 
 log = logging.getLogger(__name__)
@@ -53,21 +55,35 @@ async def _refresh_loop(state: ServerState) -> None:
 
 
 def create_api(state: ServerState) -> FastAPI:
+    loops: list[operator.Loop] = []
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(state.refresh, True)
-        task = asyncio.create_task(_refresh_loop(state))
+        tasks = [asyncio.create_task(_refresh_loop(state)), *(asyncio.create_task(loop()) for loop in loops)]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
-    api = FastAPI(title="swarmboot", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    api = FastAPI(
+        title="swarmboot",
+        version=__version__,
+        description="The provisioning server: iPXE scripts, boot plans, images, the tracker, node events; "
+        "the status page, metrics and the inventory (admin). docs/server.md has the details.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
     api.state.sb = state
     for module in (boot, nodes, images, admin):
         api.include_router(module.router)
+    loops.extend(operator.install(api, state))
 
     @api.exception_handler(SwarmbootError)
     async def swarmboot_error(_request: Request, exc: SwarmbootError) -> JSONResponse:
@@ -115,5 +131,6 @@ async def _respond(send: Send, status: int, headers: list[tuple[bytes, bytes]], 
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(state: ServerState) -> HotPath:
-    return HotPath(state, create_api(state))
+def create_app(state: ServerState) -> MeasuredApp:
+    api = create_api(state)
+    return MeasuredApp(HotPath(state, api), api.state.metrics)

@@ -65,7 +65,7 @@ def _node_script(
         "details": {"platform": platform},
     }
     with state.db.write_state() as session:
-        events.apply(session, node, event, address, dt.datetime.now(dt.UTC))
+        events.apply(session, node, event, address, dt.datetime.now(dt.UTC), server=state.server_url)
     return ipxe.render_node(
         node, version, state.catalog, mac, platform=platform, service=service or node.service
     )

@@ -32,7 +32,8 @@ class CountingFileResponse(FileResponse):
         await super().__call__(scope, receive, counting_send)
 
 
-@router.api_route("/images/{image}/{version}/{name}", methods=["GET", "HEAD"])
+@router.get("/images/{image}/{version}/{name}")
+@router.head("/images/{image}/{version}/{name}")
 async def image_file(request: Request, image: str, version: str, name: str) -> Response:
     state = state_of(request)
     found = state.catalog.get(image, int(version)) if version.isdigit() else None

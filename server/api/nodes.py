@@ -64,8 +64,11 @@ async def post_event(request: Request, name: str) -> dict[str, object]:
     except ValueError:
         raise events.EventError("the event is not valid JSON") from None
     event = events.parse(data)
-    result = await run_in_threadpool(events.record, state.db, name, event, client_ip(request))
+    result = await run_in_threadpool(
+        events.record, state.db, name, event, client_ip(request), server=state.server_url
+    )
     state.counters.events += 1
+    state.notify_event(event, result)
     if event["status"] == "failed":
         log.warning("node %s: %s failed: %s", name, event["stage"], event["message"])
     return {"ok": True, "state": result["state"]}

@@ -252,6 +252,11 @@ def load_yaml(text: str, source: str) -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise UsageError(f"{source}: not valid YAML: {exc}") from None
+    return check_document(data, source)
+
+
+def check_document(data: Any, source: str) -> dict[str, Any]:
+    """An inventory document (YAML file, or JSON sent to the API) of our format and keys."""
     if not isinstance(data, dict) or data.get("swarmboot_inventory") != EXPORT_FORMAT:
         raise UsageError(
             f"{source}: not a swarmboot inventory file (format {EXPORT_FORMAT})",

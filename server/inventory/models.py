@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -112,5 +112,46 @@ class NodeState(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     address: Mapped[str] = mapped_column(String(64), default="")  # where its last event came from
     boot_started: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    last_seen: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_seen: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class NodeEvent(Base):
+    """A node's timeline: every event but heartbeats and download progress (runtime data)."""
+
+    __tablename__ = "node_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), index=True)
+    time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    stage: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))
+    duration: Mapped[float | None] = mapped_column(Float, nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    server: Mapped[str] = mapped_column(String(255), default="")  # the head node that received it
+
+
+class HeadNode(Base):
+    """A `swarmboot serve` sharing this inventory; `seen` is its heartbeat (server/cluster.py)."""
+
+    __tablename__ = "head_nodes"
+    url: Mapped[str] = mapped_column(String(255), primary_key=True)
+    instance: Mapped[str] = mapped_column(String(32))
+    started: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TrackerPeer(Base):
+    """A peer one head node's tracker knows, for the other head nodes' trackers (server/cluster.py).
+    `left` = -1 is a tombstone (the peer stopped or expired there)."""
+
+    __tablename__ = "tracker_peers"
+    server: Mapped[str] = mapped_column(String(255), primary_key=True)
+    info_hash: Mapped[str] = mapped_column(String(40), primary_key=True)
+    ip: Mapped[str] = mapped_column(String(64), primary_key=True)
+    port: Mapped[int] = mapped_column(Integer, primary_key=True)
+    peer_id: Mapped[str] = mapped_column(String(40))
+    left: Mapped[int] = mapped_column(BigInteger)
+    uploaded: Mapped[int] = mapped_column(BigInteger)
+    downloaded: Mapped[int] = mapped_column(BigInteger)
+    seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    updated: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -148,11 +148,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = verbs.add_parser("add", help="add a group")
     p.add_argument("name")
     _options(p, adding=True)
-    p.set_defaults(handler=cmd_add)
+    p.set_defaults(handler=cmd_add, remote=True)
     p = verbs.add_parser("set", help="change a group")
     p.add_argument("name")
     _options(p, adding=False)
-    p.set_defaults(handler=cmd_set)
+    p.set_defaults(handler=cmd_set, remote=True)
     add_read_verbs(
         verbs, "group", "groups", COLUMNS, table_rows=_table_rows, rm_help="remove groups (without nodes)"
     )
@@ -160,19 +160,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_add(args: argparse.Namespace, settings: Settings) -> None:
     from server import cliutil
-    from server.inventory import crud
+    from swarmboot.cli.backend import inventory
 
-    group = crud.add(cliutil.database(settings), "group", args.name, _spec(args, None))
+    group = inventory(args, settings).add("group", args.name, _spec(args, None))
     cliutil.show(group, False)
 
 
 def cmd_set(args: argparse.Namespace, settings: Settings) -> None:
     from server import cliutil
-    from server.inventory import crud
+    from swarmboot.cli.backend import inventory
 
-    db = cliutil.database(settings)
-    current = crud.show(db, "group", args.name)
-    group = crud.update(db, "group", args.name, _spec(args, current))
+    inv = inventory(args, settings)
+    current = inv.show("group", args.name)
+    group = inv.update("group", args.name, _spec(args, current))
     cliutil.show(group, False)
 
 

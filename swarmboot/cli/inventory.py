@@ -13,18 +13,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verbs = add_object(subparsers, "inventory", "export or import the whole inventory (YAML)")
     p = verbs.add_parser("export", help="write networks, switches, groups and nodes to FILE ('-': stdout)")
     p.add_argument("file")
-    p.set_defaults(handler=cmd_export)
+    p.set_defaults(handler=cmd_export, remote=True)
     p = verbs.add_parser("import", help="create or update everything in FILE ('-': stdin), all or nothing")
     p.add_argument("file")
     p.add_argument("--replace", action="store_true", help="also remove objects that are not in FILE")
-    p.set_defaults(handler=cmd_import)
+    p.set_defaults(handler=cmd_import, remote=True)
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> None:
-    from server import cliutil
     from server.inventory import crud
+    from swarmboot.cli.backend import inventory
 
-    text = crud.dump_yaml(crud.export(cliutil.database(settings)))
+    text = crud.dump_yaml(inventory(args, settings).export())
     if args.file == "-":
         sys.stdout.write(text)
         return
@@ -39,7 +39,8 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> None:
 def cmd_import(args: argparse.Namespace, settings: Settings) -> None:
     from server import cliutil
     from server.inventory import crud
+    from swarmboot.cli.backend import inventory
 
     data = crud.load_yaml(cliutil.read_text(args.file, "the inventory"), args.file)
-    counts = crud.import_(cliutil.database(settings), data, replace=args.replace)
+    counts = inventory(args, settings).import_(data, args.replace)
     print("imported " + ", ".join(f"{n} {key}" for key, n in counts.items()))

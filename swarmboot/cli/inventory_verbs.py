@@ -21,7 +21,7 @@ def add_save_verbs(verbs: argparse._SubParsersAction, kind: str, options: Option
         p = verbs.add_parser(verb, help=help_text)
         p.add_argument("name")
         options(p, adding)
-        p.set_defaults(handler=functools.partial(_save, kind, adding, spec))
+        p.set_defaults(handler=functools.partial(_save, kind, adding, spec), remote=True)
 
 
 def add_read_verbs(
@@ -38,29 +38,29 @@ def add_read_verbs(
     p = verbs.add_parser("show", help=f"show a {kind}")
     p.add_argument("name")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(handler=functools.partial(_show, kind))
+    p.set_defaults(handler=functools.partial(_show, kind), remote=True)
     p = verbs.add_parser("list", help=f"list {plural}")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(handler=functools.partial(_list, kind, columns, table_rows))
+    p.set_defaults(handler=functools.partial(_list, kind, columns, table_rows), remote=True)
     p = verbs.add_parser("rm", help=rm_help or f"remove {plural}")
     p.add_argument("names", nargs="+")
-    p.set_defaults(handler=functools.partial(_rm, kind))
+    p.set_defaults(handler=functools.partial(_rm, kind), remote=True)
 
 
 def _save(kind: str, adding: bool, spec: Spec, args: argparse.Namespace, settings: Settings) -> None:
     from server import cliutil
-    from server.inventory import crud
+    from swarmboot.cli.backend import inventory
 
-    db = cliutil.database(settings)
-    save = crud.add if adding else crud.update
-    cliutil.show(save(db, kind, args.name, spec(args)), False)
+    inv = inventory(args, settings)
+    save = inv.add if adding else inv.update
+    cliutil.show(save(kind, args.name, spec(args)), False)
 
 
 def _show(kind: str, args: argparse.Namespace, settings: Settings) -> None:
     from server import cliutil
-    from server.inventory import crud
+    from swarmboot.cli.backend import inventory
 
-    cliutil.show(crud.show(cliutil.database(settings), kind, args.name), args.json)
+    cliutil.show(inventory(args, settings).show(kind, args.name), args.json)
 
 
 def _list(
@@ -71,9 +71,9 @@ def _list(
     settings: Settings,
 ) -> None:
     from server import cliutil
-    from server.inventory import crud
+    from swarmboot.cli.backend import inventory
 
-    rows = crud.list_all(cliutil.database(settings), kind)
+    rows = inventory(args, settings).list_all(kind)
     if args.json:
         cliutil.emit_json(rows)
         return
@@ -83,8 +83,7 @@ def _list(
 
 
 def _rm(kind: str, args: argparse.Namespace, settings: Settings) -> None:
-    from server import cliutil
-    from server.inventory import crud
+    from swarmboot.cli.backend import inventory
 
-    for name in crud.remove(cliutil.database(settings), kind, args.names):
+    for name in inventory(args, settings).remove(kind, args.names):
         print(f"removed {kind} {name}")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from typing import Any
 
 from ground.config import Settings
+from ground.errors import UsageError
 from swarmboot.cli import add_object
 
 COLUMNS = [
@@ -83,35 +85,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = verbs.add_parser("add", help="add nodes (NAME may be a range: node[001-128])")
     p.add_argument("names", nargs="+", metavar="NAME")
     _options(p, adding=True)
-    p.set_defaults(handler=cmd_add)
+    p.set_defaults(handler=cmd_add, remote=True)
     p = verbs.add_parser("set", help="change nodes (NAME may be a range)")
     p.add_argument("names", nargs="+", metavar="NAME")
     _options(p, adding=False)
-    p.set_defaults(handler=cmd_set)
+    p.set_defaults(handler=cmd_set, remote=True)
     p = verbs.add_parser("show", help="show a node and its state")
     p.add_argument("name")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(handler=cmd_show)
+    p.set_defaults(handler=cmd_show, remote=True)
     p = verbs.add_parser("list", help="list nodes")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(handler=cmd_list)
+    p.set_defaults(handler=cmd_list, remote=True)
     p = verbs.add_parser("rm", help="remove nodes (NAME may be a range)")
     p.add_argument("names", nargs="+", metavar="NAME")
-    p.set_defaults(handler=cmd_rm)
+    p.set_defaults(handler=cmd_rm, remote=True)
     p = verbs.add_parser("status", help="every node's state, stage, download %%, image, last seen, failure")
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--watch", action="store_true", help="redraw until Ctrl-C")
+    p.add_argument("--watch", action="store_true", help="redraw until Ctrl-C (a live table on a terminal)")
     p.add_argument("--interval", type=float, default=2.0, help="seconds between redraws (--watch)")
     p.add_argument("--count", type=int, default=0, help="with --watch: stop after this many redraws")
-    p.set_defaults(handler=cmd_status)
+    p.set_defaults(handler=cmd_status, remote=True)
+    p = verbs.add_parser("wait", help="wait until nodes reach a state (a progress bar on a terminal)")
+    p.add_argument("names", nargs="*", metavar="NAME", help="nodes or ranges (default: every node)")
+    p.add_argument("--state", default="booted", help="the state to wait for (default: booted)")
+    p.add_argument("--timeout", type=float, default=1800.0, help="give up after this many seconds")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between checks")
+    p.add_argument("--json", action="store_true", help="print the nodes' status as JSON at the end")
+    p.set_defaults(handler=cmd_wait, remote=True)
+    p = verbs.add_parser("targets", help="booted nodes as a Prometheus file_sd target list (JSON)")
+    p.add_argument("--port", type=int, default=9100, help="port to scrape on each node (default 9100)")
+    p.add_argument("--output", metavar="FILE", help="write FILE atomically instead of printing")
+    p.add_argument("--json", action="store_true", help="print JSON (the default; for symmetry)")
+    p.set_defaults(handler=cmd_targets, remote=True)
 
 
 def cmd_add(args: argparse.Namespace, settings: Settings) -> None:
     from server import cliutil
-    from server.inventory import crud
+    from swarmboot.cli.backend import inventory
 
-    rows = crud.add_nodes(cliutil.database(settings), args.names, _spec(args))
+    rows = inventory(args, settings).add_nodes(args.names, _spec(args))
     if len(rows) == 1:
         cliutil.show(rows[0], False)
     else:
@@ -120,11 +134,9 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> None:
 
 def cmd_set(args: argparse.Namespace, settings: Settings) -> None:
     from server import cliutil
-    from server.inventory import crud
+    from swarmboot.cli.backend import inventory
 
-    rows = crud.update_nodes(
-        cliutil.database(settings), args.names, _spec(args), args.add_mac, args.remove_mac
-    )
+    rows = inventory(args, settings).update_nodes(args.names, _spec(args), args.add_mac, args.remove_mac)
     if len(rows) == 1:
         cliutil.show(rows[0], False)
     else:
@@ -132,28 +144,24 @@ def cmd_set(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> None:
-    from server import cliutil, events
-    from server.inventory import crud
+    from server import cliutil
+    from swarmboot.cli.backend import inventory
 
-    db = cliutil.database(settings)
-    data = crud.show_node(db, args.name)
-    data["state"] = events.status(db, [args.name])[0]
-    cliutil.show(data, args.json)
+    cliutil.show(inventory(args, settings).show_node(args.name), args.json)
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> None:
     from server import cliutil
-    from server.inventory import crud
+    from swarmboot.cli.backend import inventory
 
-    rows = crud.list_nodes(cliutil.database(settings))
+    rows = inventory(args, settings).list_nodes()
     cliutil.emit_json(rows) if args.json else print(cliutil.table(rows, COLUMNS))
 
 
 def cmd_rm(args: argparse.Namespace, settings: Settings) -> None:
-    from server import cliutil
-    from server.inventory import crud
+    from swarmboot.cli.backend import inventory
 
-    names = crud.remove_nodes(cliutil.database(settings), args.names)
+    names = inventory(args, settings).remove_nodes(args.names)
     print(f"removed {len(names)} node(s)")
 
 
@@ -167,9 +175,8 @@ def _ago(seconds: float | None) -> str:
     return f"{seconds / 3600:.0f}h ago"
 
 
-def render_status(rows: list[dict[str, Any]]) -> str:
-    from server import cliutil
-
+def status_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """The rows as `node status` shows them, and the summary line."""
     shown = []
     counts: dict[str, int] = {}
     for row in rows:
@@ -180,24 +187,44 @@ def render_status(rows: list[dict[str, Any]]) -> str:
                 "download": "-" if row["progress"] is None else f"{row['progress'] * 100:.0f}%",
                 "image": f"{row['image']}:{row['version']}" if row["image"] else "-",
                 "seen": _ago(row["seen_seconds_ago"]),
-                "stage": f"{row['stage']} {row['status']}".strip(),
+                "stage": f"{row['stage']} {row['status']}".strip() or "-",
+                "message": row["message"] or "-",
             }
         )
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-    return cliutil.table(shown, STATUS_COLUMNS) + f"\n{len(rows)} node(s): {summary or 'none'}"
+    return shown, f"{len(rows)} node(s): {summary or 'none'}"
+
+
+def render_status(rows: list[dict[str, Any]]) -> str:
+    from server import cliutil
+
+    shown, summary = status_rows(rows)
+    return cliutil.table(shown, STATUS_COLUMNS) + f"\n{summary}"
+
+
+def _names(args: argparse.Namespace) -> list[str] | None:
+    from server.inventory.validate import expand_all
+
+    return expand_all(args.names) if args.names else None
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> None:
-    from server import cliutil, events
+    from server import cliutil
+    from swarmboot.cli.backend import inventory
+    from swarmboot.cli.progress import on_terminal
 
-    db = cliutil.database(settings)
+    inv = inventory(args, settings)
+    names = _names(args)
     if not args.watch:
-        rows = events.status(db, args.names or None)
+        rows = inv.status(names)
         cliutil.emit_json(rows) if args.json else print(render_status(rows))
+        return
+    if not args.json and on_terminal(sys.stdout):
+        _watch_live(inv, names, args)
         return
     shown = 0
     while args.count <= 0 or shown < args.count:
-        rows = events.status(db, args.names or None)
+        rows = inv.status(names)
         if args.json:
             cliutil.emit_json(rows)
         else:
@@ -205,3 +232,69 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> None:
         shown += 1
         if args.count <= 0 or shown < args.count:
             time.sleep(max(0.2, args.interval))
+
+
+def _watch_live(inv: Any, names: list[str] | None, args: argparse.Namespace) -> None:
+    """A live table redrawn in place (rich), until Ctrl-C or --count redraws."""
+    from swarmboot.cli.progress import live_table, status_table
+
+    shown = 0
+    with live_table() as live:
+        while args.count <= 0 or shown < args.count:
+            rows, summary = status_rows(inv.status(names))
+            title = f"{time.strftime('%H:%M:%S')}  {summary}"
+            live.update(status_table(rows, STATUS_COLUMNS, title), refresh=True)
+            shown += 1
+            if args.count <= 0 or shown < args.count:
+                time.sleep(max(0.2, args.interval))
+
+
+def cmd_wait(args: argparse.Namespace, settings: Settings) -> int:
+    """Until every node named is in --state; 1 when one failed or time ran out (the table says which)."""
+    from server import cliutil
+    from swarmboot.cli.backend import inventory
+    from swarmboot.cli.progress import WaitBar
+
+    inv = inventory(args, settings)
+    names = _names(args)
+    rows = inv.status(names)
+    if not rows:
+        raise UsageError("no such nodes", hint="check the names with: swarmboot node list")
+    deadline = time.monotonic() + args.timeout
+    with WaitBar(f"nodes {args.state}", len(rows)) as bar:
+        while True:
+            done = sum(1 for r in rows if r["state"] == args.state)
+            failed = [r["name"] for r in rows if r["state"] == "failed" and args.state != "failed"]
+            bar.update(done, f"{len(failed)} failed" if failed else "")
+            if done == len(rows) or failed or time.monotonic() > deadline:
+                break
+            time.sleep(max(0.2, args.interval))
+            rows = inv.status(names)
+    if args.json:
+        cliutil.emit_json(rows)
+    if done == len(rows):
+        if not args.json:
+            print(f"{done} node(s) {args.state}")
+        return 0
+    late = [r for r in rows if r["state"] != args.state]
+    if not args.json:
+        print(render_status(late))
+    why = f"{len(failed)} failed" if failed else f"not every node was {args.state} after {args.timeout:.0f} s"
+    print(f"swarmboot: {why}", file=sys.stderr)
+    return 1
+
+
+def cmd_targets(args: argparse.Namespace, settings: Settings) -> None:
+    import json
+    from pathlib import Path
+
+    from ground.store import write_atomic
+    from swarmboot.cli.backend import inventory
+
+    targets = inventory(args, settings).targets(args.port)
+    text = json.dumps(targets, indent=2) + "\n"
+    if args.output:
+        write_atomic(Path(args.output), text)
+        print(f"wrote {len(targets)} target(s) to {args.output}")
+    else:
+        sys.stdout.write(text)
