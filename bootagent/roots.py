@@ -64,7 +64,7 @@ def builder_for(spec: RootSpec, image_format: str) -> type[RootBuilder]:
     return cls
 
 
-def build_root(
+def build_root(  # noqa: PLR0917
     spec: RootSpec, image_file: Path, image_format: str, sysroot: Path, mounts_dir: Path, install: Any = None
 ) -> MountStack:
     """Build the root; on failure undo every mount made so far (errors of the undo become notes

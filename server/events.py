@@ -227,7 +227,9 @@ def state_dict(node: Node, state: NodeState | None, now: dt.datetime) -> dict[st
     }
 
 
-def status(db: Database, names: list[str] | None = None, catalog: Catalog | None = None) -> list[dict[str, Any]]:
+def status(
+    db: Database, names: list[str] | None = None, catalog: Catalog | None = None
+) -> list[dict[str, Any]]:
     """Every node's state; disk-mode nodes also get `install` (what is on their disk, and whether
     a reinstall is needed: that takes the catalog, for the group's current version)."""
     from server import install

@@ -36,8 +36,16 @@ def policy(node: Node) -> ReinstallPolicy:
 def record_of(session: Session, node: Node, create: bool = False) -> NodeInstall | None:
     row = session.get(NodeInstall, node.id)
     if row is None and create:
-        row = NodeInstall(node_id=node.id, state="installing", image="", sha256="", layout={}, kept=[],
-                          details={}, reinstall=False)
+        row = NodeInstall(
+            node_id=node.id,
+            state="installing",
+            image="",
+            sha256="",
+            layout={},
+            kept=[],
+            details={},
+            reinstall=False,
+        )
         session.add(row)
     return row
 
@@ -92,8 +100,15 @@ def kept_partitions(session: Session | None, node: Node) -> tuple[KeptPartition,
     out = []
     for k in row.kept or []:
         try:
-            out.append(KeptPartition(label=str(k["label"]), disk=str(k["disk"]), size=int(k["size"]),
-                                     uuid=str(k.get("uuid", "")), fs=str(k.get("fs", ""))))
+            out.append(
+                KeptPartition(
+                    label=str(k["label"]),
+                    disk=str(k["disk"]),
+                    size=int(k["size"]),
+                    uuid=str(k.get("uuid", "")),
+                    fs=str(k.get("fs", "")),
+                )
+            )
         except (KeyError, TypeError, ValueError):
             continue
     return tuple(out)
@@ -104,8 +119,14 @@ def status(row: NodeInstall | None, node: Node, version: Version | None) -> dict
     if not disk_mode(node):
         return None
     if row is None:
-        return {"state": "not installed", "image": "", "version": None, "reinstall_needed": True,
-                "reinstall": False, "policy": policy(node).value}
+        return {
+            "state": "not installed",
+            "image": "",
+            "version": None,
+            "reinstall_needed": True,
+            "reinstall": False,
+            "policy": policy(node).value,
+        }
     outdated = version is not None and not is_current(row, version)
     return {
         "state": row.state,
@@ -142,7 +163,9 @@ def request_reinstalls(db: Any, patterns: list[str], forget: bool = False) -> li
             if node is None:
                 raise NotFoundError(f"no node named {name!r}")
             if not disk_mode(node):
-                raise UsageError(f"node {name} is in group {node.group.name}, whose root mode is not disk",
-                                 hint="--reinstall is for nodes installed to their disk")
+                raise UsageError(
+                    f"node {name} is in group {node.group.name}, whose root mode is not disk",
+                    hint="--reinstall is for nodes installed to their disk",
+                )
             request_reinstall(session, node, forget)
     return names

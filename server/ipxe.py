@@ -118,6 +118,7 @@ def render_local(node: Node, version: Version, *, platform: str) -> str:
     `sanboot --drive 0x80`, UEFI `exit` to the firmware's next boot entry."""
     return (
         env()
-        .get_template("local.ipxe.j2")
-        .render(platform=platform, node=node.name, image=version.manifest.image, version=version.manifest.version)
+        .get_template("installed.ipxe.j2")
+        .render(platform=platform, node=node.name, image=version.manifest.image,
+                version=version.manifest.version)
     )

@@ -33,7 +33,8 @@ def _chroot(sysroot: Path, argv: list[str], what: str) -> str:
         raise DiskWriteError(
             f"{what} failed: {(exc.stderr or str(exc)).strip()[-800:]}",
             hint="the image needs grub-pc-bin and grub-efi-amd64-bin (swarmboot image create "
-            "installs them; re-create or add them with lchroot and re-pack); kept partitions were not touched",
+            "installs them; re-create or add them with lchroot and re-pack); kept partitions were "
+            "not touched",
         ) from exc
 
 
@@ -45,8 +46,9 @@ def kernel_arguments(root_uuid: str, md_uuids: list[str], agent_cmdline: str, ex
     return " ".join(args + ([extra] if extra else []))
 
 
-def render_grub_cfg(title: str, boot_uuid: str, fs: Filesystem, raid: bool, cmdline: str,
-                    boot_prefix: str) -> str:
+def render_grub_cfg(  # noqa: PLR0917
+    title: str, boot_uuid: str, fs: Filesystem, raid: bool, cmdline: str, boot_prefix: str
+) -> str:
     modules = ["part_gpt", "ext2" if fs is Filesystem.EXT4 else fs.value]
     if raid:
         modules.append("mdraid1x")
@@ -76,8 +78,11 @@ def bind_system(stack: MountStack, sysroot: Path, uefi: bool) -> None:
 
 def install_bios(disks: list[str], sysroot: Path) -> list[str]:
     for disk in disks:
-        _chroot(sysroot, ["grub-install", "--target=i386-pc", "--boot-directory=/boot", disk],
-                f"grub-install (BIOS) on {disk}")
+        _chroot(
+            sysroot,
+            ["grub-install", "--target=i386-pc", "--boot-directory=/boot", disk],
+            f"grub-install (BIOS) on {disk}",
+        )
     return list(disks)
 
 
@@ -90,16 +95,41 @@ def _boot_order() -> list[str]:
 def install_uefi(plan: DiskPlan, sysroot: Path, label: str) -> dict[str, object]:
     esps = [p for p in plan.partitions if p.kind is PartKind.ESP]
     first = esps[0]
-    _chroot(sysroot, ["grub-install", "--target=x86_64-efi", "--efi-directory=/boot/efi",
-                      f"--bootloader-id={EFI_ID}", "--no-nvram"], "grub-install (UEFI)")
-    _chroot(sysroot, ["grub-install", "--target=x86_64-efi", "--efi-directory=/boot/efi",
-                      "--removable", "--no-nvram"], "grub-install (UEFI, removable path)")
+    _chroot(
+        sysroot,
+        [
+            "grub-install",
+            "--target=x86_64-efi",
+            "--efi-directory=/boot/efi",
+            f"--bootloader-id={EFI_ID}",
+            "--no-nvram",
+        ],
+        "grub-install (UEFI)",
+    )
+    _chroot(
+        sysroot,
+        ["grub-install", "--target=x86_64-efi", "--efi-directory=/boot/efi", "--removable", "--no-nvram"],
+        "grub-install (UEFI, removable path)",
+    )
     result: dict[str, object] = {"esp": first.path, "removable": "EFI/BOOT/BOOTX64.EFI"}
     if Path("/sys/firmware/efi").is_dir():
         try:
             before = _boot_order()
-            text = output(["efibootmgr", "--create", "--disk", first.device, "--part", str(first.number),
-                           "--label", label, "--loader", f"\\EFI\\{EFI_ID}\\grubx64.efi"], timeout=60)
+            text = output(
+                [
+                    "efibootmgr",
+                    "--create",
+                    "--disk",
+                    first.device,
+                    "--part",
+                    str(first.number),
+                    "--label",
+                    label,
+                    "--loader",
+                    f"\\EFI\\{EFI_ID}\\grubx64.efi",
+                ],
+                timeout=60,
+            )
             entry = re.search(r"^Boot([0-9A-Fa-f]{4})\*? " + re.escape(label), text, re.MULTILINE)
             if entry and before:  # keep the network (and whatever was first) first: append ours
                 order = [b for b in before if b != entry.group(1)] + [entry.group(1)]

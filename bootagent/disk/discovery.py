@@ -53,10 +53,17 @@ def read_table(path: str) -> tuple[str, tuple[ExistingPartition, ...]]:
             label = part.name or ""
         except parted.PartitionException:
             label = ""
-        parts.append(ExistingPartition(
-            number=part.number, start=part.geometry.start * sector, size=part.geometry.length * sector,
-            label=label, fs=_fs_name(facts.get("TYPE", "")), uuid=facts.get("UUID", ""), path=node,
-        ))
+        parts.append(
+            ExistingPartition(
+                number=part.number,
+                start=part.geometry.start * sector,
+                size=part.geometry.length * sector,
+                label=label,
+                fs=_fs_name(facts.get("TYPE", "")),
+                uuid=facts.get("UUID", ""),
+                path=node,
+            )
+        )
     return disk.type, tuple(parts)
 
 
@@ -73,8 +80,9 @@ def disk_at(path: str, links: Sequence[str] = ()) -> Disk:
     table, parts = read_table(real)
     model = _read(sys_block / "device" / "model")
     serial = _read(sys_block / "device" / "serial")
-    return Disk(path=real, size=size, links=tuple(links), model=model, serial=serial, table=table,
-                partitions=parts)
+    return Disk(
+        path=real, size=size, links=tuple(links), model=model, serial=serial, table=table, partitions=parts
+    )
 
 
 def _read(path: Path) -> str:
@@ -100,8 +108,9 @@ def list_disks(extra: Sequence[str] = ()) -> list[Disk]:
             continue
         if _read(Path(device.sys_path) / "removable") == "1" and not name.startswith(("vd", "sd", "nvme")):
             continue
-        links = tuple(sorted(str(link) for link in device.device_links
-                             if "/by-id/" in link or "/by-path/" in link))
+        links = tuple(
+            sorted(str(link) for link in device.device_links if "/by-id/" in link or "/by-path/" in link)
+        )
         disks[device.device_node] = disk_at(device.device_node, links)
     for path in extra:
         real = os.path.realpath(path)

@@ -22,8 +22,20 @@ def write_argv(image_file: Path, image_format: str, target: Path, exclude: list[
     if image_format == "squashfs":
         argv = ["unsquashfs", "-force", "-no-progress", "-quiet", "-dest", str(target)]
         return argv + (["-excludes", str(image_file), *exclude] if exclude else [str(image_file)])
-    argv = ["tar", "--zstd", "-x", "-p", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls",
-            "-f", str(image_file), "-C", str(target)]
+    argv = [
+        "tar",
+        "--zstd",
+        "-x",
+        "-p",
+        "--numeric-owner",
+        "--xattrs",
+        "--xattrs-include=*",
+        "--acls",
+        "-f",
+        str(image_file),
+        "-C",
+        str(target),
+    ]
     for path in exclude:
         argv += ["--anchored", f"--exclude=./{path}", f"--exclude={path}"]
     return argv
@@ -38,7 +50,8 @@ def write_image(image_file: Path, image_format: str, target: Path, exclude: list
         raise RootError(
             f"cannot write {image_file.name} onto the root filesystem at {target}: {tail}",
             hint="the root partition is too small for the image: make it bigger in the layout"
-            if full else "the image file may be damaged: re-pack it",
+            if full
+            else "the image file may be damaged: re-pack it",
         ) from exc
     for path in exclude:  # the mount points of kept partitions
         (target / path).mkdir(parents=True, exist_ok=True)

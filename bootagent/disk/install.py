@@ -74,8 +74,10 @@ def firmware() -> str:
 def make_plan(state: DiskInstall, candidates: list | None = None) -> DiskPlan:
     """Discover and plan; nothing is written. PlanRefused says what to change."""
     if state.layout is None:
-        raise planner.PlanRefused("the group's root mode is disk but it has no layout",
-                                  hint="swarmboot group set GROUP --layout FILE (or --disk/--partition)")
+        raise planner.PlanRefused(
+            "the group's root mode is disk but it has no layout",
+            hint="swarmboot group set GROUP --layout FILE (or --disk/--partition)",
+        )
     started = time.monotonic()
     if candidates is None:
         explicit = [d.path for d in state.layout.disks if d.path]
@@ -120,9 +122,14 @@ def mount_cache(state: DiskInstall) -> None:
         if old.name != keep:
             old.unlink()
     have = state.cache_dir / keep
-    state.say(f"image cache {cache.path} mounted"
-              + (f": holds {keep} ({have.stat().st_size >> 20} MiB), checked by sha256 before use"
-                 if have.exists() else ": empty"))
+    state.say(
+        f"image cache {cache.path} mounted"
+        + (
+            f": holds {keep} ({have.stat().st_size >> 20} MiB), checked by sha256 before use"
+            if have.exists()
+            else ": empty"
+        )
+    )
 
 
 def run_part(state: DiskInstall) -> dict[str, object]:
@@ -140,28 +147,30 @@ def _relative(mountpoint: str) -> str:
     return mountpoint.strip("/")
 
 
-def build_disk_root(state: DiskInstall, stack: MountStack, image_file: Path, image_format: str,
-                    sysroot: Path) -> None:
+def build_disk_root(
+    state: DiskInstall, stack: MountStack, image_file: Path, image_format: str, sysroot: Path
+) -> None:
     if state.plan is None:
         build_script_root(state, stack, image_file, image_format, sysroot)
         return
     disk_plan = state.plan
     mounts = disk_plan.filesystems()
-    kept_points = [what.mountpoint for _d, what in mounts
-                   if isinstance(what, PlannedPartition) and what.keep]
+    kept_points = [what.mountpoint for _d, what in mounts if isinstance(what, PlannedPartition) and what.keep]
     for device, what in mounts:  # the new filesystems first: the image's files belong on them
         if what.mountpoint in kept_points:
             continue
-        stack.mount(disk_plan.dev(device), sysroot / _relative(what.mountpoint), what.fs.value,
-                    what.options or "")
+        stack.mount(
+            disk_plan.dev(device), sysroot / _relative(what.mountpoint), what.fs.value, what.options or ""
+        )
     started = time.monotonic()
     image.write_image(image_file, image_format, sysroot, [_relative(m) for m in kept_points])
     _sync()
     state.timed("write", started)
     for device, what in mounts:
         if what.mountpoint in kept_points:
-            stack.mount(disk_plan.dev(device), sysroot / _relative(what.mountpoint), what.fs.value,
-                        what.options or "")
+            stack.mount(
+                disk_plan.dev(device), sysroot / _relative(what.mountpoint), what.fs.value, what.options or ""
+            )
     entries: list[tuple[str, PlannedPartition | PlannedArray]] = [
         (state.uuid(what), what) for _d, what in mounts
     ]
@@ -174,9 +183,16 @@ def build_disk_root(state: DiskInstall, stack: MountStack, image_file: Path, ima
     root = next(what for _d, what in mounts if what.mountpoint == "/")
     boot_what = next((what for _d, what in mounts if what.mountpoint == "/boot"), root)
     md_uuids = [writers.array_uuid(a) for a in disk_plan.arrays]
-    install_bootloader(state, sysroot, state.uuid(root), state.uuid(boot_what), boot_what.fs,
-                       bool(disk_plan.arrays), md_uuids, boot_prefix="/swarmboot" if boot_what is not root
-                       else "/" + image.BOOT_DIR)
+    install_bootloader(
+        state,
+        sysroot,
+        state.uuid(root),
+        state.uuid(boot_what),
+        boot_what.fs,
+        bool(disk_plan.arrays),
+        md_uuids,
+        boot_prefix="/swarmboot" if boot_what is not root else "/" + image.BOOT_DIR,
+    )
     state.timed("bootloader", started)
 
 
@@ -191,8 +207,17 @@ def write_mdadm_conf(sysroot: Path, disk_plan: DiskPlan) -> None:
     conf.write_text("# written by the swarmboot agent at install\nHOMEHOST <ignore>\n" + text)
 
 
-def install_bootloader(state: DiskInstall, sysroot: Path, root_uuid: str, boot_uuid: str, boot_fs: Filesystem,
-                       raid: bool, md_uuids: list[str], boot_prefix: str, disks: list[str] | None = None) -> None:
+def install_bootloader(  # noqa: PLR0917
+    state: DiskInstall,
+    sysroot: Path,
+    root_uuid: str,
+    boot_uuid: str,
+    boot_fs: Filesystem,
+    raid: bool,
+    md_uuids: list[str],
+    boot_prefix: str,
+    disks: list[str] | None = None,
+) -> None:
     plan = state.boot_plan
     if state.fetch is not None:
         kernel = state.fetch(plan.image.kernel_url, "the packed kernel")
@@ -203,17 +228,26 @@ def install_bootloader(state: DiskInstall, sysroot: Path, root_uuid: str, boot_u
     grub_dir = sysroot / "boot/grub"
     grub_dir.mkdir(parents=True, exist_ok=True)
     (grub_dir / "grub.cfg").write_text(
-        bootloader.render_grub_cfg(title, boot_uuid, boot_fs, raid, cmdline, boot_prefix))
+        bootloader.render_grub_cfg(title, boot_uuid, boot_fs, raid, cmdline, boot_prefix)
+    )
     binds = MountStack()
     with binds.guard():
         bootloader.bind_system(binds, sysroot, state.firmware == "uefi")
         if state.firmware == "uefi":
-            state.bootloader = bootloader.install_uefi(state.plan, sysroot, f"swarmboot {plan.image.name}") \
-                if state.plan else {}
+            state.bootloader = (
+                bootloader.install_uefi(state.plan, sysroot, f"swarmboot {plan.image.name}")
+                if state.plan
+                else {}
+            )
             copy_second_esps(state, sysroot)
         else:
-            targets = disks if disks is not None else [d.path for d in state.plan.disks.values()] \
-                if state.plan else []
+            targets = (
+                disks
+                if disks is not None
+                else [d.path for d in state.plan.disks.values()]
+                if state.plan
+                else []
+            )
             state.bootloader = {"bios": bootloader.install_bios(targets, sysroot)}
     for problem in binds.unwind():
         state.say(f"warning: could not undo a bind mount: {problem}")
@@ -233,21 +267,25 @@ def copy_second_esps(state: DiskInstall, sysroot: Path) -> None:
         stack.unwind()
 
 
-def build_script_root(state: DiskInstall, stack: MountStack, image_file: Path, image_format: str,
-                      sysroot: Path) -> None:
+def build_script_root(
+    state: DiskInstall, stack: MountStack, image_file: Path, image_format: str, sysroot: Path
+) -> None:
     """A part-script install: the script mounted the target root at $SYSROOT."""
     if not os.path.ismount(sysroot):
-        raise RootError(f"the group's part script did not mount the target root at {sysroot}",
-                        hint="the part script must partition, format and mount the root at $SYSROOT")
+        raise RootError(
+            f"the group's part script did not mount the target root at {sysroot}",
+            hint="the part script must partition, format and mount the root at $SYSROOT",
+        )
     started = time.monotonic()
     image.write_image(image_file, image_format, sysroot, [])
     _sync()
     state.timed("write", started)
     lines = ["# written by the swarmboot agent after the group's part script: what it mounted"]
     root_uuid, root_fs = "", Filesystem.EXT4
-    for line in output(["findmnt", "-R", "-n", "-r", "-o", "TARGET,UUID,FSTYPE", str(sysroot)],
-                       timeout=60).splitlines():
-        target, uuid, fstype = (line.split(" ") + ["", "", ""])[:3]
+    for line in output(
+        ["findmnt", "-R", "-n", "-r", "-o", "TARGET,UUID,FSTYPE", str(sysroot)], timeout=60
+    ).splitlines():
+        target, uuid, fstype = [*line.split(" "), "", "", ""][:3]
         inside = "/" + os.path.relpath(target, sysroot).lstrip(".")
         inside = "/" if inside in ("/", "/.") else inside.rstrip("/")
         if inside == "/":
@@ -256,8 +294,17 @@ def build_script_root(state: DiskInstall, stack: MountStack, image_file: Path, i
         lines.append(f"UUID={uuid}\t{inside}\t{fstype}\tdefaults\t0\t{1 if inside == '/' else 2}")
     (sysroot / "etc/fstab").write_text("\n".join(lines) + "\n")
     started = time.monotonic()
-    install_bootloader(state, sysroot, root_uuid, root_uuid, root_fs, False, [], "/" + image.BOOT_DIR,
-                       disks=list(state.script_disks))
+    install_bootloader(
+        state,
+        sysroot,
+        root_uuid,
+        root_uuid,
+        root_fs,
+        False,
+        [],
+        "/" + image.BOOT_DIR,
+        disks=list(state.script_disks),
+    )
     state.timed("bootloader", started)
 
 

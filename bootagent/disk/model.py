@@ -130,7 +130,9 @@ class DiskPlan:
         return sorted(unique, key=lambda item: item[1].mountpoint.count("/") - (item[1].mountpoint == "/"))
 
     def find(self, label: str, disk: str | None = None) -> PlannedPartition | None:
-        return next((p for p in self.partitions if p.label == label and (disk is None or p.disk == disk)), None)
+        return next(
+            (p for p in self.partitions if p.label == label and (disk is None or p.disk == disk)), None
+        )
 
     def lines(self) -> list[str]:
         """The plan as a person reads it on the console."""
@@ -143,9 +145,13 @@ class DiskPlan:
                 if p.raid:
                     action = f"RAID1 member of {p.raid}"
                 where = f" -> {p.mountpoint}" if p.mountpoint else ""
-                out.append(f"    {p.path:<16} {p.label:<12} {p.start / MiB:>9.0f} MiB +{p.size / MiB:>9.0f} MiB"
-                           f"  {action}{where}")
+                out.append(
+                    f"    {p.path:<16} {p.label:<12} {p.start / MiB:>9.0f} MiB +{p.size / MiB:>9.0f} MiB"
+                    f"  {action}{where}"
+                )
         for a in self.arrays:
-            out.append(f"  RAID1 {a.path}: {' + '.join(a.members)}, mkfs {a.fs.value}"
-                       + (f" -> {a.mountpoint}" if a.mountpoint else ""))
+            out.append(
+                f"  RAID1 {a.path}: {' + '.join(a.members)}, mkfs {a.fs.value}"
+                + (f" -> {a.mountpoint}" if a.mountpoint else "")
+            )
         return out

@@ -20,11 +20,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bootagent.disk.model import ALIGN, GPT_BACKUP, Disk, DiskPlan, ExistingPartition, PlannedArray, \
-    PlannedPartition
+from bootagent.disk.model import (
+    ALIGN,
+    GPT_BACKUP,
+    Disk,
+    DiskPlan,
+    ExistingPartition,
+    PlannedArray,
+    PlannedPartition,
+)
 from bootagent.errors import AgentError
-from ground.contract.layout import REST, DiskLayout, DiskRule, KeptPartition, PartitionSpec, PartKind, \
-    format_size, parse_size, validate
+from ground.contract.layout import (
+    REST,
+    DiskLayout,
+    DiskRule,
+    KeptPartition,
+    PartitionSpec,
+    PartKind,
+    format_size,
+    parse_size,
+    validate,
+)
 
 MIN_REST = ALIGN
 
@@ -59,7 +75,9 @@ def select_disks(rules: Sequence[DiskRule], candidates: Sequence[Disk]) -> dict[
                 "disk on every node of a model), or use a size rule (min_size)",
             )
         if disk.path in taken:
-            raise PlanRefused(f"layout disks name {disk.path} twice", hint="give each disk of the layout its own disk")
+            raise PlanRefused(
+                f"layout disks name {disk.path} twice", hint="give each disk of the layout its own disk"
+            )
         chosen[rule.name] = disk
         taken.add(disk.path)
     for rule in (r for r in rules if not r.path):
@@ -91,7 +109,8 @@ def _kept_existing(
     if record is not None:
         if found is None:
             raise PlanRefused(
-                f"{where} is gone: the last install reported it ({format_size(record.size)}, UUID {record.uuid})",
+                f"{where} is gone: the last install reported it "
+                f"({format_size(record.size)}, UUID {record.uuid})",
                 hint="put the disk back, or drop keep from the layout (or clear the node's install "
                 "record: swarmboot node set NODE --forget-install) to make it anew",
             )
@@ -161,11 +180,23 @@ def _place_disk(
     for part in items:
         if part.label in fixed:
             e = fixed[part.label]
-            planned.append(PlannedPartition(
-                disk=name, device=disk.path, number=e.number, start=e.start, size=e.size, label=part.label,
-                kind=part.kind, fs=part.fs, mountpoint=part.mountpoint, options=part.options, keep=True,
-                format=False, uuid=e.uuid,
-            ))
+            planned.append(
+                PlannedPartition(
+                    disk=name,
+                    device=disk.path,
+                    number=e.number,
+                    start=e.start,
+                    size=e.size,
+                    label=part.label,
+                    kind=part.kind,
+                    fs=part.fs,
+                    mountpoint=part.mountpoint,
+                    options=part.options,
+                    keep=True,
+                    format=False,
+                    uuid=e.uuid,
+                )
+            )
     planned.sort(key=lambda p: p.start)
     # Numbers: kept partitions keep theirs, the others take the lowest free ones in disk order.
     used = {p.number for p in planned if p.keep}
@@ -175,9 +206,15 @@ def _place_disk(
     return numbered, not fixed
 
 
-def _place_stretch(
-    layout: DiskLayout, name: str, disk: Disk, parts: list[PartitionSpec], begin: int, end: int,
-    bound: str, has_kept: bool,
+def _place_stretch(  # noqa: PLR0917
+    layout: DiskLayout,
+    name: str,
+    disk: Disk,
+    parts: list[PartitionSpec],
+    begin: int,
+    end: int,
+    bound: str,
+    has_kept: bool,
 ) -> list[PlannedPartition]:
     if not parts:
         return []
@@ -190,11 +227,13 @@ def _place_stretch(
         if has_kept and bound != "the end of the disk":
             raise PlanRefused(
                 f"{what} need {format_size(need)} before {bound} on {disk.path}, which leaves "
-                f"{format_size(max(room, 0))}: the layout cannot be reached without touching a kept partition",
+                f"{format_size(max(room, 0))}: the layout cannot be reached without touching a kept "
+                "partition",
                 hint="make those partitions smaller (or rest), or drop keep from the partition after them",
             )
         raise PlanRefused(
-            f"disk {disk.path} (layout disk {name}) is too small: the layout needs {format_size(need + begin)}"
+            f"disk {disk.path} (layout disk {name}) is too small: the layout needs "
+            f"{format_size(need + begin)}"
             f" of it, the disk has {format_size(disk.size)} ({format_size(max(room, 0))} free for {what})",
             hint="give the node a bigger disk, or make the layout's partitions smaller",
         )
@@ -212,11 +251,22 @@ def _place_stretch(
                 f"before {bound}",
                 hint="move its start, or make it (or the partitions after it) smaller",
             )
-        out.append(PlannedPartition(
-            disk=name, device=disk.path, number=0, start=start, size=size, label=part.label,
-            kind=part.kind, fs=part.fs, mountpoint=part.mountpoint, options=part.options,
-            format=not part.raid and part.kind is not PartKind.BIOS_GRUB, raid=part.raid,
-        ))
+        out.append(
+            PlannedPartition(
+                disk=name,
+                device=disk.path,
+                number=0,
+                start=start,
+                size=size,
+                label=part.label,
+                kind=part.kind,
+                fs=part.fs,
+                mountpoint=part.mountpoint,
+                options=part.options,
+                format=not part.raid and part.kind is not PartKind.BIOS_GRUB,
+                raid=part.raid,
+            )
+        )
         cursor = start + size
     return out
 
@@ -261,9 +311,17 @@ def plan(
         spec = next(p for p in layout.partitions if p.raid == array.name)
         size = min(p.size for p in members)
         partitions = [_with(p, size=size) if p.raid == array.name else p for p in partitions]
-        arrays.append(PlannedArray(
-            name=array.name, members=tuple(_with(p, size=size).path for p in members), fs=spec.fs, size=size,
-            mountpoint=spec.mountpoint, options=spec.options, label=spec.label,
-        ))
-    return DiskPlan(firmware=firmware, disks=disks, partitions=tuple(partitions), arrays=tuple(arrays),
-                    fresh=fresh)
+        arrays.append(
+            PlannedArray(
+                name=array.name,
+                members=tuple(_with(p, size=size).path for p in members),
+                fs=spec.fs,
+                size=size,
+                mountpoint=spec.mountpoint,
+                options=spec.options,
+                label=spec.label,
+            )
+        )
+    return DiskPlan(
+        firmware=firmware, disks=disks, partitions=tuple(partitions), arrays=tuple(arrays), fresh=fresh
+    )

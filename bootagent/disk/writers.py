@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bootagent.disk.model import DiskPlan, PlannedArray, PlannedPartition
+from bootagent.disk.model import DiskPlan, PlannedArray
 from bootagent.errors import AgentError
 from ground.contract.layout import Filesystem, PartKind
 from ground.errors import CommandError
@@ -91,8 +91,11 @@ def write_tables(plan: DiskPlan, expose: Callable[[DiskPlan], dict[str, str]] | 
             for part in table.partitions:  # the kept entries, checked once more against the plan
                 mine = next(p for p in plan.on(name) if p.number == part.number)
                 if part.geometry.start * sector != mine.start or part.geometry.length * sector != mine.size:
-                    raise DiskWriteError(f"kept partition {mine.label} of {disk.path} is not where the plan "
-                                         "says: nothing written", hint="reboot to plan again")
+                    raise DiskWriteError(
+                        f"kept partition {mine.label} of {disk.path} is not where the plan "
+                        "says: nothing written",
+                        hint="reboot to plan again",
+                    )
         for p in plan.on(name):
             if p.keep:
                 continue
@@ -116,8 +119,10 @@ def write_tables(plan: DiskPlan, expose: Callable[[DiskPlan], dict[str, str]] | 
         try:
             table.commitToDevice()
         except parted.IOException as exc:
-            raise DiskWriteError(f"writing the partition table of {disk.path} failed: {exc}",
-                                 hint="is a partition of it still mounted or in a RAID array?") from exc
+            raise DiskWriteError(
+                f"writing the partition table of {disk.path} failed: {exc}",
+                hint="is a partition of it still mounted or in a RAID array?",
+            ) from exc
         if expose is None:
             _run(["partx", "--update", disk.path], f"telling the kernel about {disk.path}'s partitions", 60)
     if expose is not None:
@@ -144,9 +149,23 @@ def build_arrays(plan: DiskPlan) -> None:
         for member in array.members:
             _run(["mdadm", "--zero-superblock", "--force", plan.dev(member)], f"clearing {member}", 60)
         # --assume-clean: both halves are new; the filesystem writes every block it uses to both
-        _run(["mdadm", "--create", array.path, "--run", "--level=1", "--raid-devices=2", "--metadata=1.2",
-              "--assume-clean", "--homehost=any", f"--name={array.name}", *array.members],
-             f"creating RAID1 {array.path}", 300)
+        _run(
+            [
+                "mdadm",
+                "--create",
+                array.path,
+                "--run",
+                "--level=1",
+                "--raid-devices=2",
+                "--metadata=1.2",
+                "--assume-clean",
+                "--homehost=any",
+                f"--name={array.name}",
+                *array.members,
+            ],
+            f"creating RAID1 {array.path}",
+            300,
+        )
     if plan.arrays:
         settle()
         for array in plan.arrays:
@@ -176,7 +195,8 @@ def make_filesystems(plan: DiskPlan) -> dict[str, str]:
     """mkfs every partition and array the plan formats; return device -> new filesystem UUID."""
     targets: list[tuple[str, Filesystem, str]] = [
         (p.path, Filesystem.EXT4 if p.kind is PartKind.IMAGE_CACHE else p.fs, p.label)
-        for p in plan.partitions if p.format and not p.keep
+        for p in plan.partitions
+        if p.format and not p.keep
     ]
     targets += [(a.path, a.fs, a.label) for a in plan.arrays]
     uuids: dict[str, str] = {}

@@ -180,7 +180,7 @@ def validate(layout: DiskLayout) -> DiskLayout:
         if disk.path and not disk.path.startswith("/dev/"):
             problems.append(f"{where}: path {disk.path!r} must be under /dev (e.g. /dev/disk/by-id/…)")
         if disk.min_size:
-            _check(problems, lambda d=disk: parse_size(d.min_size, f"{where}.min_size"))
+            _check(problems, lambda d=disk, w=where: parse_size(d.min_size, f"{w}.min_size"))
     if not layout.partitions:
         problems.append("partitions: the layout has none")
     labels = [p.label for p in layout.partitions]
@@ -194,8 +194,9 @@ def validate(layout: DiskLayout) -> DiskLayout:
             problems.append(f"raid {r.name}: RAID1 needs two different disks, not {list(r.disks)}")
         for d in r.disks:
             if d not in names:
-                problems.append(f"raid {r.name}: member disk {d!r} is not one of the layout's disks "
-                                f"({', '.join(names)})")
+                problems.append(
+                    f"raid {r.name}: member disk {d!r} is not one of the layout's disks ({', '.join(names)})"
+                )
         if not any(p.raid == r.name for p in layout.partitions):
             problems.append(f"raid {r.name}: no partition is a member of it")
     mountpoints: dict[str, str] = {}
@@ -208,7 +209,9 @@ def validate(layout: DiskLayout) -> DiskLayout:
         if part.start:
             _check(problems, lambda p=part, w=where: parse_size(p.start, f"{w}.start"))
         if part.disk and part.disk not in names:
-            problems.append(f"{where}: disk {part.disk!r} is not one of the layout's disks ({', '.join(names)})")
+            problems.append(
+                f"{where}: disk {part.disk!r} is not one of the layout's disks ({', '.join(names)})"
+            )
         if part.raid:
             if part.raid not in arrays:
                 problems.append(f"{where}: RAID array {part.raid!r} is not in the layout's raid list")
@@ -222,9 +225,9 @@ def validate(layout: DiskLayout) -> DiskLayout:
             problems.append(f"{where}: an EFI system partition must be vfat, not {part.fs}")
         if part.kind is PartKind.BIOS_GRUB and part.fs is not Filesystem.NONE:
             problems.append(f"{where}: a bios_grub partition has no filesystem (fs: none), not {part.fs}")
-        if part.kind in (PartKind.ESP, PartKind.BIOS_GRUB, PartKind.IMAGE_CACHE) and part.mountpoint:
-            if not (part.kind is PartKind.ESP and part.mountpoint == "/boot/efi"):
-                problems.append(f"{where}: a {part.kind} partition has no mountpoint of its own")
+        own = part.kind in (PartKind.ESP, PartKind.BIOS_GRUB, PartKind.IMAGE_CACHE) and part.mountpoint
+        if own and not (part.kind is PartKind.ESP and part.mountpoint == "/boot/efi"):
+            problems.append(f"{where}: a {part.kind} partition has no mountpoint of its own")
         if part.kind is PartKind.IMAGE_CACHE and part.fs is not Filesystem.EXT4:
             problems.append(f"{where}: the image cache is ext4, not {part.fs}")
         if part.mountpoint:
@@ -233,7 +236,9 @@ def validate(layout: DiskLayout) -> DiskLayout:
             elif not part.mountpoint.startswith("/") or ".." in part.mountpoint.split("/"):
                 problems.append(f"{where}: mountpoint {part.mountpoint!r} must be absolute, without '..'")
             elif part.mountpoint in mountpoints:
-                problems.append(f"{where}: mountpoint {part.mountpoint} is also {mountpoints[part.mountpoint]}'s")
+                problems.append(
+                    f"{where}: mountpoint {part.mountpoint} is also {mountpoints[part.mountpoint]}'s"
+                )
             mountpoints.setdefault(part.mountpoint, part.label)
         if part.keep and part.mountpoint == "/":
             problems.append(f"{where}: the root filesystem is written by every install: it cannot be kept")
@@ -272,12 +277,12 @@ def _check_overlaps(layout: DiskLayout, problems: list[str]) -> None:
                 continue
             start = parse_size(part.start) if part.start else cursor
             if start < cursor:
-                problems.append(f"disk {disk.name}: {part.label} starts at {format_size(start)}, inside "
-                                f"{previous} (which ends at {format_size(cursor)})")
-            if part.size == REST:  # at least 1 MiB; what follows it is checked against the disk
-                cursor = start + MiB
-            else:
-                cursor = start + parse_size(part.size)
+                problems.append(
+                    f"disk {disk.name}: {part.label} starts at {format_size(start)}, inside "
+                    f"{previous} (which ends at {format_size(cursor)})"
+                )
+            # a rest is at least 1 MiB; what follows it is checked against the disk by the planner
+            cursor = start + (MiB if part.size == REST else parse_size(part.size))
             previous = part.label
 
 
@@ -322,23 +327,26 @@ def from_mapping(spec: Any) -> DiskLayout:
         raise LayoutError("layout: give disk (one path) or disks (a list), not both")
     if spec.get("disk"):
         disks.append(disk_rule(_text(spec["disk"], "layout.disk")))
-    for i, item in enumerate(spec.get("disks") or []):
-        item = _keys({"path": item} if isinstance(item, str) else item, DISK_KEYS, f"disks[{i}]")
+    for i, given in enumerate(spec.get("disks") or []):
+        item = _keys({"path": given} if isinstance(given, str) else given, DISK_KEYS, f"disks[{i}]")
         pick = _text(item.get("pick", "smallest"), f"disks[{i}].pick")
         if pick not in ("smallest", "largest"):
             raise LayoutError(f"disks[{i}].pick: {pick!r} is not smallest or largest")
-        disks.append(DiskRule(name=_text(item.get("name"), f"disks[{i}].name") or
-                              ("main" if i == 0 else f"disk{i}"),
-                              path=_text(item.get("path"), f"disks[{i}].path"),
-                              min_size=_text(item.get("min_size"), f"disks[{i}].min_size"),
-                              pick=pick))  # type: ignore[arg-type]
+        disks.append(
+            DiskRule(
+                name=_text(item.get("name"), f"disks[{i}].name") or ("main" if i == 0 else f"disk{i}"),
+                path=_text(item.get("path"), f"disks[{i}].path"),
+                min_size=_text(item.get("min_size"), f"disks[{i}].min_size"),
+                pick=pick,
+            )
+        )  # type: ignore[arg-type]
     parts = spec.get("partitions") or []
     if not isinstance(parts, list):
         raise LayoutError("layout.partitions: must be a list")
     partitions = []
-    for i, item in enumerate(parts):
+    for i, given in enumerate(parts):
         where = f"partitions[{i}]"
-        item = _keys(item, PART_KEYS, where)
+        item = _keys(given, PART_KEYS, where)
         if not item.get("label") or not item.get("size"):
             raise LayoutError(f"{where}: label and size are required (e.g. label: root, size: 20GiB)")
         kind = _choice(PartKind, item.get("kind", "data"), f"{where}.kind")
@@ -346,34 +354,42 @@ def from_mapping(spec: Any) -> DiskLayout:
         keep = item.get("keep", False)
         if not isinstance(keep, bool):
             raise LayoutError(f"{where}.keep: must be true or false")
-        partitions.append(PartitionSpec(
-            label=_text(item["label"], f"{where}.label"),
-            size=_text(item["size"], f"{where}.size"),
-            fs=_choice(Filesystem, item.get("fs", default_fs), f"{where}.fs"),
-            mountpoint=_text(item.get("mountpoint"), f"{where}.mountpoint"),
-            options=_text(item.get("options"), f"{where}.options"),
-            keep=keep,
-            kind=kind,
-            disk=_text(item.get("disk"), f"{where}.disk"),
-            raid=_text(item.get("raid"), f"{where}.raid"),
-            start=_text(item.get("start"), f"{where}.start"),
-        ))
+        partitions.append(
+            PartitionSpec(
+                label=_text(item["label"], f"{where}.label"),
+                size=_text(item["size"], f"{where}.size"),
+                fs=_choice(Filesystem, item.get("fs", default_fs), f"{where}.fs"),
+                mountpoint=_text(item.get("mountpoint"), f"{where}.mountpoint"),
+                options=_text(item.get("options"), f"{where}.options"),
+                keep=keep,
+                kind=kind,
+                disk=_text(item.get("disk"), f"{where}.disk"),
+                raid=_text(item.get("raid"), f"{where}.raid"),
+                start=_text(item.get("start"), f"{where}.start"),
+            )
+        )
     arrays = []
-    for i, item in enumerate(spec.get("raid") or []):
-        item = _keys(item, RAID_KEYS, f"raid[{i}]")
+    for i, given in enumerate(spec.get("raid") or []):
+        item = _keys(given, RAID_KEYS, f"raid[{i}]")
         members = item.get("disks") or []
         if not isinstance(members, list):
             raise LayoutError(f"raid[{i}].disks: must be a list of disk names")
         level = item.get("level", 1)
         if isinstance(level, bool) or not isinstance(level, int):
             raise LayoutError(f"raid[{i}].level: must be an integer")
-        arrays.append(RaidSpec(name=_text(item.get("name"), f"raid[{i}].name"),
-                               disks=tuple(_text(m, f"raid[{i}].disks") for m in members), level=level))
+        arrays.append(
+            RaidSpec(
+                name=_text(item.get("name"), f"raid[{i}].name"),
+                disks=tuple(_text(m, f"raid[{i}].disks") for m in members),
+                level=level,
+            )
+        )
     table = spec.get("table", "gpt")
     if table != "gpt":
         raise LayoutError(f"layout.table: only gpt is supported, not {table!r}")
-    return validate(DiskLayout(disks=tuple(disks) or (DiskRule(),), partitions=tuple(partitions),
-                               raid=tuple(arrays)))
+    return validate(
+        DiskLayout(disks=tuple(disks) or (DiskRule(),), partitions=tuple(partitions), raid=tuple(arrays))
+    )
 
 
 def disk_rule(text: str, name: str = "main") -> DiskRule:
@@ -388,6 +404,7 @@ def disk_rule(text: str, name: str = "main") -> DiskRule:
 
 def to_mapping(layout: DiskLayout) -> dict[str, Any]:
     """The YAML/JSON form (what the inventory stores and exports): defaults left out."""
+
     def part(p: PartitionSpec) -> dict[str, Any]:
         out: dict[str, Any] = {"label": p.label, "size": p.size}
         if p.kind is not PartKind.DATA:
@@ -412,11 +429,15 @@ def to_mapping(layout: DiskLayout) -> dict[str, Any]:
             out["pick"] = d.pick
         return out
 
-    out: dict[str, Any] = {"disks": [disk(d) for d in layout.disks],
-                           "partitions": [part(p) for p in layout.partitions]}
+    out: dict[str, Any] = {
+        "disks": [disk(d) for d in layout.disks],
+        "partitions": [part(p) for p in layout.partitions],
+    }
     if layout.raid:
-        out["raid"] = [{"name": r.name, "disks": list(r.disks), **({"level": r.level} if r.level != 1 else {})}
-                       for r in layout.raid]
+        out["raid"] = [
+            {"name": r.name, "disks": list(r.disks), **({"level": r.level} if r.level != 1 else {})}
+            for r in layout.raid
+        ]
     return out
 
 

@@ -249,7 +249,8 @@ def _disk_layout(spec: dict[str, Any], root: dict[str, Any], what: str) -> None:
                          hint="fix the layout (docs/agent.md, \"The disk mode\") and set it again") from None
     if root["mode"] == "disk" and not (root.get("layout") or root.get("partitions")):
         raise UsageError(f"{what}: root mode disk needs a disk layout",
-                         hint="--layout FILE (YAML), or --disk and --partition LABEL:SIZE[:FS[:MOUNTPOINT[:keep]]]")
+                         hint="--layout FILE (YAML), or --disk and --partition "
+                         "LABEL:SIZE[:FS[:MOUNTPOINT[:keep]]]")
 
 
 def layout_of(root: dict[str, Any]) -> Any:

@@ -76,7 +76,7 @@ def test_the_bundle_carries_only_the_agent_and_the_ground_of_ours(home: Path) ->
     """The freeze takes what the agent imports; the layers keep the rest of the product out."""
     info = read_info(home / "agent")
     assert info is not None and info.packages
-    assert {"bootagent", "ground", "requests", "pyudev"} <= set(info.packages)
+    assert {"bootagent", "ground", "requests", "pyudev", "parted"} <= set(info.packages)
     head_node_only = {"server", "builder", "swarmboot", "lab", "tests", "sqlalchemy", "jinja2", "fastapi",
                       "starlette", "uvicorn", "alembic", "yaml", "psycopg", "PyInstaller"}
     assert head_node_only & set(info.packages) == set()

@@ -11,6 +11,7 @@ for real in the QEMU test (tests/e2e/test_disk.py)."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -71,6 +72,7 @@ class Loops:
     def expose(self, file: Path) -> object:
         def expose(plan: DiskPlan) -> dict[str, str]:
             return {p.path: self.attach(file, p.start, p.size) for p in plan.partitions}
+
         return expose
 
     def close(self) -> None:
@@ -113,11 +115,17 @@ def boot_plan(layout: dict, kept: list[KeptPartition] = ()) -> BootPlan:  # type
     return replace(plan, root=replace(plan.root, mode="disk", layout=from_mapping(layout), kept=tuple(kept)))
 
 
-def install_once(file: Path, loops: Loops, layout: dict, kept: list[KeptPartition] = ()) -> install.DiskInstall:
+def install_once(
+    file: Path, loops: Loops, layout: dict, kept: list[KeptPartition] = ()
+) -> install.DiskInstall:
     disk = loops.attach(file)
     spec = json.loads(json.dumps(layout).replace("PLACEHOLDER", disk))
-    state = install.DiskInstall(boot_plan=boot_plan(spec, kept), layout=from_mapping(spec), firmware="bios",
-                                run_dir=file.parent / "run")
+    state = install.DiskInstall(
+        boot_plan=boot_plan(spec, kept),
+        layout=from_mapping(spec),
+        firmware="bios",
+        run_dir=file.parent / "run",
+    )
     disk_plan = install.make_plan(state, [discovery.disk_at(disk)])
     install.commit(state, disk_plan, expose=loops.expose(file))
     install.unwind(state)
@@ -139,7 +147,7 @@ def test_a_blank_disk_gets_the_layout_checked_with_sfdisk_and_blkid(tmp_path: Pa
     assert parts[0]["start"] * sector == MiB and parts[0]["type"] == BIOS_GRUB
     assert parts[1]["type"] == ESP and parts[1]["size"] * sector == 40 * MiB
     assert parts[3]["size"] * sector == 96 * MiB
-    for before, after in zip(parts, parts[1:], strict=False):  # contiguous, aligned, no overlap
+    for before, after in itertools.pairwise(parts):  # contiguous, aligned, no overlap
         assert before["start"] + before["size"] == after["start"]
         assert after["start"] * sector % MiB == 0
     last = parts[-1]
@@ -172,7 +180,14 @@ def test_a_reinstall_keeps_the_data_partition_byte_for_byte_and_formats_the_rest
     assert (data2.start, data2.size, data2.number, data2.keep) == (data.start, data.size, data.number, True)
     assert sha256(file, data.start, data.size) == before, "the kept partition's bytes changed"
     assert second.uuids[second.plan.find("root").path] != first.uuids[root.path], "root was not formatted"
-    assert [p["name"] for p in sfdisk_table(file)["partitions"]] == ["bios", "esp", "cache", "root", "swap", "data"]
+    assert [p["name"] for p in sfdisk_table(file)["partitions"]] == [
+        "bios",
+        "esp",
+        "cache",
+        "root",
+        "swap",
+        "data",
+    ]
 
 
 def test_a_changed_kept_partition_or_a_too_small_disk_writes_nothing(tmp_path: Path, loops: Loops) -> None:
@@ -182,13 +197,17 @@ def test_a_changed_kept_partition_or_a_too_small_disk_writes_nothing(tmp_path: P
     whole = sha256(file)
     loops.close()
     loops.devices.clear()
-    changed = [KeptPartition(k.label, k.disk, k.size, "0" * 8 + k.uuid[8:] if k.label == "data" else k.uuid, k.fs)
-               for k in kept]
+    changed = [
+        KeptPartition(k.label, k.disk, k.size, "0" * 8 + k.uuid[8:] if k.label == "data" else k.uuid, k.fs)
+        for k in kept
+    ]
     with pytest.raises(planner.PlanRefused, match=r"kept partition data .* changed since the last install"):
         install_once(file, loops, LAYOUT, changed)
     # the layout grew: root cannot get bigger without moving the kept cache/data partitions
-    bigger = {**LAYOUT, "partitions": [dict(p, size="200MiB") if p["label"] == "root" else p
-                                       for p in LAYOUT["partitions"]]}
+    bigger = {
+        **LAYOUT,
+        "partitions": [dict(p, size="200MiB") if p["label"] == "root" else p for p in LAYOUT["partitions"]],
+    }
     with pytest.raises(planner.PlanRefused, match=r"cannot be reached without touching a kept partition"):
         install_once(file, loops, bigger, kept)
     assert sha256(file) == whole, "a refused plan wrote to the disk"
@@ -214,8 +233,22 @@ def test_the_image_write_keeps_owners_modes_xattrs_acls_and_hard_links(tmp_path:
     squash = tmp_path / "image.squashfs"
     run(["mksquashfs", str(tree), str(squash), "-noappend", "-quiet", "-comp", "zstd"], timeout=120)
     tarball = tmp_path / "image.tar.zst"
-    run(["tar", "--zstd", "--xattrs", "--xattrs-include=*", "--acls", "--numeric-owner", "-cf", str(tarball),
-         "-C", str(tree), "."], timeout=120)
+    run(
+        [
+            "tar",
+            "--zstd",
+            "--xattrs",
+            "--xattrs-include=*",
+            "--acls",
+            "--numeric-owner",
+            "-cf",
+            str(tarball),
+            "-C",
+            str(tree),
+            ".",
+        ],
+        timeout=120,
+    )
     for image_file, fmt in ((squash, "squashfs"), (tarball, "tar.zst")):
         target = tmp_path / f"root-{fmt}"
         target.mkdir()

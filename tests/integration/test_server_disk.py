@@ -28,8 +28,10 @@ partitions:
   - {label: root, size: 3GiB, mountpoint: /}
   - {label: data, size: rest, fs: xfs, mountpoint: /data, keep: true, options: noatime}
 """
-KEPT = [{"label": "cache", "disk": "main", "size": 1 << 30, "uuid": "c-1", "fs": "ext4"},
-        {"label": "data", "disk": "main", "size": 5 << 30, "uuid": "d-1", "fs": "xfs"}]
+KEPT = [
+    {"label": "cache", "disk": "main", "size": 1 << 30, "uuid": "c-1", "fs": "ext4"},
+    {"label": "data", "disk": "main", "size": 5 << 30, "uuid": "d-1", "fs": "xfs"},
+]
 
 
 @pytest.fixture
@@ -37,7 +39,18 @@ def server(settings: Settings, swarmboot_home: Path, tmp_path: Path) -> Any:
     make_version(settings.images_dir, "compute", 1, size=1 << 20)
     layout = tmp_path / "layout.yaml"
     layout.write_text(LAYOUT)
-    cli(swarmboot_home, "group", "add", "stateful", "--image", "compute", "--root", "disk", "--layout", str(layout))
+    cli(
+        swarmboot_home,
+        "group",
+        "add",
+        "stateful",
+        "--image",
+        "compute",
+        "--root",
+        "disk",
+        "--layout",
+        str(layout),
+    )
     cli(swarmboot_home, "node", "add", "d1", "--group", "stateful", "--mac", MAC)
     with running_server(swarmboot_home) as srv:
         yield srv
@@ -53,9 +66,22 @@ def event(srv: ServerProcess, **body: Any) -> None:
 
 def install(srv: ServerProcess, version: int, sha256: str) -> None:
     event(srv, stage="part", status="start")
-    event(srv, stage="handover", status="done", details={"install": {
-        "image": "compute", "version": version, "sha256": sha256, "layout": {}, "kept": KEPT,
-        "firmware": "bios", "timings": {"write": 1.0}}})
+    event(
+        srv,
+        stage="handover",
+        status="done",
+        details={
+            "install": {
+                "image": "compute",
+                "version": version,
+                "sha256": sha256,
+                "layout": {},
+                "kept": KEPT,
+                "firmware": "bios",
+                "timings": {"write": 1.0},
+            }
+        },
+    )
 
 
 def status(srv: ServerProcess) -> dict[str, Any]:
@@ -67,34 +93,72 @@ def test_bad_layouts_are_refused_when_set(swarmboot_home: Path, tmp_path: Path, 
     make_version(settings.images_dir, "compute", 1, size=1 << 20)
     bad = tmp_path / "bad.yaml"
     for text, message in [
-        ("partitions: [{label: a, size: rest, mountpoint: /}, {label: b, size: rest}]", "two partitions take"),
+        (
+            "partitions: [{label: a, size: rest, mountpoint: /}, {label: b, size: rest}]",
+            "two partitions take",
+        ),
         ("partitions: [{label: r, size: 1G, mountpoint: /, fs: zfs}]", "'zfs' is not one of"),
-        ("partitions: [{label: r, size: 1G, mountpoint: /, raid: md0}]\nraid: [{name: md0, disks: [main, b]}]",
-         "member disk 'b' is not one of"),
+        (
+            "partitions: [{label: r, size: 1G, mountpoint: /, raid: md0}]\n"
+            "raid: [{name: md0, disks: [main, b]}]",
+            "member disk 'b' is not one of",
+        ),
     ]:
         bad.write_text(text)
-        result = cli(swarmboot_home, "group", "add", "g", "--image", "compute", "--root", "disk", "--layout",
-                     str(bad), check=False)
+        result = cli(
+            swarmboot_home,
+            "group",
+            "add",
+            "g",
+            "--image",
+            "compute",
+            "--root",
+            "disk",
+            "--layout",
+            str(bad),
+            check=False,
+        )
         assert result.returncode != 0 and message in result.stderr, result.stderr
     result = cli(swarmboot_home, "group", "add", "g", "--image", "compute", "--root", "disk", check=False)
     assert result.returncode != 0 and "needs a disk layout" in result.stderr
     # the shorthand (today's inventory form) still works, and is checked the same way
-    cli(swarmboot_home, "group", "add", "g", "--image", "compute", "--root", "disk", "--disk", "/dev/sda",
-        "--partition", "root:20GiB:ext4:/", "--partition", "scratch:rest:xfs:/scratch:keep")
+    cli(
+        swarmboot_home,
+        "group",
+        "add",
+        "g",
+        "--image",
+        "compute",
+        "--root",
+        "disk",
+        "--disk",
+        "/dev/sda",
+        "--partition",
+        "root:20GiB:ext4:/",
+        "--partition",
+        "scratch:rest:xfs:/scratch:keep",
+    )
     result = cli(swarmboot_home, "group", "set", "g", "--partition", "root:20GiB:ext4:/:keep", check=False)
     assert result.returncode != 0 and "cannot be kept" in result.stderr
 
 
 def test_the_plan_carries_the_layout_and_the_reported_kept_partitions(server: ServerProcess) -> None:
     def plan(version: str) -> dict[str, Any]:
-        response = requests.get(f"{server.url}/api/v1/plan", params={"mac": MAC, "plan_version": version},
-                                timeout=30)
+        response = requests.get(
+            f"{server.url}/api/v1/plan", params={"mac": MAC, "plan_version": version}, timeout=30
+        )
         assert response.status_code == 200, response.text
         return response.json()
 
     doc = plan("1.1")
     assert doc["root"]["mode"] == "disk" and doc["root"]["kept"] == []
-    assert [p["label"] for p in doc["root"]["layout"]["partitions"]] == ["bios", "esp", "cache", "root", "data"]
+    assert [p["label"] for p in doc["root"]["layout"]["partitions"]] == [
+        "bios",
+        "esp",
+        "cache",
+        "root",
+        "data",
+    ]
     assert doc["root"]["layout"]["disks"][0]["min_size"] == "4GiB"
     assert doc["image"]["initramfs_url"].endswith("/images/compute/1/initramfs.img")
     install(server, 1, "x")
@@ -106,7 +170,9 @@ def test_the_plan_carries_the_layout_and_the_reported_kept_partitions(server: Se
 def test_only_a_current_finished_install_boots_from_disk(server: ServerProcess, settings: Settings) -> None:
     assert "kernel " in script(server)  # never installed: the agent installs
     assert status(server)["install"]["reinstall_needed"] is True
-    sha1 = json.loads((settings.images_dir / "compute/versions/1/manifest.json").read_text())["image_file"]["sha256"]
+    sha1 = json.loads((settings.images_dir / "compute/versions/1/manifest.json").read_text())["image_file"][
+        "sha256"
+    ]
     event(server, stage="part", status="start")
     event(server, stage="root", status="failed", message="mkfs.ext4 failed")
     assert "kernel " in script(server), "a failed install must not be sent to its disk"
