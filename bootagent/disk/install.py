@@ -156,21 +156,21 @@ def build_disk_root(
     disk_plan = state.plan
     mounts = disk_plan.filesystems()
     kept_points = [what.mountpoint for _d, what in mounts if isinstance(what, PlannedPartition) and what.keep]
+    # Kept partitions hold the node's files, not the image's: mounted after the write, their
+    # mount points left out of it. The ESP (vfat: no owners) too; GRUB fills it afterwards.
+    later = set(kept_points) | {what.mountpoint for _d, what in mounts if what.fs is Filesystem.VFAT}
     for device, what in mounts:  # the new filesystems first: the image's files belong on them
-        if what.mountpoint in kept_points:
-            continue
-        stack.mount(
-            disk_plan.dev(device), sysroot / _relative(what.mountpoint), what.fs.value, what.options or ""
-        )
+        if what.mountpoint not in later:
+            stack.mount(disk_plan.dev(device), sysroot / _relative(what.mountpoint), what.fs.value,
+                        what.options or "")
     started = time.monotonic()
     image.write_image(image_file, image_format, sysroot, [_relative(m) for m in kept_points])
     _sync()
     state.timed("write", started)
     for device, what in mounts:
-        if what.mountpoint in kept_points:
-            stack.mount(
-                disk_plan.dev(device), sysroot / _relative(what.mountpoint), what.fs.value, what.options or ""
-            )
+        if what.mountpoint in later:
+            stack.mount(disk_plan.dev(device), sysroot / _relative(what.mountpoint), what.fs.value,
+                        what.options or "")
     entries: list[tuple[str, PlannedPartition | PlannedArray]] = [
         (state.uuid(what), what) for _d, what in mounts
     ]

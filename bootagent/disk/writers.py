@@ -124,13 +124,22 @@ def write_tables(plan: DiskPlan, expose: Callable[[DiskPlan], dict[str, str]] | 
                 hint="is a partition of it still mounted or in a RAID array?",
             ) from exc
         if expose is None:
-            _run(["partx", "--update", disk.path], f"telling the kernel about {disk.path}'s partitions", 60)
+            tell_kernel(disk.path)
     if expose is not None:
         plan.nodes.update(expose(plan))
         return
     settle()
     for p in plan.partitions:
         _wait_node(p.path)
+
+
+def tell_kernel(device: str) -> None:
+    """Make the kernel read the new table: partx (works with partitions of other disks mounted),
+    else a re-read of the whole table."""
+    try:
+        run(["partx", "--update", device], timeout=60)
+    except CommandError:
+        _run(["blockdev", "--rereadpt", device], f"telling the kernel about {device}'s partitions", 60)
 
 
 def _wait_node(path: str, timeout: float = 30.0) -> None:

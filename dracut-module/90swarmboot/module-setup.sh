@@ -49,7 +49,7 @@ install() {
     inst_multiple -o dropbear dropbearkey findmnt lsblk less
     # The disk mode (bootagent/disk/): partition, mirror, format, fill, and the boot entry. GRUB
     # itself runs inside the installed root (the image carries it), through chroot.
-    inst_multiple -o blkid wipefs partx sfdisk udevadm chroot mkfs.ext4 mke2fs mkfs.xfs mkfs.vfat \
+    inst_multiple -o blkid blockdev wipefs partx sfdisk udevadm chroot mkfs.ext4 mke2fs mkfs.xfs mkfs.vfat \
         mkswap mdadm unsquashfs efibootmgr
     # Name NICs in the initramfs as the booted system will (ens3, not eth0): without the .link
     # files udev keeps the kernel's names, and the booted system's udev cannot rename a NIC that
