@@ -385,3 +385,34 @@ def test_the_plan_reads_as_lines_for_the_console() -> None:
     lines = plan(from_mapping(BASIC), [disk()]).lines()
     assert lines[0] == "disk plan (bios firmware):" and "new GPT" in lines[1]
     assert any("/dev/vda3" in line and "mkfs ext4 -> /" in line for line in lines)
+
+
+# -- what the writers are given (pure parts) ---------------------------------------------------------
+
+
+def test_the_installed_kernel_command_line_and_grub_cfg() -> None:
+    from bootagent.disk.bootloader import kernel_arguments, render_grub_cfg
+    from ground.contract.layout import Filesystem
+
+    agent = "root=swarmboot swarmboot.server=http://s ip=dhcp console=tty0 console=ttyS0,115200"
+    args = kernel_arguments("r-uuid", ["md-uuid"], agent, "quiet rd.retry=20")
+    assert (
+        args == "root=UUID=r-uuid ro rd.md.uuid=md-uuid console=tty0 console=ttyS0,115200 quiet rd.retry=20"
+    )
+    cfg = render_grub_cfg(
+        "swarmboot: compute version 3", "b-uuid", Filesystem.XFS, True, args, "/boot/swarmboot"
+    )
+    assert "search --no-floppy --fs-uuid --set=root b-uuid" in cfg
+    assert "insmod xfs" in cfg and "insmod mdraid1x" in cfg
+    assert f"linux /boot/swarmboot/vmlinuz {args}" in cfg and "initrd /boot/swarmboot/initramfs.img" in cfg
+
+
+def test_the_image_write_leaves_kept_mount_points_out() -> None:
+    from pathlib import Path
+
+    from bootagent.disk.image import write_argv
+
+    squash = write_argv(Path("/c/image.squashfs"), "squashfs", Path("/sysroot"), ["data", "srv/x"])
+    assert squash[-4:] == ["-excludes", "/c/image.squashfs", "data", "srv/x"] and "-force" in squash
+    tar = write_argv(Path("/c/image.tar.zst"), "tar.zst", Path("/sysroot"), ["data"])
+    assert "--acls" in tar and "--xattrs" in tar and "--exclude=./data" in tar and "--anchored" in tar
