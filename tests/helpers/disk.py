@@ -42,7 +42,8 @@ def partitions(disk: Path) -> dict[str, dict]:
 
 @contextlib.contextmanager
 def mounted(disk: Path, name: str, fstype: str = "ext4") -> Iterator[Path]:
-    """The partition called `name` of a (stopped) node's disk, mounted read-only."""
+    """The partition called `name` of a (stopped) node's disk, mounted read-only (its journal
+    replayed first, if the node was powered off hard)."""
     part = partitions(disk)[name]
     device = output(
         [
@@ -60,8 +61,7 @@ def mounted(disk: Path, name: str, fstype: str = "ext4") -> Iterator[Path]:
     )
     target = Path(tempfile.mkdtemp(prefix=f"disk-{name}-"))
     try:
-        options = "ro,noload" if fstype == "ext4" else "ro"
-        run(["mount", "-t", fstype, "-o", options, device, str(target)], timeout=60)
+        run(["mount", "-t", fstype, "-o", "ro", device, str(target)], timeout=60)
         try:
             yield target
         finally:
