@@ -97,8 +97,7 @@ SIZE_EXCLUDES = (
     "xml.dom",
     "xml.sax",
     "pyexpat",
-    "_decimal",
-    "decimal",
+    # (decimal stays: pyparted's Device uses it, for the disk mode)
     "lzma",
     "_lzma",
     "bz2",
