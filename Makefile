@@ -1,5 +1,6 @@
 # swarmboot: the README's commands. Each one works on a fresh Debian 12 machine, as root.
 #   make demo   set everything up, build a small image, serve it, boot virtual nodes from it
+#   make demo-disk  the same image installed to one node's virtual disk, then booted from it
 #   make test   set everything up and run the whole test suite (make test-full: with the long variants)
 
 PYTHON  ?= /usr/bin/python3
@@ -8,7 +9,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup host-packages completion test test-full test-unit lint demo bench clean
+.PHONY: setup host-packages completion test test-full test-unit lint demo demo-disk bench bench-disk clean
 
 setup: host-packages $(STAMP) completion
 
@@ -43,11 +44,19 @@ lint: setup
 demo: setup
 	$(PY) -m lab.demo
 
+# one node installed to its virtual disk, then booted from it (with and without the server)
+demo-disk: setup
+	$(PY) -m lab.demo_disk
+
 bench: setup
 	$(PY) bench/pack.py
 	$(PY) bench/server.py
 	$(PY) bench/swarm.py --nodes 4,8,16,32 --runs 2 --json bench/results/swarm.json --plot bench/results/swarm.png
 	$(PY) bench/swarm_model.py --from bench/results/swarm.json --fit 4,8,16,32 --json bench/results/swarm_model.json
+
+# the disk install's image write against a plain unsquashfs onto the same disk, side by side
+bench-disk: setup
+	$(PY) bench/disk_write.py
 
 clean:
 	rm -rf $(VENV) .cache build *.egg-info

@@ -2,7 +2,8 @@
 
 swarmboot-agent [boot]            boot this node (the dracut pre-mount hook runs this)
 swarmboot-agent seed …            keep seeding the verified image (started by the agent)
-swarmboot-agent self-test         import libtorrent, requests, pyudev; print versions, timings
+swarmboot-agent self-test         import libtorrent, requests, pyudev, pyparted; print versions, timings
+swarmboot-agent disks             the disks the disk mode sees, with their partitions (JSON)
 swarmboot-agent cmdline [FILE]    parse a kernel command line (default /proc/cmdline), print it
 swarmboot-agent --version
 """
@@ -46,6 +47,9 @@ def self_test() -> dict[str, object]:
     session = lt.session(lan_tuning.session_settings("node", "127.0.0.1:0"))
     del session
     timings["libtorrent_session"] = round(time.perf_counter() - start, 4)
+    start = time.perf_counter()
+    versions["parted"] = parted_round_trip()
+    timings["parted_gpt"] = round(time.perf_counter() - start, 4)
     return {
         "agent": __version__,
         "python": sys.version.split()[0],
@@ -53,6 +57,28 @@ def self_test() -> dict[str, object]:
         "nics": nics,
         "seconds": timings,
     }
+
+
+def parted_round_trip() -> str:
+    """Write a GPT with one partition into a sparse file with pyparted and read it back (what the
+    disk mode does to a disk); return libparted's version."""
+    import tempfile
+
+    import parted
+
+    with tempfile.NamedTemporaryFile(suffix=".img") as handle:
+        handle.truncate(8 << 20)
+        device = parted.getDevice(handle.name)
+        disk = parted.freshDisk(device, "gpt")
+        geometry = parted.Geometry(device=device, start=2048, length=4096)
+        part = parted.Partition(disk=disk, type=parted.PARTITION_NORMAL, geometry=geometry)
+        disk.addPartition(part, constraint=parted.Constraint(exactGeom=geometry))
+        part.set_name("self-test")
+        disk.commitToDevice()
+        again = parted.newDisk(parted.getDevice(handle.name))
+        if [p.name for p in again.partitions] != ["self-test"]:
+            raise RuntimeError("pyparted did not read back the partition it wrote")
+    return str(parted.version()["libparted"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--status", type=Path, required=True)
     seed.add_argument("--max-seconds", type=float, default=4 * 3600)
     sub.add_parser("self-test", help="import the agent's libraries and print versions")
+    sub.add_parser("disks", help="the disks the disk mode sees (JSON)")
     parse = sub.add_parser("cmdline", help="parse a kernel command line and print the agent's arguments")
     parse.add_argument("file", type=Path, nargs="?", default=Path("/proc/cmdline"))
     return parser
@@ -88,6 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if command == "self-test":
         print(json.dumps(self_test(), indent=2))
+        return 0
+    if command == "disks":
+        from bootagent.disk.discovery import list_disks
+
+        print(json.dumps([asdict(d) for d in list_disks()], indent=2))
         return 0
     from ground.contract.cmdline import read_cmdline
 

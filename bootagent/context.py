@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
+    from bootagent.disk.install import DiskInstall
     from bootagent.download import ImageDownload
     from bootagent.mounts import MountStack
     from bootagent.network import BootInterface
@@ -122,9 +123,11 @@ class BootContext:
     seeder_pid: int | None = None
     client: ServerClient | None = None  # talks to the servers (made by the plan stage)
     download: ImageDownload | None = None  # the live download while the download stage runs
+    disk: DiskInstall | None = None  # root mode disk: the install's state (bootagent/disk/install.py)
     timings: dict[str, float] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # shown on the console and in the report
+    extra_env: dict[str, str] = field(default_factory=dict)  # added by stages (SWARMBOOT_DISKS)
 
     def require_plan(self) -> BootPlan:
         if self.plan is None:
@@ -170,5 +173,6 @@ class BootContext:
             )
         if self.image_file is not None:
             env["SWARMBOOT_IMAGE_FILE"] = str(self.image_file)
+        env.update(self.extra_env)
         env["PATH"] = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         return env

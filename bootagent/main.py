@@ -88,20 +88,42 @@ def stage_pre(ctx: BootContext) -> StageResult:
 
 def part_wanted(ctx: BootContext) -> bool:
     plan = ctx.require_plan()
-    return bool(plan.scripts.part.strip())
+    return bool(plan.scripts.part.strip()) or plan.root.mode == "disk"
 
 
 def stage_part(ctx: BootContext) -> StageResult:
-    # The declarative disk layout (root mode `disk`) comes with the disk mode; the part script runs now.
-    scripts.run_script(ctx, "part")
-    return None
+    """Disk mode: plan the layout against the real disks, then partition, RAID1, mkfs (or the
+    group's part script instead); other modes: the part script."""
+    plan = ctx.require_plan()
+    if plan.root.mode != "disk":
+        scripts.run_script(ctx, "part")
+        return None
+    from bootagent.disk import install
+
+    if ctx.disk is not None:  # a retry: start clean
+        install.unwind(ctx.disk)
+    client = ctx.client or ServerClient(ctx.require_args().servers, ctx.console)
+    state = install.DiskInstall(
+        boot_plan=plan, layout=plan.root.layout, firmware=install.firmware(), run_dir=ctx.paths.run_dir,
+        fetch=lambda url, what: client.fetch_bytes(url, 300.0, what),
+        agent_cmdline=install.agent_cmdline(ctx.paths.cmdline), console=ctx.console,
+    )
+    ctx.disk = state
+    if plan.scripts.part.strip():  # the group's script replaces the declarative layout
+        disks = [d.path for d in install.discovery.list_disks()]
+        state.script_disks = tuple(disks)
+        ctx.extra_env["SWARMBOOT_DISKS"] = " ".join(disks)
+        scripts.run_script(ctx, "part")
+        return {"part_script": True, "disks": disks}
+    return install.run_part(state)
 
 
 def stage_download(ctx: BootContext) -> StageResult:
     plan = ctx.require_plan()
     config = ctx.config
     client = ctx.client or ServerClient(ctx.require_args().servers, ctx.console)
-    image_dir = ctx.paths.image_dir
+    cache = ctx.disk.cache_dir if ctx.disk is not None else None
+    image_dir = cache or ctx.paths.image_dir  # the disk's image cache: the same sha256 is reused
     image_dir.mkdir(parents=True, exist_ok=True)
     torrent = client.fetch_bytes(plan.image.torrent_url, 120.0, "the image's .torrent")
     torrent_file = ctx.paths.run_dir / "image.torrent"
@@ -168,11 +190,16 @@ def stage_root(ctx: BootContext) -> StageResult:
         unwind_mounts(ctx)
     ctx.paths.sysroot.mkdir(parents=True, exist_ok=True)
     ctx.mounts = roots.build_root(
-        plan.root, ctx.image_file, plan.image.format, ctx.paths.sysroot, ctx.paths.mounts_dir
+        plan.root, ctx.image_file, plan.image.format, ctx.paths.sysroot, ctx.paths.mounts_dir, ctx.disk
     )
-    if plan.root.mode == "tmpfs":  # the archive is unpacked: free its RAM once seeding stops
+    if plan.root.mode == "tmpfs" or (plan.root.mode == "disk" and ctx.disk and not ctx.disk.cache_dir):
+        # the archive is unpacked (into RAM, or onto the disk): free its RAM once seeding stops
         (ctx.paths.run_dir / "cleanup-files").write_text(f"{ctx.image_file}\n")
-    return {"mode": plan.root.mode, "sysroot": str(ctx.paths.sysroot)}
+    details: dict[str, object] = {"mode": plan.root.mode, "sysroot": str(ctx.paths.sysroot)}
+    if ctx.disk is not None:
+        details["install_timings"] = dict(ctx.disk.timings)
+        details["bootloader"] = ctx.disk.bootloader
+    return details
 
 
 def stage_files(ctx: BootContext) -> StageResult:
@@ -189,7 +216,9 @@ def stage_files(ctx: BootContext) -> StageResult:
 
 
 def stage_post(ctx: BootContext) -> StageResult:
-    scripts.run_script(ctx, "post")
+    plan = ctx.require_plan()
+    # disk mode: the post script runs inside the installed root (chroot), with the node's variables
+    scripts.run_script(ctx, "post", chroot=ctx.paths.sysroot if plan.root.mode == "disk" else None)
     return None
 
 
@@ -204,6 +233,11 @@ def stage_handover(ctx: BootContext) -> StageResult:
     }
     (ctx.paths.run_dir / "timings.json").write_text(json.dumps(timings) + "\n")
     ctx.console.info(f"handing over to the booted system after {total:.1f} s")
+    if ctx.disk is not None:  # the install worked: the server boots this node from its disk now
+        from bootagent.disk.install import install_record
+
+        reused = json.loads((ctx.paths.run_dir / "download.json").read_text()).get("reused", False)
+        return {**timings, "install": install_record(ctx.disk, bool(reused))}
     return timings
 
 

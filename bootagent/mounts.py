@@ -114,6 +114,16 @@ class MountStack:
             ) from exc
         self.push(f"mount {target}", lambda: self._unmount(target))
 
+    def bind(self, source: Path, target: Path) -> None:
+        """A recursive bind mount (e.g. /dev into an installed root for its bootloader)."""
+        target.mkdir(parents=True, exist_ok=True)
+        try:
+            run(["mount", "--rbind", str(source), str(target)], timeout=60)
+            run(["mount", "--make-rslave", str(target)], timeout=60)
+        except CommandError as exc:
+            raise RootError(f"cannot bind {source} at {target}: {exc.stderr.strip() or exc}") from exc
+        self.push(f"bind {target}", lambda: self._unmount(target, recursive=True))
+
     def loop(self, file: Path) -> str:
         try:
             device = output(["losetup", "--find", "--show", "--read-only", str(file)], timeout=60)
@@ -125,9 +135,10 @@ class MountStack:
         self.push(f"loop {device}", lambda: retry_busy(["losetup", "-d", device], sleep=self._sleep))
         return device
 
-    def _unmount(self, target: Path) -> None:
+    def _unmount(self, target: Path, recursive: bool = False) -> None:
+        argv = ["umount", "--recursive", str(target)] if recursive else ["umount", str(target)]
         try:
-            retry_busy(["umount", str(target)], sleep=self._sleep)
+            retry_busy(argv, sleep=self._sleep)
         except CommandError as error:
             if not _busy(error):
                 raise

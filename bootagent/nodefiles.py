@@ -163,11 +163,13 @@ fstype=$(findmnt -n -o FSTYPE / 2>/dev/null || stat -f -c %T /)
 kernel=$(uname -r)
 read -r uptime _ < /proc/uptime
 host=$(hostname)
+# where / came from: the agent built it (root=swarmboot) or the installed disk's bootloader did
+case " $(cat /proc/cmdline) " in *" root=swarmboot "*) boot=agent ;; *) boot=disk ;; esac
 part() {{ if [ -s "$run/$1" ]; then cat "$run/$1"; else echo null; fi; }}
 body=$(printf '{{"stage":"booted","status":"done","duration":%s,"message":"","image":"%s",\
-"version":%s,"details":{{"root_fstype":"%s","kernel":"%s","uptime":%s,"hostname":"%s",\
+"version":%s,"details":{{"root_fstype":"%s","kernel":"%s","uptime":%s,"hostname":"%s","boot":"%s",\
 "download":%s,"seeder":%s,"agent":%s}}}}' \\
-  "$uptime" {shlex.quote(image)} {int(version)} "$fstype" "$kernel" "$uptime" "$host" \\
+  "$uptime" {shlex.quote(image)} {int(version)} "$fstype" "$kernel" "$uptime" "$host" "$boot" \\
   "$(part download.json)" "$(part seeder.json)" "$(part timings.json)")
 i=0
 while [ $i -lt 20 ]; do

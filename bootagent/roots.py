@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from bootagent.errors import RootError
 from bootagent.mounts import MountStack
@@ -30,10 +30,11 @@ class RootBuilder:
         super().__init_subclass__(**kwargs)
         RootBuilder.registry[cls.mode] = cls
 
-    def __init__(self, spec: RootSpec, mounts_dir: Path, stack: MountStack) -> None:
+    def __init__(self, spec: RootSpec, mounts_dir: Path, stack: MountStack, install: Any = None) -> None:
         self.spec = spec
         self.mounts_dir = mounts_dir
         self.stack = stack
+        self.install = install  # the disk mode's state from the part stage (bootagent/disk/install.py)
 
     @classmethod
     def formats(cls) -> tuple[ImageFormat, ...]:
@@ -63,15 +64,15 @@ def builder_for(spec: RootSpec, image_format: str) -> type[RootBuilder]:
     return cls
 
 
-def build_root(
-    spec: RootSpec, image_file: Path, image_format: str, sysroot: Path, mounts_dir: Path
+def build_root(  # noqa: PLR0917
+    spec: RootSpec, image_file: Path, image_format: str, sysroot: Path, mounts_dir: Path, install: Any = None
 ) -> MountStack:
     """Build the root; on failure undo every mount made so far (errors of the undo become notes
     of the exception) and re-raise. On success the caller owns the stack."""
     cls = builder_for(spec, image_format)
     stack = MountStack()
     with stack.guard():
-        cls(spec, mounts_dir, stack).build(image_file, image_format, sysroot)
+        cls(spec, mounts_dir, stack, install).build(image_file, image_format, sysroot)
         check_root(sysroot)
     return stack
 
@@ -147,3 +148,22 @@ class TmpfsRoot(RootBuilder):
                 if full
                 else "the image file may be damaged: re-pack it",
             ) from exc
+
+
+class DiskRoot(RootBuilder):
+    """The layout's root filesystem on the local disk(s), the image written onto it, GRUB
+    installed (bootagent/disk/: the part stage planned and partitioned, this writes)."""
+
+    mode = RootMode.DISK
+
+    def fstype(self) -> str:
+        return "disk"
+
+    def build(self, image_file: Path, image_format: str, sysroot: Path) -> None:
+        from bootagent.disk.install import build_disk_root
+
+        if self.install is None:
+            raise RootError("the disk root needs the part stage's plan, but the part stage did not run",
+                            hint="this is a bug in the swarmboot agent")
+        build_disk_root(self.install, self.stack, image_file, image_format, sysroot)
+

@@ -22,8 +22,9 @@ def script_argv(path: Path, text: str) -> list[str]:
     return [str(path)] if text.startswith("#!") else ["/bin/sh", "-e", str(path)]
 
 
-def run_script(ctx: BootContext, which: str) -> str:
-    """Run the plan's `which` script ("pre", "part", "post"); return its output."""
+def run_script(ctx: BootContext, which: str, chroot: Path | None = None) -> str:
+    """Run the plan's `which` script ("pre", "part", "post"); return its output. With `chroot`
+    (disk mode's post script) it runs inside that root, with /dev, /proc and /sys bound in."""
     plan = ctx.require_plan()
     text: str = getattr(plan.scripts, which)
     if not text.strip():
@@ -35,10 +36,25 @@ def run_script(ctx: BootContext, which: str) -> str:
     os.chmod(path, 0o700)
     timeout = float(plan.scripts.timeout)
     ctx.console.info(f"running the {which} script ({len(text.splitlines())} lines, timeout {timeout:.0f} s)")
+    argv, env = script_argv(path, text), ctx.environment() | {"SWARMBOOT_SCRIPT": which}
+    binds = None
+    if chroot is not None:
+        from bootagent.mounts import MountStack
+
+        inside = chroot / "tmp" / f"swarmboot-{which}.sh"
+        inside.parent.mkdir(parents=True, exist_ok=True)
+        inside.write_text(text)
+        os.chmod(inside, 0o700)
+        argv = ["chroot", str(chroot), *script_argv(Path("/tmp") / inside.name, text)]
+        env = env | {"SYSROOT": "/", "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+        binds = MountStack()
+        with binds.guard():
+            for fs in ("dev", "proc", "sys"):
+                binds.bind(Path("/") / fs, chroot / fs)
     try:
         result = run(
-            script_argv(path, text),
-            env=ctx.environment() | {"SWARMBOOT_SCRIPT": which},
+            argv,
+            env=env,
             cwd=ctx.paths.run_dir,
             timeout=timeout,
             stderr=-2,  # subprocess.STDOUT: one stream, in order
@@ -56,6 +72,11 @@ def run_script(ctx: BootContext, which: str) -> str:
             hint=f"fix the group's {which} script on the server; it is in {path} for a test by hand",
             output=out,
         ) from exc
+    finally:
+        if binds is not None:
+            for problem in binds.unwind():
+                ctx.console.info(f"warning: could not undo a bind mount: {problem}")
+            (chroot / "tmp" / f"swarmboot-{which}.sh").unlink(missing_ok=True)  # type: ignore[operator]
     if result.stdout.strip():
         ctx.console.block(_indent(_tail(result.stdout)))
     return result.stdout

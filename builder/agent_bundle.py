@@ -97,8 +97,7 @@ SIZE_EXCLUDES = (
     "xml.dom",
     "xml.sax",
     "pyexpat",
-    "_decimal",
-    "decimal",
+    # (decimal stays: pyparted's Device uses it, for the disk mode)
     "lzma",
     "_lzma",
     "bz2",
@@ -191,7 +190,7 @@ def source_hash(choice: LibtorrentChoice = "auto") -> str:
     root = Path(__file__).resolve().parent.parent
     for path in agent_sources():
         digest.update(f"{path.relative_to(root)}\0".encode() + hashlib.sha256(path.read_bytes()).digest())
-    for dist in ("libtorrent", "requests", "urllib3", "pyudev", "certifi", "idna", "pyinstaller"):
+    for dist in ("libtorrent", "requests", "urllib3", "pyudev", "pyparted", "certifi", "idna", "pyinstaller"):
         digest.update(f"{dist}={version(dist)}\n".encode())
     digest.update(f"{sys.version}\n{SIZE_EXCLUDES}\n{FROM_IMAGE}\n{BUNDLE_FORMAT}\n".encode())
     return digest.hexdigest()

@@ -36,7 +36,7 @@ SWARMBOOT_OMIT = (
 # (for the disk mode, the cache and the rescue shell: SATA/NVMe/SAS/virtio controllers, ext4, xfs,
 # vfat), keyboards on USB.
 STORAGE_DRIVERS = (
-    "loop squashfs overlay ext4 xfs vfat nls_cp437 nls_iso8859_1 "
+    "loop squashfs overlay ext4 xfs vfat nls_cp437 nls_iso8859_1 raid1 md_mod efivarfs "
     "ahci nvme sd_mod sr_mod virtio_blk virtio_scsi virtio_pci megaraid_sas mpt3sas "
     "usbhid hid_generic xhci_pci xhci_hcd ehci_pci ehci_hcd ohci_pci uhci_hcd"
 )

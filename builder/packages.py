@@ -34,7 +34,25 @@ BOOT_PACKAGES: tuple[str, ...] = (
     "util-linux",
 )
 
-BASE_PACKAGES: tuple[str, ...] = KERNEL_PACKAGES + BOOT_PACKAGES
+# The disk root mode (docs/agent.md, "The disk mode"): what the agent runs in the initramfs to
+# partition, mirror, format and fill a disk (the dracut module takes the binaries from the image),
+# and GRUB for BIOS and UEFI, which the agent installs from inside the installed root. grub2-common
+# has grub-install; grub-pc / grub-efi-amd64 are left out on purpose (their maintainer scripts
+# would install to the build host's view of a disk).
+DISK_PACKAGES: tuple[str, ...] = (
+    "grub-pc-bin",
+    "grub-efi-amd64-bin",
+    "grub2-common",
+    "efibootmgr",
+    "mdadm",
+    "libparted2",  # pyparted in the frozen agent links against it
+    "fdisk",  # sfdisk, for the rescue shell
+    "dosfstools",
+    "xfsprogs",
+    "squashfs-tools",  # unsquashfs writes a squashfs image onto the disk
+)
+
+BASE_PACKAGES: tuple[str, ...] = KERNEL_PACKAGES + BOOT_PACKAGES + DISK_PACKAGES
 
 
 def image_packages(extra: tuple[str, ...] | list[str] = ()) -> list[str]:

@@ -238,6 +238,7 @@ class Lab:
         memory_mb: int = 2048,
         cpus: int = 1,
         deadline_s: float = 900.0,
+        disks: tuple[Path, ...] = (),
     ) -> Vm:
         """A QEMU node on a new tap on the bridge, PXE-booting (its console in the workdir)."""
         if name in self.vms:
@@ -248,7 +249,7 @@ class Lab:
         self.netlab.tap(ns, tap)
         self.netlab.attach(ns, tap, BRIDGE)
         spec = VmSpec(name=name, mac=mac, tap=tap, workdir=self.spec.workdir, firmware=firmware,
-                      memory_mb=memory_mb, cpus=cpus, deadline_s=deadline_s)
+                      memory_mb=memory_mb, cpus=cpus, deadline_s=deadline_s, disks=disks)
         vm = Vm(spec, ns)
         self.vms[name] = vm
         self.timelines[name] = ConsoleTimeline()
@@ -257,6 +258,17 @@ class Lab:
 
     def stop_vm(self, name: str) -> None:
         self.vms[name].stop()
+
+    def power_cycle(self, name: str, disks: tuple[Path, ...] | None = None) -> Vm:
+        """Power the node off and on again (same MAC, tap and firmware variables; `disks`: another
+        set of disks, e.g. one pulled). Its console log starts anew."""
+        vm = self.vms[name]
+        vm.stop()
+        if disks is not None:
+            vm.spec.disks = disks
+        self.timelines[name] = ConsoleTimeline()
+        vm.start()
+        return vm
 
     def observe(self) -> None:
         """Record the console markers every VM shows now (the lab's watcher does it every 0.5 s)."""
@@ -273,11 +285,14 @@ class Lab:
     def status(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """What `swarmboot node status --json` shows (read from the inventory database)."""
         from server import events
+        from server.catalog import Catalog
         from server.inventory.db import Database
 
+        catalog = Catalog(self.settings.images_dir, "")
+        catalog.refresh()
         db = Database.from_settings(self.settings, pool_size=2)
         try:
-            return events.status(db, list(names) if names else None)
+            return events.status(db, list(names) if names else None, catalog)
         finally:
             db.close()
 

@@ -44,6 +44,8 @@ class VmSpec:
     cpus: int = 1
     deadline_s: float = 600.0  # QEMU is killed after this long, whatever happens
     extra_args: tuple[str, ...] = ()
+    # raw disk images (virtio): the firmware tries the network first, then the disks in order
+    disks: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -72,9 +74,14 @@ class Vm:
             "-chardev", console,
             "-serial", "chardev:console",
             "-netdev", f"tap,id=net0,ifname={spec.tap},script=no,downscript=no",
-            "-device", f"virtio-net-pci,netdev=net0,mac={spec.mac}",
-            "-boot", "n",
         ]
+        if spec.disks:  # boot order as on a cluster node: PXE first, then the local disks
+            args += ["-device", f"virtio-net-pci,netdev=net0,mac={spec.mac},bootindex=1"]
+            for i, disk in enumerate(spec.disks):
+                args += ["-drive", f"if=none,id=disk{i},format=raw,file={disk},cache=unsafe",
+                         "-device", f"virtio-blk-pci,drive=disk{i},bootindex={i + 2}"]
+        else:
+            args += ["-device", f"virtio-net-pci,netdev=net0,mac={spec.mac}", "-boot", "n"]
         if spec.firmware == "uefi":
             vars_copy = spec.workdir / f"{spec.name}.OVMF_VARS.fd"
             args += [
@@ -89,7 +96,9 @@ class Vm:
         if self.spec.firmware == "uefi":
             if not OVMF_CODE.is_file():
                 raise VmError(f"UEFI firmware {OVMF_CODE} is missing", hint="apt-get install ovmf")
-            shutil.copyfile(OVMF_VARS, self.spec.workdir / f"{self.spec.name}.OVMF_VARS.fd")
+            vars_copy = self.spec.workdir / f"{self.spec.name}.OVMF_VARS.fd"
+            if not vars_copy.exists():  # kept across power cycles: the firmware's boot entries
+                shutil.copyfile(OVMF_VARS, vars_copy)
         self.log_path.unlink(missing_ok=True)
         self.socket_path.unlink(missing_ok=True)
         stderr = open(self.spec.workdir / f"{self.spec.name}.qemu.log", "wb")  # noqa: SIM115

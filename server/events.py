@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -17,7 +17,10 @@ from sqlalchemy.orm import Session
 from ground.contract.sets import EventStage, EventStatus, names
 from ground.errors import NotFoundError, UsageError
 from server.inventory.db import Database
-from server.inventory.models import Group, Node, NodeEvent, NodeState
+from server.inventory.models import Group, Node, NodeEvent, NodeInstall, NodeState
+
+if TYPE_CHECKING:
+    from server.catalog import Catalog
 
 # the contract's closed sets (ground/contract/sets.py): the agent's stages and what happens around them
 STAGES = names(EventStage)
@@ -153,6 +156,9 @@ def apply(
         state.message = ""
     if event["details"]:
         state.details = {**(state.details or {}), **event["details"]}
+    from server import install
+
+    install.on_event(session, node, event, now)
     return state
 
 
@@ -221,13 +227,32 @@ def state_dict(node: Node, state: NodeState | None, now: dt.datetime) -> dict[st
     }
 
 
-def status(db: Database, names: list[str] | None = None) -> list[dict[str, Any]]:
+def status(
+    db: Database, names: list[str] | None = None, catalog: Catalog | None = None
+) -> list[dict[str, Any]]:
+    """Every node's state; disk-mode nodes also get `install` (what is on their disk, and whether
+    a reinstall is needed: that takes the catalog, for the group's current version)."""
+    from server import install
+
     now = dt.datetime.now(dt.UTC)
     with db.read() as session:
-        query = select(Node, NodeState).outerjoin(NodeState, NodeState.node_id == Node.id).order_by(Node.name)
+        query = (
+            select(Node, NodeState, NodeInstall)
+            .outerjoin(NodeState, NodeState.node_id == Node.id)
+            .outerjoin(NodeInstall, NodeInstall.node_id == Node.id)
+            .order_by(Node.name)
+        )
         if names:
             query = query.where(Node.name.in_(names))
-        return [state_dict(node, state, now) for node, state in session.execute(query).unique().all()]
+        rows = []
+        for node, state, record in session.execute(query).unique().all():
+            row = state_dict(node, state, now)
+            version = catalog.get(node.group.image, node.group.image_version) if catalog else None
+            disk = install.status(record, node, version)
+            if disk is not None:
+                row["install"] = disk
+            rows.append(row)
+        return rows
 
 
 def timeline(db: Database, name: str, limit: int = 200) -> list[dict[str, Any]]:

@@ -111,3 +111,14 @@ def render_message(title: str, lines: list[str], mac: str, server_url: str, retr
         .render(title=title.replace("\n", " "), lines=safe, mac=mac, server_url=server_url, retry=retry)
     )
 
+
+
+def render_local(node: Node, version: Version, *, platform: str) -> str:
+    """Boot from the local disk (a disk-mode node whose installed version is current): BIOS
+    `sanboot --drive 0x80`, UEFI `exit` to the firmware's next boot entry."""
+    return (
+        env()
+        .get_template("installed.ipxe.j2")
+        .render(platform=platform, node=node.name, image=version.manifest.image,
+                version=version.manifest.version)
+    )

@@ -165,7 +165,7 @@ def negotiate(asked: str | None) -> int:
     return min(minor, PLAN_MINOR)
 
 
-def root_spec(group: Group, minor: int) -> RootSpec:
+def root_spec(group: Group, minor: int, node: Node | None = None) -> RootSpec:
     opts = group.root_options or {}
     mode = RootMode(opts.get("mode", "overlay"))
     if ROOT_MODE_SINCE[mode] > minor:
@@ -177,6 +177,13 @@ def root_spec(group: Group, minor: int) -> RootSpec:
     spec: dict[str, Any] = {"mode": mode}
     if opts.get("tmpfs_size"):
         spec["tmpfs_size"] = opts["tmpfs_size"]
+    if mode is RootMode.DISK:
+        from server import install
+        from server.inventory.objects import layout_of
+
+        spec["layout"] = layout_of(opts)
+        if node is not None:
+            spec["kept"] = install.kept_partitions(object_session(node), node)
     return RootSpec(**spec)
 
 
@@ -205,12 +212,14 @@ def build(
             http_url=catalog.url(version, m.image_file.name),
             info_hash=m.info_hash,
             kernel_version=m.kernel_version,
+            kernel_url=catalog.url(version, m.kernel.name),
+            initramfs_url=catalog.url(version, m.initramfs.name),
         ),
         reporting=Reporting(
             events_url=f"{server_url}/api/v1/nodes/{node.name}/events", heartbeat_seconds=HEARTBEAT_SECONDS
         ),
         interfaces=interfaces(node, boot_mac),
-        root=root_spec(group, minor),
+        root=root_spec(group, minor, node),
         scripts=Scripts(pre=group.pre_script, part=group.part_script, post=group.post_script),
         files=render_files(node, version, server_url),
         ssh_authorized_keys=tuple(group.ssh_keys),

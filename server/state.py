@@ -98,6 +98,12 @@ class ServerState:
             except Exception:  # an observer's failure must not fail the node's event
                 log.exception("event listener %r failed", listener)
 
+    def forget_plans(self) -> None:
+        """Drop the cached plans (a node's install record changed: its plan carries it)."""
+        with self._lock:
+            self.cache_epoch += 1
+            self.plan_cache.clear()
+
     def cache_plan(self, key: bytes, body: bytes, epoch: int) -> None:
         if epoch != self.cache_epoch:
             return

@@ -24,7 +24,7 @@ depends() {
 }
 
 installkernel() {
-    hostonly='' instmods loop squashfs overlay
+    hostonly='' instmods loop squashfs overlay raid1 md_mod efivarfs
 }
 
 install() {
@@ -47,6 +47,10 @@ install() {
     # The tools the agent runs, and the rescue shell's SSH server (dropbear-bin in the image).
     inst_multiple losetup mount umount mkdir sh setsid ip tar zstd sync sleep
     inst_multiple -o dropbear dropbearkey findmnt lsblk less
+    # The disk mode (bootagent/disk/): partition, mirror, format, fill, and the boot entry. GRUB
+    # itself runs inside the installed root (the image carries it), through chroot.
+    inst_multiple -o blkid blockdev wipefs partx sfdisk udevadm chroot mkfs.ext4 mke2fs mkfs.xfs mkfs.vfat \
+        mkswap mdadm unsquashfs efibootmgr
     # Name NICs in the initramfs as the booted system will (ens3, not eth0): without the .link
     # files udev keeps the kernel's names, and the booted system's udev cannot rename a NIC that
     # is up (then systemd-networkd never configures it).

@@ -28,16 +28,18 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin
 
+from ground.contract.layout import DiskLayout, KeptPartition
 from ground.contract.sets import ImageFormat, RootMode
 
 PLAN_MAJOR = 1
-PLAN_MINOR = 0
+PLAN_MINOR = 1  # 1.1: the disk root mode (issue 10); the integrator renumbers parallel bumps here
 LEGACY_VERSION = (1, 0)  # what an agent that does not say which version it speaks gets
 PLAN_VERSION = PLAN_MAJOR  # the `version` field: the major
 
 # The minor of the plan format in which each root mode appeared: an agent that speaks an older
 # minor cannot boot it (tests/unit/test_contract.py: every mode has an entry).
-ROOT_MODE_SINCE: dict[RootMode, int] = {RootMode.OVERLAY: 0, RootMode.TMPFS: 0}
+DISK_SINCE = 1  # the disk root mode and its fields
+ROOT_MODE_SINCE: dict[RootMode, int] = {RootMode.OVERLAY: 0, RootMode.TMPFS: 0, RootMode.DISK: DISK_SINCE}
 
 
 def since(minor: int) -> dict[str, int]:
@@ -95,6 +97,9 @@ class ImageRef:
     http_url: str  # the image file itself over HTTP (also the torrent's BEP 19 web seed)
     info_hash: str = ""
     kernel_version: str = ""
+    # the packed kernel and initramfs (a disk install puts them into the installed /boot)
+    kernel_url: str = field(default="", metadata=since(DISK_SINCE))
+    initramfs_url: str = field(default="", metadata=since(DISK_SINCE))
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,10 @@ class RootSpec:
 
     mode: RootMode = RootMode.OVERLAY
     tmpfs_size: str = "75%"  # size of the tmpfs (tmpfs mode) or of the overlay's upper layer
+    # disk mode: the group's layout (ground/contract/layout.py), and the kept partitions as this
+    # node reported them after its last install (the agent refuses to go on if one changed)
+    layout: DiskLayout | None = field(default=None, metadata=since(DISK_SINCE))
+    kept: tuple[KeptPartition, ...] = field(default=(), metadata=since(DISK_SINCE))
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,12 @@ class RootMode(StrEnum):
 
     OVERLAY = "overlay"  # squashfs (loop) + overlayfs with a tmpfs upper layer
     TMPFS = "tmpfs"  # tar.zst unpacked into a tmpfs
+    DISK = "disk"  # installed to the node's local disk (the group's layout), booted from it after
 
 
 # Root modes on the roadmap that no agent can boot yet: the inventory names them in its refusal.
 PLANNED_ROOT_MODES: dict[str, str] = {
     "nfs": "a read-only NFS export of the packed version under a tmpfs overlay",
-    "disk": "an install to the node's local disk",
 }
 
 
@@ -37,7 +37,15 @@ class ImageFormat(StrEnum):
 ROOT_MODE_FORMATS: dict[RootMode, tuple[ImageFormat, ...]] = {
     RootMode.OVERLAY: (ImageFormat.SQUASHFS,),
     RootMode.TMPFS: (ImageFormat.TAR_ZST,),
+    RootMode.DISK: (ImageFormat.SQUASHFS, ImageFormat.TAR_ZST),
 }
+
+
+class ReinstallPolicy(StrEnum):
+    """When an installed node (root mode `disk`) installs again instead of booting its disk."""
+
+    ON_NEW_VERSION = "on-new-version"  # when its group's image version is not the installed one
+    MANUAL = "manual"  # only when told (swarmboot node set NODE --reinstall)
 
 
 class Stage(StrEnum):

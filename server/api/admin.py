@@ -34,7 +34,8 @@ router = APIRouter(
 
 @router.get("/nodes")
 async def nodes(request: Request) -> list[dict[str, Any]]:
-    return await run_in_threadpool(events.status, state_of(request).db)
+    state = state_of(request)
+    return await run_in_threadpool(events.status, state.db, None, state.catalog)
 
 
 @router.get("/inventory")

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from ground.errors import SwarmbootError
-from server import events, ipxe
+from server import events, install, ipxe
 from server.api.deps import client_ip, state_of
 from server.inventory import validate
 from server.inventory.models import Group, Mac, Node
@@ -54,18 +54,22 @@ def _node_script(
         return ipxe.render_message(
             f"node {node.name} cannot boot", [exc.message, exc.hint], mac, state.server_url
         )
+    with state.db.read() as session:
+        local = not service and install.boots_from_disk(session, node, version)
     event = {
         "stage": "ipxe",
         "status": "done",
         "progress": None,
         "duration": None,
-        "message": "",
+        "message": "booting from its disk" if local else "",
         "image": version.image,
         "version": version.number,
-        "details": {"platform": platform},
+        "details": {"platform": platform, "boot": "disk" if local else "network"},
     }
     with state.db.write_state() as session:
         events.apply(session, node, event, address, dt.datetime.now(dt.UTC), server=state.server_url)
+    if local:  # installed, and the installed version is the one to run: the firmware boots the disk
+        return ipxe.render_local(node, version, platform=platform)
     return ipxe.render_node(
         node, version, state.catalog, mac, platform=platform, service=service or node.service
     )

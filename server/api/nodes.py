@@ -69,6 +69,8 @@ async def post_event(request: Request, name: str) -> dict[str, object]:
     )
     state.counters.events += 1
     state.notify_event(event, result)
+    if "install" in event["details"]:  # a disk install finished: the next plan carries its record
+        state.forget_plans()
     if event["status"] == "failed":
         log.warning("node %s: %s failed: %s", name, event["stage"], event["message"])
     return {"ok": True, "state": result["state"]}

@@ -155,3 +155,22 @@ class TrackerPeer(Base):
     downloaded: Mapped[int] = mapped_column(BigInteger)
     seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     updated: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class NodeInstall(Base):
+    """What the node installed on its disk (root mode disk), as it reported at the end of its last
+    install. Runtime state like NodeState: not part of export/import.
+    state: installing (a disk install began), installed (it finished: the node may boot its disk),
+    failed (it did not: the node is never sent to its disk)."""
+
+    __tablename__ = "node_installs"
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default="installing")
+    image: Mapped[str] = mapped_column(String(63), default="")
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    sha256: Mapped[str] = mapped_column(String(64), default="")
+    layout: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    kept: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    installed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    reinstall: Mapped[bool] = mapped_column(Boolean, default=False)  # asked for: node set --reinstall

@@ -33,7 +33,7 @@ GROUP_KEYS = (
     "files",
     "ssh_keys",
 )
-ROOT_KEYS = ("mode", "tmpfs_size", "nfs_export", "disk", "partitions", "keep_cache")
+ROOT_KEYS = ("mode", "tmpfs_size", "nfs_export", "disk", "partitions", "keep_cache", "layout", "reinstall")
 PARTITION_KEYS = ("label", "size", "fs", "mountpoint", "keep")
 FILE_KEYS = ("path", "template", "mode", "owner", "group")
 SCRIPT_KEYS = ("pre", "part", "post")
@@ -220,7 +220,48 @@ def _root(spec: Any, what: str) -> dict[str, Any]:
         root_parts.append(entry)
     if root_parts:
         root["partitions"] = root_parts
+    _disk_layout(spec, root, what)
     return root
+
+
+def _disk_layout(spec: dict[str, Any], root: dict[str, Any], what: str) -> None:
+    """The disk mode's layout (ground/contract/layout.py), validated when it is set: from
+    `layout` (the YAML form), or the shorthand `disk` + `partitions`; and the reinstall policy."""
+    from ground.contract import layout as disk_layout
+    from ground.contract.sets import ReinstallPolicy
+
+    if spec.get("reinstall") is not None:
+        policy = _str(spec["reinstall"], f"{what}.reinstall")
+        if policy not in {p.value for p in ReinstallPolicy}:
+            raise UsageError(f"{what}.reinstall: {policy!r} is not one of "
+                             + ", ".join(p.value for p in ReinstallPolicy))
+        root["reinstall"] = policy
+    given = spec.get("layout")
+    try:
+        if given:
+            if root.get("partitions"):
+                raise disk_layout.LayoutError("give a layout or partitions (the shorthand), not both")
+            root["layout"] = disk_layout.to_mapping(disk_layout.from_mapping(given))
+        elif root.get("partitions"):
+            disk_layout.shorthand(root.get("disk", ""), root["partitions"])
+    except disk_layout.LayoutError as exc:
+        raise UsageError(f"{what}: the disk layout is refused:\n  " + str(exc).replace("\n", "\n  "),
+                         hint="fix the layout (docs/agent.md, \"The disk mode\") and set it again") from None
+    if root["mode"] == "disk" and not (root.get("layout") or root.get("partitions")):
+        raise UsageError(f"{what}: root mode disk needs a disk layout",
+                         hint="--layout FILE (YAML), or --disk and --partition "
+                         "LABEL:SIZE[:FS[:MOUNTPOINT[:keep]]]")
+
+
+def layout_of(root: dict[str, Any]) -> Any:
+    """The group's layout as typed values (None unless it has one)."""
+    from ground.contract import layout as disk_layout
+
+    if root.get("layout"):
+        return disk_layout.from_mapping(root["layout"])
+    if root.get("partitions"):
+        return disk_layout.shorthand(root.get("disk", ""), root["partitions"])
+    return None
 
 
 def _files(value: Any, what: str) -> list[dict[str, Any]]:

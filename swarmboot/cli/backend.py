@@ -39,6 +39,7 @@ class Inventory(Protocol):
     def show_node(self, name: str) -> dict[str, Any]: ...
     def list_nodes(self) -> list[dict[str, Any]]: ...
     def status(self, names: list[str] | None) -> list[dict[str, Any]]: ...
+    def reinstall(self, names: list[str], forget: bool) -> list[str]: ...
     def export(self) -> dict[str, Any]: ...
     def import_(self, data: dict[str, Any], replace: bool) -> dict[str, int]: ...
     def targets(self, port: int) -> list[dict[str, Any]]: ...
@@ -51,6 +52,7 @@ class Local:
         from server import cliutil
 
         self.db = cliutil.database(settings)
+        self.settings = settings
 
     def add(self, kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
         from server.inventory import crud
@@ -99,7 +101,7 @@ class Local:
         from server.inventory import crud
 
         data = crud.show_node(self.db, name)
-        data["state"] = events.status(self.db, [name])[0]
+        data["state"] = events.status(self.db, [name], self.catalog())[0]
         return data
 
     def list_nodes(self) -> list[dict[str, Any]]:
@@ -110,7 +112,20 @@ class Local:
     def status(self, names: list[str] | None) -> list[dict[str, Any]]:
         from server import events
 
-        return events.status(self.db, names or None)
+        return events.status(self.db, names or None, self.catalog())
+
+    def catalog(self) -> Any:
+        """The packed versions (a disk-mode node's status compares its install with them)."""
+        from server.catalog import Catalog
+
+        catalog = Catalog(self.settings.images_dir, "")
+        catalog.refresh()
+        return catalog
+
+    def reinstall(self, names: list[str], forget: bool) -> list[str]:
+        from server import install
+
+        return install.request_reinstalls(self.db, names, forget=forget)
 
     def export(self) -> dict[str, Any]:
         from server.inventory import crud

@@ -36,6 +36,11 @@ def _options(parser: argparse.ArgumentParser, adding: bool) -> None:
         metavar="LABEL:SIZE[:FS[:MOUNTPOINT[:keep]]]",
         help="disk mode: a partition of the layout (repeat; replaces the layout)",
     )
+    parser.add_argument("--layout", metavar="FILE",
+                        help="disk mode: the disk layout (YAML file, '-' for stdin; docs/agent.md)")
+    parser.add_argument("--reinstall", choices=("on-new-version", "manual"),
+                        help="disk mode: install again when the group's version changes (default), "
+                        "or only when told (node set NODE --reinstall)")
     parser.add_argument("--network", help="network the group's nodes get addresses from")
     for script in ("pre", "part", "post"):
         parser.add_argument(f"--{script}", metavar="FILE", help=f"{script} script (file, '-' for stdin)")
@@ -110,6 +115,20 @@ def _spec(args: argparse.Namespace, current: dict[str, Any] | None) -> dict[str,
             changed = True
     if args.partition:
         root["partitions"] = [_partition(p) for p in args.partition]
+        root.pop("layout", None)
+        changed = True
+    if args.layout is not None:
+        import yaml
+
+        text = read_text(args.layout, "the disk layout")
+        try:
+            root["layout"] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise UsageError(f"the layout {args.layout} is not YAML: {exc}") from None
+        root.pop("partitions", None)
+        changed = True
+    if args.reinstall is not None:
+        root["reinstall"] = args.reinstall
         changed = True
     if changed:
         spec["root"] = root

@@ -26,6 +26,7 @@ STATUS_COLUMNS = [
     ("stage", "STAGE"),
     ("download", "DOWNLOAD"),
     ("image", "IMAGE"),
+    ("installed", "ON DISK"),
     ("seen", "LAST SEEN"),
     ("message", "FAILURE / MESSAGE"),
 ]
@@ -61,6 +62,10 @@ def _options(parser: argparse.ArgumentParser, adding: bool) -> None:
         parser.add_argument("--no-service", dest="service", action="store_false", help="boot normally")
         parser.add_argument("--add-mac", action="append", default=[], help="add a MAC address")
         parser.add_argument("--remove-mac", action="append", default=[], help="remove a MAC address")
+        parser.add_argument("--reinstall", action="store_true",
+                            help="disk mode: install again at the next boot (kept partitions stay)")
+        parser.add_argument("--forget-install", action="store_true",
+                            help="disk mode: forget the kept partitions' record too (after a disk swap)")
 
 
 def _spec(args: argparse.Namespace) -> dict[str, Any]:
@@ -136,7 +141,14 @@ def cmd_set(args: argparse.Namespace, settings: Settings) -> None:
     from server import cliutil
     from swarmboot.cli.backend import inventory
 
-    rows = inventory(args, settings).update_nodes(args.names, _spec(args), args.add_mac, args.remove_mac)
+    inv = inventory(args, settings)
+    spec = _spec(args)
+    if args.reinstall or args.forget_install:
+        names = inv.reinstall(args.names, args.forget_install)
+        print(f"{len(names)} node(s) install again at their next boot: {', '.join(names)}")
+        if not (spec or args.add_mac or args.remove_mac):
+            return
+    rows = inv.update_nodes(args.names, spec, args.add_mac, args.remove_mac)
     if len(rows) == 1:
         cliutil.show(rows[0], False)
     else:
@@ -175,6 +187,20 @@ def _ago(seconds: float | None) -> str:
     return f"{seconds / 3600:.0f}h ago"
 
 
+def disk_column(install: dict[str, Any] | None) -> str:
+    """What `node status` says of a disk-mode node's disk: its installed version, and whether it
+    reinstalls ("reinstall needed")."""
+    if install is None:
+        return "-"
+    if install["state"] != "installed":
+        return f"{install['state']}, reinstall needed"
+    text = f"{install['image']}:{install['version']}"
+    if install["reinstall_needed"]:
+        waiting = install["policy"] == "manual" and not install["reinstall"]
+        text += " reinstall needed" + (" (manual)" if waiting else "")
+    return text
+
+
 def status_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
     """The rows as `node status` shows them, and the summary line."""
     shown = []
@@ -189,6 +215,7 @@ def status_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
                 "seen": _ago(row["seen_seconds_ago"]),
                 "stage": f"{row['stage']} {row['status']}".strip() or "-",
                 "message": row["message"] or "-",
+                "installed": disk_column(row.get("install")),
             }
         )
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))

@@ -107,6 +107,12 @@ class Remote:
     def list_nodes(self) -> list[dict[str, Any]]:
         return self.call("GET", f"{API}/nodes")
 
+    def reinstall(self, names: list[str], forget: bool) -> list[str]:
+        from ground.errors import UsageError
+
+        raise UsageError("--reinstall and --forget-install change a node's install record: not over the "
+                         "remote API yet", hint="run `swarmboot node set NODE --reinstall` on the head node")
+
     def status(self, names: list[str] | None) -> list[dict[str, Any]]:
         rows = self.call("GET", "/api/v1/admin/nodes")
         if names:  # the same selection as events.status(names): those names, in name order

@@ -10,7 +10,9 @@ pack (the frozen agent built and checked, dracut with the swarmboot module): ver
     network lab 10.77.0.0/24 (nodes .10-.99, pool .100-.199)
     group overlay  image e2e version 1, root overlay
     group tmpfs    image e2e version 2, root tmpfs, the test's SSH key
+    group disk, disk-uefi, raid: image e2e version 1, root disk (tests/helpers/e2e.py: the layouts)
     n1 overlay (BIOS)   n2 overlay (UEFI)   n3 tmpfs, service mode   n4 overlay, dead server URL
+    d1 disk (BIOS)      d2 disk-uefi (UEFI) d3 disk, a disk too small  d4 raid (BIOS, two disks)
 
 Measured figures (sizes, timelines, agent times) are collected in FIGURES and printed at the end
 of the run ("swarmboot e2e figures"; tests/helpers/e2e.py).
@@ -28,7 +30,20 @@ import pytest
 from ground.config import Settings
 from lab.lab import LAB_CONSOLE, Lab, LabSpec, make_ssh_key
 from lab.vm import OVMF_CODE, mac_for
-from tests.helpers.e2e import DEAD_SERVER_ARGS, FIGURES, GROUP_ARGS, IMAGE, NODES, E2EImages, E2ELab
+from tests.helpers.e2e import (
+    DEAD_SERVER_ARGS,
+    DISK_ARGS,
+    DISK_LAYOUT,
+    DISK_POST,
+    FIGURES,
+    GROUP_ARGS,
+    IMAGE,
+    MARKER,
+    NODES,
+    RAID_LAYOUT,
+    E2EImages,
+    E2ELab,
+)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -63,6 +78,9 @@ def e2e_images(
     settings = settings_for(home)
     clone_base(settings, IMAGE)
     squashfs = pack(settings, IMAGE)  # the defaults: squashfs, with the agent
+    # version 2 has content version 1 lacks: a disk reinstall to it shows it on / (test_disk.py)
+    marker = settings.images_dir / IMAGE / "rootfs" / MARKER
+    marker.write_text("2\n")
     tar = pack(settings, IMAGE, fmt="tar.zst")
     info = read_info(settings.agent_dir)
     assert info is not None, "pack did not build the agent bundle"
@@ -83,10 +101,18 @@ def lab(e2e_images: E2EImages, tmp_path_factory: pytest.TempPathFactory) -> Iter
         ):
             the_lab.cli("group", "add", group, "--image", IMAGE, "--image-version", str(version),
                         "--root", root, "--console", LAB_CONSOLE, "--kernel-args", GROUP_ARGS, *extra)
+        (workdir / "disk.yaml").write_text(DISK_LAYOUT)
+        (workdir / "raid.yaml").write_text(RAID_LAYOUT)
+        (workdir / "post.sh").write_text(DISK_POST)
+        for group, layout in (("disk", "disk.yaml"), ("disk-uefi", "disk.yaml"), ("raid", "raid.yaml")):
+            the_lab.cli("group", "add", group, "--image", IMAGE,
+                        "--image-version", str(e2e_images.squashfs.version), "--root", "disk",
+                        "--layout", str(workdir / layout), "--post", str(workdir / "post.sh"),
+                        "--console", LAB_CONSOLE, "--kernel-args", DISK_ARGS)
         for name, (index, group, _firmware) in NODES.items():
             extra = ("--service",) if name == "n3" else ()
             if name == "n4":
                 extra = ("--kernel-args", DEAD_SERVER_ARGS.format(ip=spec.server_ip))
             the_lab.cli("node", "add", name, "--mac", mac_for(index), "--group", group, *extra)
         the_lab.start_server()
-        yield E2ELab(the_lab, e2e_images, workdir / "id_ed25519")
+        yield E2ELab(the_lab, e2e_images, workdir / "id_ed25519", workdir)

@@ -21,7 +21,40 @@ NODES: dict[str, tuple[int, str, Firmware]] = {  # name: (index for the MAC, gro
     "n2": (2, "overlay", "uefi"),
     "n3": (3, "tmpfs", "bios"),
     "n4": (4, "overlay", "bios"),
+    # the disk mode (tests/e2e/test_disk.py)
+    "d1": (11, "disk", "bios"),
+    "d2": (12, "disk-uefi", "uefi"),
+    "d3": (13, "disk", "bios"),  # a disk too small for the layout
+    "d4": (14, "raid", "bios"),
 }
+MARKER = "etc/swarmboot-e2e-version"  # in version 2 (tar.zst) only: a newer version's content on /
+# The disk layout of the e2e groups: a BIOS boot and an EFI system partition (either firmware), the
+# image cache, the root, and a kept /data that takes the rest.
+DISK_LAYOUT = """\
+disks: [{name: main, min_size: 3GiB}]
+partitions:
+  - {label: bios, size: 1MiB, kind: bios_grub}
+  - {label: esp, size: 64MiB, kind: esp, mountpoint: /boot/efi}
+  - {label: cache, size: 640MiB, kind: image-cache}
+  - {label: root, size: 2560MiB, mountpoint: /}
+  - {label: data, size: rest, mountpoint: /data, keep: true}
+"""
+RAID_LAYOUT = """\
+disks: [{name: a, path: /dev/vda}, {name: b, path: /dev/vdb}]
+partitions:
+  - {label: bios, size: 1MiB, kind: bios_grub}
+  - {label: root, size: rest, mountpoint: /, raid: md-root}
+raid: [{name: md-root, disks: [a, b]}]
+"""
+# The post script runs inside the installed root: it writes the node's precious file on /data once
+# (kept partitions survive reinstalls) and says which version it ran for.
+DISK_POST = """\
+#!/bin/sh
+set -e
+[ -s /data/precious ] || head -c 1048576 /dev/urandom > /data/precious
+echo "$SWARMBOOT_NODE $SWARMBOOT_IMAGE_VERSION" > /etc/swarmboot-post-ran
+"""
+DISK_ARGS = GROUP_ARGS + " rd.retry=20"  # a degraded RAID1 is started after rd.retry*2/3 s
 
 
 @dataclass
@@ -38,6 +71,7 @@ class E2ELab:
     lab: Lab
     images: E2EImages
     ssh_key: Path
+    workdir: Path = Path()
 
     def mac(self, node: str) -> str:
         return mac_for(NODES[node][0])

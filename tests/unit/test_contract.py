@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -56,18 +57,24 @@ def test_the_agent_runs_the_contract_stages_in_order() -> None:
 # -- golden documents --------------------------------------------------------------------------
 
 
-def field_paths(tp: Any, prefix: str = "") -> set[str]:
-    """Every field of the plan's dataclasses, as dotted paths (lists: their item's fields)."""
+def field_paths(tp: Any, prefix: str = "", minor: int = PLAN_MINOR) -> set[str]:
+    """Every field of the plan's dataclasses in plan version 1.minor, as dotted paths (lists:
+    their item's fields; an optional object: its fields)."""
     paths: set[str] = set()
     hints = typing.get_type_hints(tp)
     for f in dataclasses.fields(tp):
+        if f.metadata.get("since", 0) > minor:
+            continue
         path = f"{prefix}{f.name}"
         paths.add(path)
         inner = hints[f.name]
         if typing.get_origin(inner) is tuple:
             inner = typing.get_args(inner)[0]
+        options = [a for a in typing.get_args(inner) if a is not type(None)]
+        if typing.get_origin(inner) in (typing.Union, types.UnionType) and len(options) == 1:
+            inner = options[0]
         if dataclasses.is_dataclass(inner):
-            paths |= field_paths(inner, path + ".")
+            paths |= field_paths(inner, path + ".", minor)
     return paths
 
 
@@ -83,13 +90,26 @@ def document_paths(doc: Any, prefix: str = "") -> set[str]:
 
 def test_the_full_golden_document_sets_every_field_and_round_trips_exactly() -> None:
     doc = golden("plan-v1.0-full.json")
-    assert document_paths(doc) == field_paths(BootPlan), "a field was added or renamed: update the golden"
+    assert document_paths(doc) == field_paths(BootPlan, minor=0), "a 1.0 field was renamed: update the golden"
     plan = BootPlan.from_dict(doc)
     assert plan.to_dict(0) == doc
     assert plan.root.mode is RootMode.TMPFS and plan.image.format is ImageFormat.SQUASHFS
     assert plan.interfaces[1].name == "ib0" and plan.files[1].mode == 0o400 and plan.torrent.stripe == 1
     # no field has its default in the full document: a change of a default shows here too
     assert plan != BootPlan.from_dict(golden("plan-v1.0-minimal.json"))
+
+
+def test_the_1_1_golden_document_sets_every_field_of_the_disk_mode_and_round_trips() -> None:
+    doc = golden("plan-v1.1-full.json")
+    assert document_paths(doc) == field_paths(BootPlan, minor=1), "a field was added or renamed: update it"
+    plan = BootPlan.from_dict(doc)
+    assert plan.to_dict(1) == doc
+    assert plan.root.mode is RootMode.DISK and plan.root.layout is not None
+    assert plan.root.layout.raid[0].disks == ("main", "second") and plan.root.kept[0].uuid
+    assert plan.image.initramfs_url.endswith("/initramfs.img")
+    # what a 1.0 agent is sent of it: none of the 1.1 fields
+    old = plan.to_dict(0)
+    assert "layout" not in old["root"] and "kernel_url" not in old["image"] and old["minor"] == 0
 
 
 def test_the_minimal_golden_document_decodes_to_the_defaults_and_back() -> None:
