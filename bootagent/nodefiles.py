@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -20,6 +21,7 @@ from ground.contract.plan import BootPlan, NodeFile
 NM, IFUPDOWN, NETWORKD, NONE = "networkmanager", "ifupdown", "networkd", "none"
 BOOTED_UNIT = "swarmboot-booted.service"
 REPORT_SCRIPT = "usr/local/lib/swarmboot/report-booted"
+HOSTS_FIELD = re.compile(r"[A-Za-z0-9._:/-]*")  # names, domains, IPv4/IPv6 addresses (CIDR)
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,12 @@ RENDERERS = {NM: render_networkmanager, IFUPDOWN: render_ifupdown, NETWORKD: ren
 
 
 def render_hosts(hostname: str, domain: str, address: str) -> str:
+    for what, value in (("hostname", hostname), ("domain", domain), ("address", address)):
+        if not HOSTS_FIELD.fullmatch(value):  # a newline would add a line of its own to /etc/hosts
+            raise FilesError(
+                f"the plan's {what} {value[:60]!r} cannot go into /etc/hosts",
+                hint="fix the node's name or its network's domain on the server",
+            )
     fqdn = f"{hostname}.{domain}" if domain else hostname
     names = f"{fqdn} {hostname}" if domain else hostname
     own = address.split("/", maxsplit=1)[0] if address else "127.0.1.1"
@@ -186,7 +194,7 @@ exit 1
 
 
 def _ids(sysroot: Path, table: str, name: str) -> int:
-    if name.isdigit():
+    if name.isascii() and name.isdigit():
         return int(name)
     try:
         for line in (sysroot / "etc" / table).read_text().splitlines():

@@ -182,7 +182,8 @@ def load_settings(
 def _validate(settings: Settings) -> None:
     if settings.image_format not in ("squashfs", "tar.zst"):
         raise ConfigError(f"image_format must be 'squashfs' or 'tar.zst', not {settings.image_format!r}")
-    if ":" not in settings.listen or not settings.listen.rpartition(":")[2].isdigit():
+    port = settings.listen.rpartition(":")[2]
+    if ":" not in settings.listen or not (port.isascii() and port.isdigit()):
         raise ConfigError(f"listen must be HOST:PORT, not {settings.listen!r}")
     if settings.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level must be debug, info, warning or error, not {settings.log_level!r}")

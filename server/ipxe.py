@@ -13,6 +13,8 @@ from pathlib import Path
 import jinja2
 
 from ground.contract.cmdline import boot_arguments
+from ground.errors import ConflictError
+from ground.inputs import bad_text, printable
 from server.catalog import Catalog, Version
 from server.inventory.models import Node
 
@@ -48,7 +50,14 @@ def cmdline(
     if platform == "efi":
         args.append(f"initrd={version.manifest.initramfs.name}")
     args += [a for a in (group_args, node_args) if a]
-    return " ".join(args)
+    line = " ".join(args)
+    problem = bad_text(line)
+    if problem:  # the inventory refuses these; a row from before that check must not add script lines
+        raise ConflictError(
+            f"the kernel command line of {node.name if node else 'the rescue shell'} is refused: {problem}",
+            hint="fix the group's and the node's kernel_args (swarmboot group set / node set --kernel-args)",
+        )
+    return line
 
 
 def render_start(server_url: str) -> str:
@@ -103,10 +112,11 @@ def render_menu(
 
 
 def render_message(title: str, lines: list[str], mac: str, server_url: str, retry: int = 30) -> str:
-    safe = [line.replace("${", "$ {") for line in lines]
+    safe = [printable(line).replace("${", "$ {") for line in lines]
     return (
         env()
         .get_template("message.ipxe.j2")
-        .render(title=title.replace("\n", " "), lines=safe, mac=mac, server_url=server_url, retry=retry)
+        .render(title=printable(title).replace("${", "$ {"), lines=safe, mac=mac, server_url=server_url,
+                retry=retry)
     )
 

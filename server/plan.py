@@ -8,11 +8,9 @@ node. Template variables: node, group, network, image, server_url (see docs/serv
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 from typing import Any
 
-import jinja2
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import object_session
 
@@ -39,7 +37,7 @@ from ground.contract.sets import ImageFormat, RootMode
 from ground.errors import ConflictError, NotFoundError, UsageError
 from server.catalog import Catalog, Version
 from server.inventory.models import Group, Node
-from server.inventory.objects import template_env
+from server.templates import TemplateFailure, renderer
 
 HEARTBEAT_SECONDS = 10
 # At most this many nodes of a group own a stripe of the image (fetch it from the server first and
@@ -105,23 +103,27 @@ def template_context(node: Node, version: Version, server_url: str) -> dict[str,
     }
 
 
-@functools.lru_cache(maxsize=512)
-def _compiled(text: str) -> jinja2.Template:
-    return template_env().from_string(text)
-
-
 def render_files(node: Node, version: Version, server_url: str) -> tuple[NodeFile, ...]:
+    """The group's files rendered for this node, in the render process (server/templates.py:
+    bounded time, memory and output); any template error is a PlanRenderError (HTTP 409)."""
     context = template_context(node, version, server_url)
+    entries = list(node.group.files)
+    try:
+        results = renderer().render([e["template"] for e in entries], context)
+    except TemplateFailure as exc:
+        raise PlanRenderError(
+            f"node {node.name}: the file templates of group {node.group.name} failed: {exc}",
+            hint=f"simplify them: swarmboot group show {node.group.name}",
+        ) from None
     files = []
-    for entry in node.group.files:
-        try:
-            content = _compiled(entry["template"]).render(context)
-        except jinja2.TemplateError as exc:
+    for entry, (outcome, content) in zip(entries, results, strict=True):
+        if outcome != "ok":
             raise PlanRenderError(
-                f"node {node.name}: the template of {entry['path']} (group {node.group.name}) failed: {exc}",
+                f"node {node.name}: the template of {entry['path']} (group {node.group.name}) failed: "
+                f"{content}",
                 hint="variables: node, group, network, image, server_url; fix it with: "
                 f"swarmboot group set {node.group.name} --file {entry['path']}=TEMPLATE",
-            ) from None
+            )
         files.append(
             NodeFile(
                 path=entry["path"],

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def bind(listen: str) -> socket.socket:
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise UsageError(f"--listen takes HOST:PORT, not {listen!r}", hint="e.g. --listen 0.0.0.0:8080")
     host = host.strip("[]") or "0.0.0.0"
     try:

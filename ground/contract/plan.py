@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin
 
 from ground.contract.sets import ImageFormat, RootMode
+from ground.inputs import digits
 
 PLAN_MAJOR = 1
 PLAN_MINOR = 0
@@ -52,7 +53,7 @@ def format_version(major: int = PLAN_MAJOR, minor: int = PLAN_MINOR) -> str:
 def parse_version(text: str) -> tuple[int, int]:
     """'1.3' -> (1, 3); '1' -> (1, 0). PlanError for anything else."""
     major, dot, minor = text.strip().partition(".")
-    if not major.isdigit() or (dot and not minor.isdigit()) or len(text) > 16:
+    if len(text) > 16 or not digits(major) or (dot and not digits(minor)):
         raise PlanError(f"plan version {text!r} is not MAJOR.MINOR (e.g. {format_version()})")
     return int(major), int(minor or 0)
 

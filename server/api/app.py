@@ -32,6 +32,9 @@ JSON = [(b"content-type", b"application/json")]
 
 
 def status_of(error: SwarmbootError) -> int:
+    status = getattr(error, "status", None)
+    if isinstance(status, int):
+        return status
     if isinstance(error, NotFoundError):
         return 404
     if isinstance(error, ConflictError):

@@ -64,11 +64,16 @@ def _node_script(
         "version": version.number,
         "details": {"platform": platform},
     }
+    try:
+        script = ipxe.render_node(
+            node, version, state.catalog, mac, platform=platform, service=service or node.service
+        )
+    except SwarmbootError as exc:
+        lines = [exc.message, exc.hint]
+        return ipxe.render_message(f"node {node.name} cannot boot", lines, mac, state.server_url)
     with state.db.write_state() as session:
         events.apply(session, node, event, address, dt.datetime.now(dt.UTC))
-    return ipxe.render_node(
-        node, version, state.catalog, mac, platform=platform, service=service or node.service
-    )
+    return script
 
 
 def _unassigned(state: ServerState) -> tuple[list[str], int]:

@@ -56,14 +56,24 @@ async def get_plan(
     return Response(body, media_type="application/json")
 
 
+async def _body(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) as soon as it is larger than `limit` bytes."""
+    length = request.headers.get("content-length", "")
+    if length.isascii() and length.isdigit() and int(length) > limit:
+        raise events.EventTooLarge(f"the event is larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise events.EventTooLarge(f"the event is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 @router.post("/api/v1/nodes/{name}/events")
 async def post_event(request: Request, name: str) -> dict[str, object]:
     state = state_of(request)
-    try:
-        data = json.loads(await request.body())
-    except ValueError:
-        raise events.EventError("the event is not valid JSON") from None
-    event = events.parse(data)
+    event = events.parse(events.decode(await _body(request, events.MAX_EVENT_BYTES)))
     result = await run_in_threadpool(events.record, state.db, name, event, client_ip(request))
     state.counters.events += 1
     if event["status"] == "failed":

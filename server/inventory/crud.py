@@ -15,6 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ground.errors import ConflictError, UsageError
+from ground.inputs import bad_text, depth
 from server.inventory import objects, validate
 from server.inventory.db import Database
 from server.inventory.models import Group, Network, Node, NodeState, Switch
@@ -247,11 +248,21 @@ def dump_yaml(data: dict[str, Any]) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
+MAX_IMPORT_DEPTH = 16  # an inventory file is nested 5 levels deep (nodes, a node, bmc, …)
+
+
 def load_yaml(text: str, source: str) -> dict[str, Any]:
+    problem = bad_text(text, multiline=True)
+    if problem:
+        raise UsageError(f"{source}: not an inventory file: {problem}")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise UsageError(f"{source}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{source}: nested too deeply (more than {MAX_IMPORT_DEPTH} levels)") from None
+    if depth(data) > MAX_IMPORT_DEPTH:
+        raise UsageError(f"{source}: nested too deeply (more than {MAX_IMPORT_DEPTH} levels)")
     if not isinstance(data, dict) or data.get("swarmboot_inventory") != EXPORT_FORMAT:
         raise UsageError(
             f"{source}: not a swarmboot inventory file (format {EXPORT_FORMAT})",

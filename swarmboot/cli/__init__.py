@@ -8,6 +8,7 @@ SwarmbootError and leave here as one clear message and an exit code.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from ground import __version__
 from ground.config import load_settings
 from ground.errors import SwarmbootError
+from ground.inputs import printable
 
 # Subcommand modules, in the order they appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -60,8 +62,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return int(handler(args, settings) or 0)
     except SwarmbootError as error:
-        print(f"swarmboot: error: {error}", file=sys.stderr)
+        print(f"swarmboot: error: {printable(str(error), multiline=True)}", file=sys.stderr)
         return error.exit_code
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"swarmboot: error: the disk is full{where}: {error.strerror}\n  hint: free some space "
+              "(df -h shows where) and run the command again", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("swarmboot: interrupted", file=sys.stderr)
         return 130
