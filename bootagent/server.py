@@ -14,8 +14,10 @@ from urllib.parse import urlsplit
 from bootagent.context import Console
 from bootagent.errors import PlanRejected, ServerError, UnknownNodeError
 from ground.contract.plan import BootPlan, format_version
+from ground.inputs import loads_json
 
-RETRY_STATUSES = {408, 409, 423, 425, 429, 500, 502, 503, 504}
+RETRY_STATUSES = {408, 409, 423, 425, 429, 500, 502, 503, 504, 507}
+MAX_PLAN_BYTES = 64 << 20  # a plan carries the node's files: generous, but bounded
 
 
 def backoff_delays(base: float, cap: float, rng: random.Random) -> Iterator[float]:
@@ -53,8 +55,9 @@ class ServerClient:
         params["plan_version"] = format_version()  # the server renders for the version we speak
         response, server = self.get("/api/v1/plan", params, deadline, what="the boot plan")
         try:
-            return BootPlan.from_dict(response.json()), server
-        except ValueError as exc:  # PlanError is a ValueError, and so is bad JSON
+            document = loads_json(response.content, max_bytes=MAX_PLAN_BYTES, what="the plan")
+            return BootPlan.from_dict(document), server
+        except ValueError as exc:  # PlanError and InputError (size, depth, bad JSON) are ValueErrors
             raise PlanRejected(
                 f"the server {server} sent a boot plan this agent cannot read: {exc}",
                 hint="the server and the image's initramfs come from different swarmboot versions; "

@@ -205,10 +205,23 @@ class ImageStore:
             os.close(fd)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write a file so readers see the old or the new content, never a part."""
+def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
+    """Write a file so readers see the old or the new content, never a part. `mode` (e.g. 0o600
+    for a file with secrets) is set before any content is written."""
     tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    tmp.write_text(text)
-    with open(tmp) as handle:
-        os.fsync(handle.fileno())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 if mode is None else mode)
+    try:
+        if mode is not None:
+            os.fchmod(fd, mode)
+        with os.fdopen(fd, "w") as handle:
+            fd = -1
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     tmp.replace(path)

@@ -23,7 +23,8 @@ def token_path(home: Path) -> Path:
 def ensure_token(home: Path) -> str:
     """Read the token, creating it (mode 0600, atomically) the first time."""
     path = token_path(home)
-    home.mkdir(parents=True, exist_ok=True)
+    if not home.exists():
+        home.mkdir(parents=True, mode=0o700)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -34,7 +34,7 @@ from ground.contract.plan import (
     parse_version,
 )
 from ground.contract.sets import ImageFormat, RootMode
-from ground.errors import ConflictError, NotFoundError, UsageError
+from ground.errors import ConflictError, UsageError
 from server.catalog import Catalog, Version
 from server.inventory.models import Group, Node
 from server.templates import TemplateFailure, renderer
@@ -52,13 +52,13 @@ class PlanRenderError(ConflictError):
 
 def image_version(group: Group, catalog: Catalog) -> Version:
     version = catalog.get(group.image, group.image_version)
-    if version is None:
+    if version is None:  # 409, not 404: the agent reads 404 as "the server does not know this node"
         if group.image_version is not None:
-            raise NotFoundError(
+            raise PlanRenderError(
                 f"group {group.name}: image {group.image!r} has no packed version {group.image_version}",
                 hint=f"pack it, or unpin: swarmboot group set {group.name} --image-version current",
             )
-        raise NotFoundError(
+        raise PlanRenderError(
             f"group {group.name}: image {group.image!r} has no packed version",
             hint=f"pack it with: swarmboot image pack {group.image}",
         )

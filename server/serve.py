@@ -103,6 +103,10 @@ def serve(settings: Settings, listen: str, dhcp_interface: str = "", seeder: boo
             loop="uvloop",
             http="httptools",
             timeout_keep_alive=30,
+            # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: then anyone on the host,
+            # or a proxy nobody configured, could pose as any node address (the tracker's peers).
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=settings.trusted_proxies or None,
             backlog=2048,
             log_level=settings.log_level,
         )

@@ -43,7 +43,9 @@ class ServerState:
         self.db = db or Database.from_settings(settings, pool_size=20)
         self.catalog = Catalog(settings.images_dir, self.server_url)
         self.ip_switch: dict[str, str] = {}
-        self.tracker = Tracker(known=self.catalog.knows, switch_of=self.ip_switch.get)
+        self.tracker = Tracker(
+            known=self.catalog.knows, switch_of=self.ip_switch.get, peers_per_ip=settings.tracker_peers_per_ip
+        )
         self.plan_cache: dict[bytes, bytes] = {}
         self.cache_epoch = 0
         self.db_generation = -1

@@ -13,6 +13,7 @@ result would be huge before computing them, with a message that says so.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -74,6 +75,11 @@ def template_env() -> SandboxedEnvironment:
     return _ENV
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(text: str) -> jinja2.Template:
+    return _ENV.from_string(text)
+
+
 def render_here(templates: list[str], context: dict[str, Any], max_output: int = MAX_OUTPUT) -> list[Any]:
     """Render each template; for each, ("ok", text) or ("error", message). Runs in the worker."""
     results: list[Any] = []
@@ -81,7 +87,7 @@ def render_here(templates: list[str], context: dict[str, Any], max_output: int =
         try:
             out: list[str] = []
             size = 0
-            for chunk in _ENV.from_string(text).generate(context):
+            for chunk in _compiled(text).generate(context):
                 size += len(chunk)
                 if size > max_output:
                     raise TemplateFailure(f"its output is larger than {max_output} characters")

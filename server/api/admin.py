@@ -30,8 +30,8 @@ async def nodes(request: Request) -> list[dict[str, Any]]:
 
 
 @router.get("/inventory")
-async def inventory(request: Request) -> dict[str, Any]:
-    return await run_in_threadpool(crud.export, state_of(request).db)
+async def inventory(request: Request, secrets: bool = False) -> dict[str, Any]:
+    return await run_in_threadpool(crud.export, state_of(request).db, secrets)
 
 
 @router.get("/stats")

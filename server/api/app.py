@@ -99,7 +99,8 @@ class HotPath:
                 await _respond(send, 200, TEXT, body)
                 return
             if path == "/api/v1/plan":
-                cached = self.state.plan_cache.get(scope["query_string"])
+                key = nodes.plan_key(scope["query_string"])
+                cached = self.state.plan_cache.get(key) if key is not None else None
                 if cached is not None:
                     self.state.counters.plan_cache_hits += 1
                     await _respond(send, 200, JSON, cached)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from ground.errors import NotFoundError, UsageError
+from ground.errors import NotFoundError, SwarmbootError, UsageError
 from server import events, plan
 from server.api.deps import client_ip, state_of
 from server.inventory import validate
@@ -42,6 +43,22 @@ def _plan_body(state: ServerState, mac: str | None, node: str | None, plan_versi
     return json.dumps(result.to_dict(minor), separators=(",", ":")).encode()
 
 
+def plan_key(query: bytes) -> bytes | None:
+    """The plan cache's key for a query: what the plan depends on (the MAC in canonical form or
+    the node, and the minor rendered), so other parameters (junk included) never force a new
+    render nor fill the cache. None: not cacheable (a bad parameter: the route says why)."""
+    params = parse_qs(query.decode("latin-1"), keep_blank_values=True)
+    try:
+        mac = validate.mac(params["mac"][-1]) if params.get("mac") else ""
+        node = params["node"][-1] if params.get("node") else ""
+        minor = plan.negotiate(params["plan_version"][-1] if "plan_version" in params else None)
+    except SwarmbootError:
+        return None
+    if node and not validate.NAME_RE.fullmatch(node):
+        return None
+    return f"{mac}|{node}|{minor}".encode()
+
+
 @router.get("/api/v1/plan")
 async def get_plan(
     request: Request, mac: str | None = None, node: str | None = None, plan_version: str | None = None
@@ -52,7 +69,9 @@ async def get_plan(
     epoch = state.cache_epoch
     body = await run_in_threadpool(_plan_body, state, mac, node, plan_version)
     state.counters.plans += 1
-    state.cache_plan(request.scope["query_string"], body, epoch)
+    key = plan_key(request.scope["query_string"])
+    if key is not None:
+        state.cache_plan(key, body, epoch)
     return Response(body, media_type="application/json")
 
 

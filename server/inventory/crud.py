@@ -222,13 +222,19 @@ def list_nodes(db: Database) -> list[dict[str, Any]]:
 # --- export / import ---------------------------------------------------------------------------
 
 
-def export(db: Database) -> dict[str, Any]:
+def export(db: Database, secrets: bool = False) -> dict[str, Any]:
+    """The whole inventory. Secrets (BMC passwords) only when asked for: an import of a file
+    without them keeps the ones the database has."""
+    nodes = list_nodes(db)
+    if not secrets:
+        for node in nodes:
+            node["bmc"].pop("password", None)
     return {
         "swarmboot_inventory": EXPORT_FORMAT,
         "networks": list_all(db, "network"),
         "switches": list_all(db, "switch"),
         "groups": list_all(db, "group"),
-        "nodes": list_nodes(db),
+        "nodes": nodes,
     }
 
 

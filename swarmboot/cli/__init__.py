@@ -11,6 +11,7 @@ import argparse
 import errno
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -54,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # An object without a verb (`swarmboot image`) prints that object's help.
         (getattr(args, "help_parser", None) or parser).print_help()
         return 2
+    if argv is None:  # the program itself (not a test calling main): SIGTERM unwinds like Ctrl-C
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         settings = load_settings()
         logging.basicConfig(
@@ -74,6 +77,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("swarmboot: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("swarmboot: stopped (SIGTERM)", file=sys.stderr)
+        return 143
+
+
+class Terminated(BaseException):
+    """SIGTERM: the commands being waited for are stopped, the work unwinds (staging removed)."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    from ground.run import stop_children
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once is enough
+    stop_children()
+    raise Terminated
 
 
 def add_object(subparsers: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:

@@ -144,3 +144,19 @@ def test_fetch_bytes_fails_over_to_the_same_path(tmp_path: Path) -> None:
         data = c.fetch_bytes(dead_url() + "/images/c/1/image.torrent?x=1", deadline=10, what="the torrent")
         assert json.loads(data)["version"] == 1
         assert live.requests == ["/images/c/1/image.torrent?x=1"]
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested 100000 levels deep"),
+        (b'{"version": 1, "node": {"name": "\\ud800"}}', "not valid Unicode"),
+    ],
+    ids=["deep", "surrogate"],
+)
+def test_a_hostile_plan_body_is_a_clear_rejection(tmp_path: Path, body: bytes, why: str) -> None:
+    """Not a RecursionError or a UnicodeEncodeError later: PlanRejected, with what is wrong."""
+    with loopback_server() as live:
+        live.routes["/api/v1/plan"] = body
+        with pytest.raises(PlanRejected, match=why):
+            client(tmp_path, (live.url,), FakeTime()).fetch_plan("", "n1", deadline=5)
