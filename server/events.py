@@ -197,12 +197,21 @@ def apply(session: Session, node: Node, event: dict[str, Any], address: str, now
     return state
 
 
-def record(db: Database, name: str, event: dict[str, Any], address: str = "") -> dict[str, Any]:
+def record(
+    db: Database, name: str, event: dict[str, Any], address: str = "", token: str | None = None
+) -> dict[str, Any]:
+    """Fold one event into the node's state. `token`: the one the request carried (the HTTP
+    route always passes it, "" for none; it must be the node's current token); None: an event
+    the server itself records."""
     now = dt.datetime.now(dt.UTC)
     with db.write_state() as session:
         node = session.execute(select(Node).where(Node.name == name)).unique().scalar_one_or_none()
         if node is None:
             raise NotFoundError(f"no node named {name!r}")
+        if token is not None:
+            from server import tokens
+
+            tokens.check_for_events(session, node, token)
         state = apply(session, node, event, address, now)
         return state_dict(node, state, now)
 

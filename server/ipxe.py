@@ -38,9 +38,17 @@ def platform_of(value: str | None) -> str:
 
 
 def cmdline(
-    node: Node | None, version: Version, server_url: str, mac: str, *, platform: str, service: bool
+    node: Node | None,
+    version: Version,
+    server_url: str,
+    mac: str,
+    *,
+    platform: str,
+    service: bool,
+    token: str = "",
 ) -> str:
-    args = boot_arguments(server_url, node.name if node is not None else "", mac, service=service)
+    name = node.name if node is not None else ""
+    args = boot_arguments(server_url, name, mac, service=service, token=token)
     args += ["ip=dhcp", "rd.neednet=1"]
     group_args = node.group.kernel_args if node is not None else ""
     node_args = node.kernel_args if node is not None else ""
@@ -73,6 +81,7 @@ def render_node(
     platform: str,
     service: bool,
     group_name: str = "",
+    token: str = "",
 ) -> str:
     m = version.manifest
     return (
@@ -89,7 +98,9 @@ def render_node(
             server_url=catalog.server_url,
             kernel_url=catalog.url(version, m.kernel.name),
             initrd_url=catalog.url(version, m.initramfs.name),
-            cmdline=cmdline(node, version, catalog.server_url, mac, platform=platform, service=service),
+            cmdline=cmdline(
+                node, version, catalog.server_url, mac, platform=platform, service=service, token=token
+            ),
         )
     )
 

@@ -96,7 +96,7 @@ def template_context(node: Node, version: Version, server_url: str) -> dict[str,
     m = version.manifest
     return {
         "node": node_vars,
-        "group": group_dict(node.group),
+        "group": {k: v for k, v in group_dict(node.group).items() if k != "secret_files"},
         "network": network_dict(node.network) if node.network else {},
         "image": {"name": m.image, "version": m.version, "kernel_version": m.kernel_version},
         "server_url": server_url,
@@ -183,10 +183,17 @@ def root_spec(group: Group, minor: int) -> RootSpec:
 
 
 def build(
-    node: Node, catalog: Catalog, server_url: str, boot_mac: str | None = None, *, minor: int = PLAN_MINOR
+    node: Node,
+    catalog: Catalog,
+    server_url: str,
+    boot_mac: str | None = None,
+    *,
+    minor: int = PLAN_MINOR,
+    secret_files: tuple[NodeFile, ...] = (),
 ) -> BootPlan:
     """The node's plan for an agent of plan version PLAN_MAJOR.minor (PlanRenderError: it cannot
-    be built, e.g. a template error, or a feature that agent lacks)."""
+    be built, e.g. a template error, or a feature that agent lacks). `secret_files`: the secrets
+    of a request with the node's token (server/tokens.py); the public part has none."""
     group = node.group
     version = image_version(group, catalog)
     m = version.manifest
@@ -219,4 +226,5 @@ def build(
         kernel_args=kernel_args,
         torrent=TorrentOptions(stripe=stripe, stripes=stripes),
         service=node.service,
+        secret_files=secret_files,
     )

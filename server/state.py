@@ -30,6 +30,7 @@ class Counters:
     plans: int = 0
     plan_cache_hits: int = 0
     events: int = 0
+    token_refusals: int = 0
 
     def add_bytes(self, key: str, n: int) -> None:
         self.http_bytes[key] = self.http_bytes.get(key, 0) + n

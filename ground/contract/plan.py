@@ -32,7 +32,7 @@ from ground.contract.sets import ImageFormat, RootMode
 from ground.inputs import digits
 
 PLAN_MAJOR = 1
-PLAN_MINOR = 0
+PLAN_MINOR = 1  # issue 13: secret_files, NodeFile.encoding (the integrator renumbers at merge)
 LEGACY_VERSION = (1, 0)  # what an agent that does not say which version it speaks gets
 PLAN_VERSION = PLAN_MAJOR  # the `version` field: the major
 
@@ -125,6 +125,7 @@ class NodeFile:
     mode: int = 0o644
     owner: str = "root"
     group: str = "root"
+    encoding: str = field(default="", metadata=since(1))  # "": the text itself; "base64": bytes
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,9 @@ class BootPlan:
     kernel_args: str = ""
     torrent: TorrentOptions = field(default_factory=TorrentOptions)
     service: bool = False  # the server asks this node to stop in service mode
+    # The node's secrets (the group's secret files, its SSH host keys): only in the plan fetched
+    # with this boot's token, which that fetch uses up (docs/security.md).
+    secret_files: tuple[NodeFile, ...] = field(default=(), metadata=since(1))
 
     @classmethod
     def from_dict(cls, data: Any) -> BootPlan:

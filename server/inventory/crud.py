@@ -223,19 +223,32 @@ def list_nodes(db: Database) -> list[dict[str, Any]]:
 
 
 def export(db: Database, secrets: bool = False) -> dict[str, Any]:
-    """The whole inventory. Secrets (BMC passwords) only when asked for: an import of a file
-    without them keeps the ones the database has."""
+    """The whole inventory. Secrets (BMC passwords, the groups' secret files) only when asked
+    for: an import of a file without them keeps the ones the database has."""
     nodes = list_nodes(db)
     if not secrets:
         for node in nodes:
             node["bmc"].pop("password", None)
+    with db.read() as session:
+        rows = session.execute(select(Group).order_by(Group.name)).unique().scalars()
+        groups = [objects.group_dict(row, secrets=secrets) for row in rows]
+    for group in groups:
+        if not secrets or not group["secret_files"]:
+            del group["secret_files"]  # left out: an import keeps what the inventory has
     return {
         "swarmboot_inventory": EXPORT_FORMAT,
         "networks": list_all(db, "network"),
         "switches": list_all(db, "switch"),
-        "groups": list_all(db, "group"),
+        "groups": groups,
         "nodes": nodes,
     }
+
+
+def group_secret_files(db: Database, name: str) -> list[dict[str, Any]]:
+    """A group's secret files with their content (for the CLI to add or drop one)."""
+    with db.read() as session:
+        row = objects.by_name(session, Group, name, "group")
+        return list(objects.group_dict(row, secrets=True)["secret_files"])
 
 
 class _Dumper(yaml.SafeDumper):

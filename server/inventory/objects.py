@@ -7,6 +7,7 @@ file is caught instead of ignored.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from typing import Any
 
@@ -32,10 +33,13 @@ GROUP_KEYS = (
     "console",
     "files",
     "ssh_keys",
+    "secret_files",
 )
 ROOT_KEYS = ("mode", "tmpfs_size", "nfs_export", "disk", "partitions", "keep_cache")
 PARTITION_KEYS = ("label", "size", "fs", "mountpoint", "keep")
 FILE_KEYS = ("path", "template", "mode", "owner", "group")
+SECRET_FILE_KEYS = ("path", "content", "mode", "owner", "group")
+MAX_SECRET_BYTES = 1 << 20
 SCRIPT_KEYS = ("pre", "part", "post")
 FS_TYPES = ("ext4", "xfs", "vfat", "swap", "none")
 MAX_INT = 2**31 - 1  # every integer field fits a 32-bit column (SQLite and PostgreSQL alike)
@@ -273,6 +277,39 @@ def _files(value: Any, what: str) -> list[dict[str, Any]]:
     return files
 
 
+def _secret_files(value: Any, what: str) -> list[dict[str, Any]]:
+    """A group's secret files: content in base64 (munge.key is bytes), only in plans fetched with
+    the node's token (server/tokens.py)."""
+    if not isinstance(value, list):
+        raise UsageError(f"{what}: must be a list of files")
+    files, seen = [], set()
+    for i, item in enumerate(value):
+        where = f"{what}[{i}]"
+        check_keys(item, SECRET_FILE_KEYS, where)
+        path = _str(item.get("path"), f"{where}.path")
+        if not path.startswith("/") or ".." in path.split("/") or path in seen:
+            raise UsageError(f"{where}.path: {path!r} must be an absolute path without '..', given once")
+        seen.add(path)
+        if "content" not in item:
+            raise UsageError(
+                f"{where}: no content (a file exported without --secrets?)",
+                hint="export with: swarmboot inventory export FILE --secrets, or leave secret_files out "
+                "of the file to keep the ones the inventory has",
+            )
+        content = _str(item["content"], f"{where}.content")
+        try:
+            raw = base64.b64decode(content, validate=True)
+        except ValueError:
+            raise UsageError(f"{where}.content: must be base64") from None
+        if len(raw) > MAX_SECRET_BYTES:
+            raise UsageError(f"{where}: {len(raw)} bytes, at most {MAX_SECRET_BYTES}")
+        mode = _int(item.get("mode", 0o600), f"{where}.mode", maximum=0o7777)
+        owner = _str(item.get("owner", "root"), f"{where}.owner") or "root"
+        group = _str(item.get("group", "root"), f"{where}.group") or "root"
+        files.append({"path": path, "content": content, "mode": mode, "owner": owner, "group": group})
+    return files
+
+
 def apply_group(session: Session, row: Group, spec: dict[str, Any]) -> None:
     what = f"group {row.name or spec.get('name')}"
     check_keys(spec, GROUP_KEYS, what)
@@ -313,9 +350,13 @@ def apply_group(session: Session, row: Group, spec: dict[str, Any]) -> None:
                     f"{what}: {key[:40]!r}… is not an SSH public key", hint="e.g. ssh-ed25519 AAAA… me@host"
                 )
         row.ssh_keys = keys
+    if "secret_files" in spec:
+        row.secret_files = _secret_files(spec["secret_files"] or [], f"{what}.secret_files")
 
 
-def group_dict(row: Group) -> dict[str, Any]:
+def group_dict(row: Group, secrets: bool = False) -> dict[str, Any]:
+    """The group as its spec. Secret files: their content only with `secrets` (the export with
+    --secrets); otherwise what they are (path, mode, owner, group, size)."""
     return {
         "name": row.name,
         "image": row.image,
@@ -327,6 +368,11 @@ def group_dict(row: Group) -> dict[str, Any]:
         "console": row.console,
         "files": [dict(f) for f in row.files],
         "ssh_keys": list(row.ssh_keys),
+        "secret_files": [
+            dict(f) if secrets else {**{k: v for k, v in f.items() if k != "content"},
+                                      "bytes": len(base64.b64decode(f["content"]))}
+            for f in row.secret_files or []
+        ],
     }
 
 

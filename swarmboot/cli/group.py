@@ -47,10 +47,18 @@ def _options(parser: argparse.ArgumentParser, adding: bool) -> None:
         metavar="PATH=TEMPLATE[:MODE]",
         help="per-node file PATH rendered from the Jinja2 template file TEMPLATE (repeat)",
     )
+    parser.add_argument(
+        "--secret-file",
+        action="append",
+        metavar="PATH=FILE[:MODE[:OWNER[:GROUP]]]",
+        help="a secret file (e.g. /etc/munge/munge.key=munge.key:0400:munge:munge), sent only to a "
+        "node with its boot token (repeat)",
+    )
     parser.add_argument("--ssh-key", action="append", help="SSH public key for service mode (repeat)")
     parser.add_argument("--ssh-key-file", action="append", help="file of SSH public keys (repeat)")
     if not adding:
         parser.add_argument("--no-file", action="append", metavar="PATH", help="drop a per-node file")
+        parser.add_argument("--no-secret-file", action="append", metavar="PATH", help="drop a secret file")
         parser.add_argument("--clear-ssh-keys", action="store_true", help="remove all SSH keys first")
 
 
@@ -88,6 +96,55 @@ def _file(text: str) -> dict[str, Any]:
                 f"invalid mode {mode!r} in --file {text!r}", hint="an octal mode like 0600"
             ) from None
     return entry
+
+
+def _secret_file(text: str) -> dict[str, Any]:
+    import base64
+    from pathlib import Path
+
+    path, sep, rest = text.partition("=")
+    source, _, extra = rest.partition(":")
+    if not sep or not source:
+        raise UsageError(f"invalid --secret-file {text!r}", hint="write PATH=FILE[:MODE[:OWNER[:GROUP]]]")
+    try:
+        data = Path(source).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read the secret file {source}: {exc.strerror}") from None
+    entry: dict[str, Any] = {"path": path, "content": base64.b64encode(data).decode()}
+    fields = extra.split(":") if extra else []
+    if len(fields) > 3:
+        raise UsageError(f"invalid --secret-file {text!r}", hint="write PATH=FILE[:MODE[:OWNER[:GROUP]]]")
+    for key, value in zip(("mode", "owner", "group"), fields, strict=False):
+        if not value:
+            continue
+        try:
+            entry[key] = int(value, 8) if key == "mode" else value
+        except ValueError:
+            raise UsageError(f"invalid mode {value!r} in --secret-file", hint="octal, like 0400") from None
+    return entry
+
+
+def _secrets(
+    args: argparse.Namespace, name: str | None, settings: Settings | None
+) -> list[dict[str, Any]] | None:
+    """The group's secret files after --secret-file / --no-secret-file (None: unchanged)."""
+    added, dropped = args.secret_file or [], getattr(args, "no_secret_file", None) or []
+    if not added and not dropped:
+        return None
+    current: list[dict[str, Any]] = []
+    if name is not None and settings is not None:
+        from server import cliutil
+        from server.inventory import crud
+
+        current = crud.group_secret_files(cliutil.database(settings), name)
+    files = {f["path"]: f for f in current}
+    for path in dropped:
+        if files.pop(path, None) is None:
+            raise UsageError(f"the group has no secret file {path}")
+    for text in added:
+        entry = _secret_file(text)
+        files[entry["path"]] = entry
+    return list(files.values())
 
 
 def _spec(args: argparse.Namespace, current: dict[str, Any] | None) -> dict[str, Any]:
@@ -162,7 +219,11 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> None:
     from server import cliutil
     from server.inventory import crud
 
-    group = crud.add(cliutil.database(settings), "group", args.name, _spec(args, None))
+    spec = _spec(args, None)
+    secrets = _secrets(args, None, None)
+    if secrets is not None:
+        spec["secret_files"] = secrets
+    group = crud.add(cliutil.database(settings), "group", args.name, spec)
     cliutil.show(group, False)
 
 
@@ -172,7 +233,11 @@ def cmd_set(args: argparse.Namespace, settings: Settings) -> None:
 
     db = cliutil.database(settings)
     current = crud.show(db, "group", args.name)
-    group = crud.update(db, "group", args.name, _spec(args, current))
+    spec = _spec(args, current)
+    secrets = _secrets(args, args.name, settings)
+    if secrets is not None:
+        spec["secret_files"] = secrets
+    group = crud.update(db, "group", args.name, spec)
     cliutil.show(group, False)
 
 

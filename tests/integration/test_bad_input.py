@@ -21,7 +21,7 @@ from lab.packed import make_version
 from server.inventory import crud
 from server.inventory.db import Database
 from swarmboot.cli import main
-from tests.helpers.server import ServerProcess, cli, running_server
+from tests.helpers.server import ServerProcess, boot_token, cli, running_server, token_headers
 
 MAC = "52:54:00:00:13:01"
 
@@ -307,10 +307,12 @@ def server(settings: Settings, swarmboot_home: Path) -> Any:
         yield srv
 
 
-def post_event(srv: ServerProcess, body: bytes | dict[str, Any], node: str = "n1") -> requests.Response:
+def post_event(
+    srv: ServerProcess, body: bytes | dict[str, Any], node: str = "n1", token: str = ""
+) -> requests.Response:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return requests.post(f"{srv.url}/api/v1/nodes/{node}/events", data=data,
-                         headers={"Content-Type": "application/json"}, timeout=30)
+    headers = {"Content-Type": "application/json", **(token_headers(token) if token else {})}
+    return requests.post(f"{srv.url}/api/v1/nodes/{node}/events", data=data, headers=headers, timeout=30)
 
 
 def test_an_event_with_a_lone_surrogate_is_refused_and_the_node_list_stays_up(server: ServerProcess) -> None:
@@ -325,7 +327,8 @@ def test_an_event_with_a_lone_surrogate_is_refused_and_the_node_list_stays_up(se
 def test_a_surrogate_already_stored_does_not_break_the_node_list(
     server: ServerProcess, swarmboot_home: Path
 ) -> None:
-    assert post_event(server, {"stage": "download", "status": "progress", "message": "ok"}).status_code == 200
+    token = boot_token(server, MAC)
+    assert post_event(server, {"stage": "download", "status": "progress"}, token=token).status_code == 200
     with sqlite3.connect(swarmboot_home / "swarmboot.db") as con:  # a row from before the checks
         con.execute("""UPDATE node_state SET details = '{"x": "\\ud800", "\\udfff": 1}'""")
     rows = server.admin("nodes")
@@ -364,8 +367,8 @@ def test_terminal_escapes_from_nodes_are_not_printed(
     server: ServerProcess, swarmboot_home: Path
 ) -> None:
     evil = "ok\x1b]0;owned\x07\x1b[2J\x1b[H\x9b31m"
-    assert post_event(server, {"stage": "download", "status": "failed", "message": evil,
-                               "details": {"why": evil}}).status_code == 200
+    event = {"stage": "download", "status": "failed", "message": evil, "details": {"why": evil}}
+    assert post_event(server, event, token=boot_token(server, MAC)).status_code == 200
     for args in (("node", "status"), ("node", "show", "n1")):
         out = cli(swarmboot_home, *args).stdout
         assert "\x1b" not in out and "\x9b" not in out and "\x07" not in out, repr(out)

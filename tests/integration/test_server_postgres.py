@@ -19,7 +19,7 @@ from lab.packed import make_version
 from server.inventory.db import Database, current_revision
 from swarmboot.cli import main
 from tests.helpers.postgres import PostgresServer, postgres_server
-from tests.helpers.server import running_server
+from tests.helpers.server import boot_token, running_server, token_headers
 
 pytestmark = pytest.mark.postgres
 TABLES = {"alembic_version", "meta", "networks", "switches", "groups", "nodes", "macs", "node_state"}
@@ -97,6 +97,7 @@ def test_server_on_postgres(
     fill(capsys)
     for i in range(2, 21):
         ok(capsys, "node", "set", f"n{i:02d}", "--mac", f"52:54:00:07:00:{i:02x}")
+    ok(capsys, "node", "set", "n05", "--address", "")  # it boots from 127.0.0.1 (its token)
     with running_server(swarmboot_home, SWARMBOOT_DATABASE_URL=url) as srv:
         results: dict[int, Any] = {}
 
@@ -113,6 +114,7 @@ def test_server_on_postgres(
             t.join(timeout=120)
         assert results == {i: f"n{i % 20 + 1:02d}" for i in range(100)}
         event = {"stage": "booted", "status": "done", "image": "compute", "version": 1}
-        assert requests.post(f"{srv.url}/api/v1/nodes/n05/events", json=event, timeout=10).ok
+        auth = token_headers(boot_token(srv, "52:54:00:07:00:05"))
+        assert requests.post(f"{srv.url}/api/v1/nodes/n05/events", json=event, timeout=10, headers=auth).ok
     status = json.loads(ok(capsys, "node", "status", "n05", "--json"))
     assert status[0]["state"] == "booted" and status[0]["version"] == 1

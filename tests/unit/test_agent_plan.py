@@ -90,4 +90,4 @@ def test_round_trip() -> None:
     data = minimal()
     data["interfaces"] = [{"mac": "52:54:00:00:00:01", "address": "10.0.0.5/24", "dns": ["10.0.0.1"]}]
     plan = BootPlan.from_dict(data)
-    assert BootPlan.from_dict(plan.to_dict()) == plan
+    assert BootPlan.from_dict(plan.to_dict(plan.minor)) == plan

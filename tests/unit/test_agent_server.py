@@ -16,6 +16,7 @@ import pytest
 from bootagent.context import Console, Paths
 from bootagent.errors import PlanRejected, ServerError, UnknownNodeError
 from bootagent.server import ServerClient, backoff_delays
+from ground.contract.plan import format_version
 from tests.helpers.loopback import dead_url, loopback_server
 
 PLAN = {
@@ -89,7 +90,9 @@ def test_fails_over_from_a_dead_server_to_a_live_one(tmp_path: Path) -> None:
         assert used == live.url and plan.node.name == "n1"
         assert t.sleeps == []  # failover within the round, no waiting
         assert c.order[0] == live.url  # the working server goes first next time
-        assert live.requests == ["/api/v1/plan?mac=52%3A54%3A00%3A00%3A00%3A01&node=n1&plan_version=1.0"]
+        assert live.requests == [
+            f"/api/v1/plan?mac=52%3A54%3A00%3A00%3A00%3A01&node=n1&plan_version={format_version()}"
+        ]
         assert "connection refused" in c.summary()
 
 

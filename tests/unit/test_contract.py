@@ -56,18 +56,21 @@ def test_the_agent_runs_the_contract_stages_in_order() -> None:
 # -- golden documents --------------------------------------------------------------------------
 
 
-def field_paths(tp: Any, prefix: str = "") -> set[str]:
-    """Every field of the plan's dataclasses, as dotted paths (lists: their item's fields)."""
+def field_paths(tp: Any, prefix: str = "", minor: int = PLAN_MINOR) -> set[str]:
+    """Every field of the plan's dataclasses that an agent of `minor` gets, as dotted paths
+    (lists: their item's fields)."""
     paths: set[str] = set()
     hints = typing.get_type_hints(tp)
     for f in dataclasses.fields(tp):
+        if f.metadata.get("since", 0) > minor:
+            continue
         path = f"{prefix}{f.name}"
         paths.add(path)
         inner = hints[f.name]
         if typing.get_origin(inner) is tuple:
             inner = typing.get_args(inner)[0]
         if dataclasses.is_dataclass(inner):
-            paths |= field_paths(inner, path + ".")
+            paths |= field_paths(inner, path + ".", minor)
     return paths
 
 
@@ -83,13 +86,25 @@ def document_paths(doc: Any, prefix: str = "") -> set[str]:
 
 def test_the_full_golden_document_sets_every_field_and_round_trips_exactly() -> None:
     doc = golden("plan-v1.0-full.json")
-    assert document_paths(doc) == field_paths(BootPlan), "a field was added or renamed: update the golden"
+    assert document_paths(doc) == field_paths(BootPlan, minor=0), "a 1.0 field was added or renamed"
     plan = BootPlan.from_dict(doc)
     assert plan.to_dict(0) == doc
     assert plan.root.mode is RootMode.TMPFS and plan.image.format is ImageFormat.SQUASHFS
     assert plan.interfaces[1].name == "ib0" and plan.files[1].mode == 0o400 and plan.torrent.stripe == 1
     # no field has its default in the full document: a change of a default shows here too
     assert plan != BootPlan.from_dict(golden("plan-v1.0-minimal.json"))
+
+
+def test_the_full_1_1_golden_document_sets_every_field_and_round_trips_exactly() -> None:
+    """1.1 (issue 13): the node's secrets (`secret_files`) and a file's `encoding` (base64)."""
+    doc = golden("plan-v1.1-full.json")
+    assert document_paths(doc) == field_paths(BootPlan, minor=1), "a field was added or renamed"
+    plan = BootPlan.from_dict(doc)
+    assert plan.to_dict(1) == doc
+    assert plan.secret_files[0].encoding == "base64" and plan.secret_files[0].mode == 0o400
+    older = plan.to_dict(0)  # an agent of 1.0 gets neither: its decoder would ignore them anyway
+    assert "secret_files" not in older and all("encoding" not in f for f in older["files"])
+    assert older == golden("plan-v1.0-full.json") | {"minor": 0}
 
 
 def test_the_minimal_golden_document_decodes_to_the_defaults_and_back() -> None:
