@@ -12,14 +12,14 @@ import json
 import math
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ground.contract.sets import EventStage, EventStatus, names
 from ground.errors import NotFoundError, UsageError
 from ground.inputs import InputError, clean, depth, loads_json
 from server.inventory.db import Database
-from server.inventory.models import Node, NodeState
+from server.inventory.models import Node, NodeAlert, NodeState
 
 # the contract's closed sets (ground/contract/sets.py): the agent's stages and what happens around them
 STAGES = names(EventStage)
@@ -274,7 +274,31 @@ def status(db: Database, names: list[str] | None = None) -> list[dict[str, Any]]
         query = select(Node, NodeState).outerjoin(NodeState, NodeState.node_id == Node.id).order_by(Node.name)
         if names:
             query = query.where(Node.name.in_(names))
-        return [state_dict(node, state, now) for node, state in session.execute(query).unique().all()]
+        counts = dict(
+            session.execute(select(NodeAlert.node_id, func.count()).group_by(NodeAlert.node_id)).all()
+        )
+        rows = []
+        for node, state in session.execute(query).unique().all():
+            row = state_dict(node, state, now)
+            row["alerts"] = int(counts.get(node.id, 0))
+            rows.append(row)
+        return rows
+
+
+def alerts(db: Database, name: str, limit: int = 20) -> list[dict[str, Any]]:
+    """The node's newest alerts (a replayed token, another node's token: server/tokens.py)."""
+    with db.read() as session:
+        query = (
+            select(NodeAlert)
+            .join(Node, Node.id == NodeAlert.node_id)
+            .where(Node.name == name)
+            .order_by(NodeAlert.id.desc())
+            .limit(limit)
+        )
+        return [
+            {"at": _iso(a.at), "kind": a.kind, "message": clean(a.message), "address": a.address}
+            for a in session.execute(query).scalars()
+        ]
 
 
 def running_versions(db: Database) -> set[tuple[str, int]]:

@@ -29,6 +29,11 @@ async def nodes(request: Request) -> list[dict[str, Any]]:
     return await run_in_threadpool(events.status, state_of(request).db)
 
 
+@router.get("/nodes/{name}/alerts")
+async def node_alerts(request: Request, name: str) -> list[dict[str, Any]]:
+    return await run_in_threadpool(events.alerts, state_of(request).db, name)
+
+
 @router.get("/inventory")
 async def inventory(request: Request, secrets: bool = False) -> dict[str, Any]:
     return await run_in_threadpool(crud.export, state_of(request).db, secrets)

@@ -25,6 +25,7 @@ STATUS_COLUMNS = [
     ("download", "DOWNLOAD"),
     ("image", "IMAGE"),
     ("seen", "LAST SEEN"),
+    ("alerts", "ALERTS"),
     ("message", "FAILURE / MESSAGE"),
 ]
 
@@ -138,6 +139,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> None:
     db = cliutil.database(settings)
     data = crud.show_node(db, args.name)
     data["state"] = events.status(db, [args.name])[0]
+    data["alerts"] = events.alerts(db, args.name)
     cliutil.show(data, args.json)
 
 
@@ -180,6 +182,7 @@ def render_status(rows: list[dict[str, Any]]) -> str:
                 "download": "-" if row["progress"] is None else f"{row['progress'] * 100:.0f}%",
                 "image": f"{row['image']}:{row['version']}" if row["image"] else "-",
                 "seen": _ago(row["seen_seconds_ago"]),
+                "alerts": str(row.get("alerts") or "") or "-",
                 "stage": f"{row['stage']} {row['status']}".strip(),
             }
         )
