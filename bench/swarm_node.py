@@ -132,6 +132,7 @@ def run_swarm(args: argparse.Namespace, result: dict[str, Any]) -> None:
         blocks=getattr(dl, "blocks", None),
         peer_flags=getattr(dl, "peer_flags", None),
         web_seed_added=dl.web_seed_added,
+        banned=sorted(getattr(dl, "banned", ())),
         rehashed=dl.rehashed,
         errors=dl.errors[-5:],
     )
