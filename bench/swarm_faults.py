@@ -237,5 +237,6 @@ def fault_line(s: dict[str, Any], tmin: float) -> str:
     return (
         f"fault {s['kind']} completed={s['completed']} last={last}s ratio={ratio} T_min={tmin:.2f}s"
         f" web_seed_copies={s['web_seed_copies']:.2f} max_node_rx_copies={s['max_node_rx_copies']:.2f}"
+        f" max_node_payload_copies={s['max_node_payload_copies'] or 0:.2f}"
         f" hash_failures={s['hash_failures']} errors={len(s['errors'])}{extra}"
     )

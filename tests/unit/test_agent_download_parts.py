@@ -144,3 +144,81 @@ def test_a_bad_torrent_is_a_download_error(tmp_path: Path) -> None:
         parse_torrent(lt, b"this is not bencode", keep_web_seeds=False)
     with pytest.raises(DownloadError, match="has 2 files, expected 1"):
         parse_torrent(lt, make_torrent(tmp_path, files=2), keep_web_seeds=False)
+
+
+# -- getting the server back (recovery.py) and the web seed around it --------------------------
+
+from bootagent.recovery import (  # noqa: E402
+    RECONNECT_AFTER,
+    RECONNECT_EVERY,
+    SEEDER_UNREACHABLE,
+    Reachability,
+    SeederWatch,
+)
+
+SERVER = "10.77.0.1"
+
+
+def test_the_seeder_is_connected_to_again_while_it_is_needed_at_a_steady_pace() -> None:
+    watch = SeederWatch(SERVER, started=0.0)
+    # the seeder connected to us (a passing port): no endpoint learnt; we connected to it: learnt
+    watch.observe(0.5, [(SERVER, 40123, False, False), ("10.77.1.2", 6881, False, True)])
+    assert watch.connected and watch.endpoints == set()
+    watch.observe(1.0, [(SERVER, 6880, False, True), (SERVER, 8080, True, True)])  # + the web seed
+    assert watch.endpoints == {(SERVER, 6880)}
+    watch.observe(10.0, [("10.77.1.2", 6881, False, True)])  # the server went away
+    assert not watch.connected and watch.missing_for(10.0) == 9.0
+    assert watch.reconnect_due(10.0, needed=False) is False  # peers have what we need: leave it
+    assert watch.reconnect_due(10.0, needed=True) is True
+    assert watch.reconnect_due(10.0 + RECONNECT_EVERY / 2, needed=True) is False  # not every round
+    assert watch.reconnect_due(10.0 + RECONNECT_EVERY, needed=True) is True
+    assert watch.reannounce_due(10.0, needed=True) is True and watch.reannounce_due(10.1, True) is False
+    assert "not reached for" in watch.describe(12.0) and "2 attempts" in watch.describe(12.0)
+    watch.observe(13.0, [(SERVER, 6880, False, True)])
+    assert watch.connected and watch.attempts == 0 and watch.reconnect_due(20.0, True) is False
+
+
+def test_a_seeder_never_seen_is_not_dialled_but_counts_as_missing_from_the_start() -> None:
+    watch = SeederWatch(SERVER, started=0.0)
+    watch.observe(RECONNECT_AFTER + 1, [("10.77.1.2", 6881, False, True)])
+    assert watch.reconnect_due(RECONNECT_AFTER + 1, needed=True) is False  # no endpoint known
+    assert watch.reannounce_due(RECONNECT_AFTER + 1, needed=True) is True  # but ask the tracker
+    assert not watch.unreachable(SEEDER_UNREACHABLE - 0.1, needed=True)
+    assert watch.unreachable(SEEDER_UNREACHABLE + 0.1, needed=True)
+    assert not watch.unreachable(SEEDER_UNREACHABLE + 0.1, needed=True, tracker_answers=False)  # all down
+    assert watch.describe(5.0) == "never reached"
+
+
+def test_a_stall_says_which_part_of_the_server_is_unreachable() -> None:
+    reach = Reachability("http://10.77.0.1:8080/announce", SERVER, ("http://10.77.0.1:8080/images/x/1/i",))
+    watch = SeederWatch(SERVER, started=0.0)
+    watch.observe(1.0, [(SERVER, 6880, False, True)])
+    watch.observe(5.0, [])
+    reach.tracker_ok()
+    assert reach.tracker_answers
+    reach.tracker_failed("connection refused")
+    reach.seeder_failed("Connection refused")
+    reach.web_seed_added()
+    reach.web_seed_failed("url seed: connection refused")
+    text = reach.summary(watch, 65.0)
+    assert "tracker http://10.77.0.1:8080/announce: connection refused" in text
+    assert "seeder 10.77.0.1:6880: not reached for 64 s" in text and "Connection refused" in text
+    assert "web seed http://10.77.0.1:8080/images/x/1/i: url seed: connection refused" in text
+    assert not reach.tracker_answers
+
+
+def test_a_web_seed_for_an_unreachable_seeder_goes_with_the_stripe_or_when_the_seeder_is_back() -> None:
+    fb = WebSeedFallback("fallback", ("http://s/i",))
+    assert fb.due(peers=3, done=1000, elapsed=1.0, since_progress=0.0, seeder_unreachable=True)
+    assert fb.reason == "seeder" and fb.added
+    assert not fb.retire_due(seeder_connected=False, own_stripe_done=False)
+    assert fb.retire_due(seeder_connected=False, own_stripe_done=True) and not fb.added
+    # its stripe done, the owner does not take the web seed for the seeder again; only a stall does
+    assert not fb.due(peers=3, done=2000, elapsed=9.0, since_progress=0.0, seeder_unreachable=True)
+    assert fb.due(peers=3, done=2000, elapsed=20.0, since_progress=WEB_SEED_STALL + 1)
+    assert fb.reason == "stall"
+    assert not fb.retire_due(seeder_connected=False, own_stripe_done=True)  # a stall's web seed stays
+    assert fb.retire_due(seeder_connected=True, own_stripe_done=True)  # until the seeder is back
+    assert fb.retired == 2
+    never = WebSeedFallback("never", ("http://s/i",))
+    assert not never.due(peers=0, done=0, elapsed=99.0, since_progress=99.0, seeder_unreachable=True)
