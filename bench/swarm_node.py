@@ -118,6 +118,9 @@ def run_swarm(args: argparse.Namespace, result: dict[str, Any]) -> None:
         path = dl.wait(on_progress, deadline=args.deadline, stall=args.stall)
         result["t_done"] = time.monotonic()
         status = dl.status()
+    except DownloadError:
+        result.update(errors=dl.errors[-10:], trace=trace, web_seed_added=dl.web_seed_added)
+        raise
     finally:
         dl.close()
     result["t_closed"] = time.monotonic()

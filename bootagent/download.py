@@ -351,7 +351,8 @@ class ImageDownload:
             if now - last_change > stall:
                 raise DownloadStalled(
                     f"nothing arrived for {stall:.0f} s at {status.progress:.1%} "
-                    f"({status.peers} peers, {status.seeds} seeds): {self.reach.summary(self.seeder, now)}",
+                    f"({status.peers} peers, {status.seeds} seeds): "
+                    f"{self.reach.summary(self.seeder, now, status.from_web_seeds)}",
                     hint="check that `swarmboot serve` runs and that this node reaches its tracker, its "
                     "seeder port and its HTTP port (the web seed)",
                 )
@@ -380,7 +381,9 @@ class ImageDownload:
                 with contextlib.suppress(AttributeError, IndexError, TypeError):
                     self.banned.add(str(alert.ip[0]))
             elif isinstance(alert, lt.tracker_reply_alert):
-                self.reach.tracker_ok()
+                self.reach.tracker_ok(time.monotonic())
+            elif isinstance(alert, lt.tracker_announce_alert):
+                self.reach.announce_sent(time.monotonic())
             elif isinstance(alert, lt.url_seed_alert):
                 self.reach.web_seed_failed(alert.message())
             elif isinstance(alert, lt.file_error_alert | lt.torrent_error_alert):

@@ -21,6 +21,7 @@ RECONNECT_AFTER = 1.0  # seconds without the seeder, while the node needs it, be
 RECONNECT_EVERY = 2.0  # between attempts (a TCP connection to one address: cheap)
 REANNOUNCE_EVERY = 4.0  # between forced announces while the seeder is missing
 SEEDER_UNREACHABLE = 3.0  # seconds the seeder is needed and missing before the web seed is used
+NO_ANSWER = 3.0  # an announce without an answer this long counts as "no answer"
 
 
 @dataclass
@@ -98,17 +99,23 @@ class Reachability:
     tracker: str = "not asked yet"
     web_seed: str = "not used"
     seeder_error: str = ""
+    asked_since: float | None = None  # an announce is on its way since then (no answer, no error)
+    answered_at: float | None = None
 
     @property
     def tracker_answers(self) -> bool:
         """The tracker's last word was an answer (not an error)."""
         return self.tracker == "answered"
 
-    def tracker_ok(self) -> None:
-        self.tracker = "answered"
+    def tracker_ok(self, now: float | None = None) -> None:
+        self.tracker, self.asked_since, self.answered_at = "answered", None, now
 
     def tracker_failed(self, message: str) -> None:
-        self.tracker = message
+        self.tracker, self.asked_since = message, None
+
+    def announce_sent(self, now: float) -> None:
+        if self.asked_since is None:
+            self.asked_since = now
 
     def web_seed_failed(self, message: str) -> None:
         self.web_seed = message
@@ -120,14 +127,22 @@ class Reachability:
     def seeder_failed(self, message: str) -> None:
         self.seeder_error = message
 
-    def summary(self, seeder: SeederWatch, now: float) -> str:
+    def summary(self, seeder: SeederWatch, now: float, web_bytes: int = 0) -> str:
         seeder_text = seeder.describe(now)
         if self.seeder_error and not seeder.connected:
             seeder_text += f": {self.seeder_error}"
         where = ", ".join(f"{ip}:{port}" for ip, port in sorted(seeder.endpoints)) or self.server_ip or "?"
+        tracker = self.tracker
+        if self.asked_since is not None and now - self.asked_since > NO_ANSWER:
+            tracker = f"no answer for {now - self.asked_since:.0f} s (last: {self.tracker})"
+        elif tracker == "answered" and self.answered_at is not None:
+            tracker = f"last answered {now - self.answered_at:.0f} s ago"
+        web_seed = self.web_seed
+        if web_seed == "added" and not web_bytes:
+            web_seed = "added, nothing came"
         parts = [
-            f"tracker {self.tracker_url or '(none)'}: {self.tracker}",
+            f"tracker {self.tracker_url or '(none)'}: {tracker}",
             f"seeder {where}: {seeder_text}",
-            f"web seed {', '.join(self.web_seeds) or '(none)'}: {self.web_seed}",
+            f"web seed {', '.join(self.web_seeds) or '(none)'}: {web_seed}",
         ]
         return "; ".join(parts)

@@ -222,3 +222,13 @@ def test_a_web_seed_for_an_unreachable_seeder_goes_with_the_stripe_or_when_the_s
     assert fb.retired == 2
     never = WebSeedFallback("never", ("http://s/i",))
     assert not never.due(peers=0, done=0, elapsed=99.0, since_progress=99.0, seeder_unreachable=True)
+
+
+def test_an_announce_without_an_answer_says_so() -> None:
+    reach = Reachability("http://s/announce", SERVER, ("http://s/i",))
+    reach.tracker_ok()
+    reach.announce_sent(10.0)
+    reach.web_seed_added()
+    text = reach.summary(SeederWatch(SERVER, started=0.0), 20.0)
+    assert "tracker http://s/announce: no answer for 10 s (last: answered)" in text
+    assert "seeder 10.77.0.1: never reached" in text and "web seed http://s/i: added, nothing came" in text
