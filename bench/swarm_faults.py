@@ -78,9 +78,10 @@ class FaultInjector:
             ns.run(["iptables", "-A", "OUTPUT", "-p", "tcp", "--dport", str(swarm_lab.NODE_PORT),
                     "-j", "REJECT"], timeout=30)
             self.note("seeder port blocked")
-        if self.fault.kind == "corrupt-peer":
+        if self.fault.kind == "corrupt-peer":  # announced before the nodes: their first answer has it
             self.bad_peer = start_bad_peer(self.topo, self.server, self.work, self.image)
             self.note(f"corrupt peer {self.topo.extra_ip(1)} seeding")
+
 
     # -- while they run ------------------------------------------------------------------------------
     def start(self, t0: float, drivers: list[swarm_lab.Driver]) -> None:
@@ -165,8 +166,8 @@ def corrupt_copy(source: Path, target: Path, piece_size: int) -> int:
 def start_bad_peer(
     topo: swarm_lab.Topology, server: swarm_lab.ServerProcess, work: Path, image: dict[str, Any]
 ) -> runmod.Child:
-    """The agent's own seeding process (`bootagent seed`, which trusts its file: seed mode) on a
-    damaged copy, in the extra namespace: to libtorrent it is a seed like any other."""
+    """bench/swarm_badpeer.py on a damaged copy, in the extra namespace: to the nodes a seed like
+    any other, announced to the tracker, that sends pieces that fail their hash."""
     bad = work / "bad-peer"
     version_dir = server.home / "images" / image["name"] / "versions" / str(image["version"])
     corrupt_copy(version_dir / image["file"], bad / image["file"], image["piece_size"])
@@ -174,9 +175,9 @@ def start_bad_peer(
     if status != 200:
         raise SwarmbootError(f"cannot fetch the torrent for the corrupt peer: HTTP {status}")
     (bad / "image.torrent").write_bytes(body)
-    argv = [sys.executable, "-m", "bootagent", "seed", "--torrent", str(bad / "image.torrent"),
-            "--dir", str(bad), "--sha256", image["sha256"], "--listen",
-            f"{topo.extra_ip(1)}:{swarm_lab.NODE_PORT}", "--status", str(bad / "status.json")]
+    argv = [sys.executable, str(swarm_lab.ROOT / "bench" / "swarm_badpeer.py"), "--torrent",
+            str(bad / "image.torrent"), "--dir", str(bad), "--listen",
+            f"{topo.extra_ip(1)}:{swarm_lab.NODE_PORT}", "--ready", str(bad / "status.json")]
     log = (work / "bad-peer.log").open("wb")
     env = runmod.base_env({"PYTHONPATH": str(swarm_lab.ROOT)})
     child = topo.extra_ns[0].spawn(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
