@@ -24,7 +24,9 @@ def _need_root() -> None:
         pytest.skip("needs root (network namespaces)")
 
 
-def swarm_fault(tmp_path: Path, fault: str, *extra: str, nodes: int = 4, size: str = "4MiB") -> dict[str, Any]:
+def swarm_fault(
+    tmp_path: Path, fault: str, *extra: str, nodes: int = 4, size: str = "4MiB"
+) -> dict[str, Any]:
     """One benchmark run with the fault; its fault summary (plus T_min and the image size)."""
     out = tmp_path / f"{fault}.json"
     cmd = [sys.executable, str(ROOT / "bench" / "swarm.py"), "--nodes", str(nodes), "--size", size,
@@ -71,7 +73,7 @@ def test_server_gone_for_good_the_message_names_what_is_unreachable(tmp_path: Pa
         assert "not reached for" in error and "swarmboot serve" in error, error
 
 
-def test_a_peer_sending_corrupt_data_fails_its_hashes_is_banned_and_the_image_verifies(tmp_path: Path) -> None:
+def test_a_corrupt_peer_fails_its_hashes_is_banned_and_the_image_verifies(tmp_path: Path) -> None:
     f = swarm_fault(tmp_path, "corrupt-peer", nodes=3, size="2MiB")
     assert f["completed"] == 3 and not f["errors"], f["stdout"]  # every node verified its sha256
     assert f["hash_failures"] > 0 and f["banned"] == ["10.77.2.1"], f["stdout"]
