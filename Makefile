@@ -8,7 +8,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup host-packages test test-full test-unit lint demo bench clean
+.PHONY: setup host-packages test test-full test-unit lint demo bench fuzz clean
 
 setup: host-packages $(STAMP)
 
@@ -36,6 +36,13 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 
+# >= 10^6 inputs per fuzz target (tests/fuzz/targets.py) under atheris; FUZZ_RUNS to change it.
+# Long (about an hour on 2 cores): run it under the heavy lock at a quiet moment.
+FUZZ_RUNS ?= 1000000
+fuzz: setup
+	$(VENV)/bin/pip install -q -e '.[dev,fuzz]'
+	$(PY) scripts/fuzz.py --runs $(FUZZ_RUNS)
+
 demo: setup
 	$(PY) -m lab.demo
 
@@ -46,4 +53,4 @@ bench: setup
 	$(PY) bench/swarm_model.py --from bench/results/swarm.json --fit 4,8,16,32 --json bench/results/swarm_model.json
 
 clean:
-	rm -rf $(VENV) .cache build *.egg-info
+	rm -rf $(VENV) .cache build *.egg-info fuzz-artifacts
