@@ -10,7 +10,8 @@ fetching their stripes (when done owners helped, they asked the server for the p
 were about to get: 1.25-1.4 image copies at N = 4-16). `stripe=(-1, n)`: a leaf (a group larger
 than n) gets everything from peers, the server filtered from the start. After SERVER_FALLBACK
 seconds without progress the filter is dropped for good (an owner that is missing, a partial
-reboot of a large group). docs/swarm.md has the measurements.
+reboot of a large group), and the seeder is connected to again at once (it is gone from
+libtorrent's peer list by then: recovery.py). docs/swarm.md has the measurements.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from bootagent.errors import DownloadError
 
 TOP_PRIORITY = 7
 DEFAULT_PRIORITY = 4
-SERVER_FALLBACK = 3.0  # seconds without progress before a filtered node fetches from the server again
+# seconds without progress before a filtered node fetches from the server again (with the seeder
+# connected to again at once: bootagent/recovery.py; 3 s gave 1.30 x T_min with a node killed, N = 4)
+SERVER_FALLBACK = 2.0
 
 
 def stripe_priorities(pieces: int, index: int, count: int) -> list[int]:
