@@ -168,6 +168,16 @@ def migrate(engine: Engine) -> None:
         ) from exc
 
 
+def head_revision() -> str:
+    """The newest migration's revision (what a migrated database is at)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return str(ScriptDirectory.from_config(cfg).get_current_head())
+
+
 def current_revision(engine: Engine) -> str | None:
     from alembic.runtime.migration import MigrationContext
 

@@ -267,15 +267,9 @@ def test_sqlite_runs_in_wal_mode(capsys: pytest.CaptureFixture[str], swarmboot_h
     ok(capsys, "switch", "add", "sw1")
     with sqlite3.connect(swarmboot_home / "swarmboot.db") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        from alembic.config import Config
-        from alembic.script import ScriptDirectory
+        from server.inventory.db import head_revision
 
-        from server.inventory.db import MIGRATIONS_DIR
-
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS_DIR))
-        head = ScriptDirectory.from_config(config).get_current_head()
-        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == head
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == head_revision()
 
 
 def test_models_match_the_migrations(tmp_path: Path) -> None:
