@@ -84,6 +84,7 @@ class ImageDownload:
         assume_verified: bool = False,
         web_seed: WebSeedPolicy = "fallback",
         stripe: tuple[int, int] | None = None,
+        seeder_port: int = 0,
     ) -> None:
         import libtorrent as lt
 
@@ -116,6 +117,7 @@ class ImageDownload:
         self.banned: set[str] = set()  # peers libtorrent banned (bad pieces), by address
         self.errors: list[str] = []
         self.server_ip = ""
+        self.seeder_port = seeder_port
         self.seeder = SeederWatch("", 0.0)
         self.reach = Reachability(self.meta.tracker_url, "", self.meta.web_seeds)
         self._needed = False  # some missing piece has no source among the connected peers
@@ -152,6 +154,8 @@ class ImageDownload:
         self._started = time.monotonic()
         self.server_ip = host_address(self.tracker_url)
         self.seeder = SeederWatch(self.server_ip, self._started)
+        if self.server_ip and self.seeder_port:  # the plan says where the seeder listens
+            self.seeder.endpoints.add((self.server_ip, self.seeder_port))
         self.reach.server_ip = self.server_ip
         self.dest_dir.mkdir(parents=True, exist_ok=True)
         seed_mode = self.assume_verified
@@ -188,6 +192,7 @@ class ImageDownload:
         a `stripe` among them overrides the hint)."""
         hint = plan.torrent
         kwargs.setdefault("stripe", (hint.stripe, hint.stripes) if hint.stripes > 0 else None)
+        kwargs.setdefault("seeder_port", hint.seeder_port)
         return cls(torrent, dest_dir, sha256=plan.image.sha256, size=plan.image.size, **kwargs)
 
     def _filter_server(self, on: bool) -> None:

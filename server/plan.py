@@ -190,6 +190,7 @@ def build(
     *,
     minor: int = PLAN_MINOR,
     secret_files: tuple[NodeFile, ...] = (),
+    seeder_port: int = 0,
 ) -> BootPlan:
     """The node's plan for an agent of plan version PLAN_MAJOR.minor (PlanRenderError: it cannot
     be built, e.g. a template error, or a feature that agent lacks). `secret_files`: the secrets
@@ -224,7 +225,7 @@ def build(
         files=render_files(node, version, server_url),
         ssh_authorized_keys=tuple(group.ssh_keys),
         kernel_args=kernel_args,
-        torrent=TorrentOptions(stripe=stripe, stripes=stripes),
+        torrent=TorrentOptions(stripe=stripe, stripes=stripes, seeder_port=seeder_port),
         service=node.service,
         secret_files=secret_files,
     )

@@ -32,7 +32,7 @@ from ground.contract.sets import ImageFormat, RootMode
 from ground.inputs import digits
 
 PLAN_MAJOR = 1
-PLAN_MINOR = 1  # issue 13: secret_files, NodeFile.encoding (the integrator renumbers at merge)
+PLAN_MINOR = 1  # issue 13: secret_files, NodeFile.encoding, torrent.seeder_port (renumbered at merge)
 LEGACY_VERSION = (1, 0)  # what an agent that does not say which version it speaks gets
 PLAN_VERSION = PLAN_MAJOR  # the `version` field: the major
 
@@ -147,6 +147,9 @@ class TorrentOptions:
     # `stripe` from the server first and passes it on (-1: a leaf, it gets everything from peers).
     stripe: int = -1
     stripes: int = 0
+    # The port the server's seeder listens on (0: unknown): where the agent connects to it again
+    # after a server restart, whatever the tracker knows by then (bootagent/recovery.py).
+    seeder_port: int = field(default=0, metadata=since(1))
 
 
 @dataclass(frozen=True)

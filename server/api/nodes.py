@@ -44,6 +44,11 @@ def _node_of(session: Session, mac: str | None, node: str | None) -> tuple[Node,
     return row, boot_mac
 
 
+def _seeder_port(state: ServerState) -> int:
+    seeder = getattr(state, "seeder", None)
+    return int(seeder.port) if seeder is not None else 0
+
+
 def _plan_body(
     state: ServerState,
     mac: str | None,
@@ -59,7 +64,9 @@ def _plan_body(
     if not token:
         with state.db.read() as session:
             row, boot_mac = _node_of(session, mac, node)
-            result = plan.build(row, state.catalog, state.server_url, boot_mac, minor=minor)
+            result = plan.build(
+                row, state.catalog, state.server_url, boot_mac, minor=minor, seeder_port=_seeder_port(state)
+            )
         return json.dumps(result.to_dict(minor), separators=(",", ":")).encode()
     refused = None
     with state.db.write_state() as session:
@@ -68,7 +75,8 @@ def _plan_body(
         if refused is None:
             secrets = tokens.secret_files(session, row)
             result = plan.build(
-                row, state.catalog, state.server_url, boot_mac, minor=minor, secret_files=secrets
+                row, state.catalog, state.server_url, boot_mac, minor=minor, secret_files=secrets,
+                seeder_port=_seeder_port(state),
             )
     if refused is not None:  # the alert is committed; now the refusal
         state.counters.token_refusals += 1
