@@ -215,8 +215,10 @@ class ImageDownload:
             with contextlib.suppress(RuntimeError):
                 self.handle.connect_peer(endpoint)
         if reannounce:
+            # our tracker says "min interval 60": without this flag libtorrent waits for it
+            flags = getattr(getattr(self.lt, "reannounce_flags_t", None), "ignore_min_interval", 0)
             with contextlib.suppress(RuntimeError, TypeError):
-                self.handle.force_reannounce()
+                self.handle.force_reannounce(0, flags)
 
     def _watch_seeder(self, now: float) -> None:
         """Keep the server's seeder connected while this node needs it (recovery.py)."""
@@ -229,13 +231,19 @@ class ImageDownload:
             (p.ip[0], p.ip[1], bool(int(p.connection_type) & web), bool(int(p.flags) & mine)) for p in peers
         ]
         self.seeder.observe(now, seen)
+        # a web seed has every piece: what counts is whether a BitTorrent peer has it (else the web
+        # seed, once added, would keep the restarted seeder from being dialled ever again)
+        web_peers = sum(1 for _ip, _port, is_web, _out in seen if is_web)
         availability = self.handle.piece_availability()
         have = self.handle.have_piece
         self._needed = not self.stripes.filtered and any(
-            a == 0 and not have(k) for k, a in enumerate(availability)
+            a - web_peers <= 0 and not have(k) for k, a in enumerate(availability)
         )
-        reannounce = self.seeder.reannounce_due(now, self._needed)
-        if self.seeder.reconnect_due(now, self._needed) or reannounce:
+        # dial it whenever this node is not keeping off it: one connection attempt every 2 s is
+        # cheap, and waiting until only the server has what is missing made the tail slow
+        wanted = not self.stripes.filtered
+        reannounce = self.seeder.reannounce_due(now, wanted)
+        if self.seeder.reconnect_due(now, wanted) or reannounce:
             self._reconnect_seeder(reannounce=reannounce)
 
     def _check_space(self) -> None:

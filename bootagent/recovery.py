@@ -56,8 +56,8 @@ class SeederWatch:
         return now - (self.last_connected if self.last_connected is not None else self.started)
 
     def reconnect_due(self, now: float, needed: bool) -> bool:
-        """Connect to the seeder's endpoints this round? Only when the node needs the seeder (it is
-        not filtered, and some missing piece has no source among its peers)."""
+        """Connect to the seeder's endpoints this round? Only when the node wants the seeder (the
+        agent: whenever it does not keep off it on purpose, the stripes' filter)."""
         if self.connected or not needed or not self.endpoints or self.missing_for(now) < RECONNECT_AFTER:
             return False
         if now < self.next_attempt:
@@ -111,7 +111,9 @@ class Reachability:
         self.tracker, self.asked_since, self.answered_at = "answered", None, now
 
     def tracker_failed(self, message: str) -> None:
-        self.tracker, self.asked_since = message, None
+        # libtorrent's "HASH (URL)[LISTEN-v1] Connection refused "" (3)": what it said
+        text = message.rsplit("] ", 1)[-1].replace(' ""', "").strip()
+        self.tracker, self.asked_since = text or message, None
 
     def announce_sent(self, now: float) -> None:
         if self.asked_since is None:
