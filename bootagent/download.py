@@ -37,7 +37,7 @@ from bootagent import lan_tuning
 from bootagent.errors import DownloadError, DownloadStalled, DownloadTimeout, ImageHashMismatch
 from bootagent.hashing import StreamingHash, sha256_file
 from bootagent.recovery import Reachability, SeederWatch
-from bootagent.stripes import StripePolicy
+from bootagent.stripes import TOP_PRIORITY, StripePolicy
 from bootagent.torrent_meta import parse_torrent
 from bootagent.web_seed import WebSeedFallback, WebSeedPolicy
 
@@ -239,6 +239,11 @@ class ImageDownload:
         self._needed = not self.stripes.filtered and any(
             a - web_peers <= 0 and not have(k) for k, a in enumerate(availability)
         )
+        adopt = self.stripes.adopt_due(now, have, availability)
+        if adopt:  # the stripe before ours lost its owner: this node fetches the rest and passes it on
+            for k in adopt:
+                self.handle.piece_priority(k, TOP_PRIORITY)
+            self._filter_server(False)
         # dial it whenever this node is not keeping off it: one connection attempt every 2 s is
         # cheap, and waiting until only the server has what is missing made the tail slow
         wanted = not self.stripes.filtered

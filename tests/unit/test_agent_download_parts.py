@@ -232,3 +232,25 @@ def test_an_announce_without_an_answer_says_so() -> None:
     text = reach.summary(SeederWatch(SERVER, started=0.0), 20.0)
     assert "tracker http://s/announce: no answer for 10 s (last: answered)" in text
     assert "seeder 10.77.0.1: never reached" in text and "web seed http://s/i: added, nothing came" in text
+
+
+def test_an_owner_adopts_the_stripe_before_its_own_when_that_stripe_stops_growing() -> None:
+    from bootagent.stripes import ADOPT_AFTER
+
+    policy = StripePolicy((2, 4), num_pieces=16)  # owns 2, 6, 10, 14; the stripe before: 1, 5, 9, 13
+    have = {2, 6, 10, 14, 0, 4}
+    availability = [0] * 16
+    assert policy.adopt_due(0.0, have.__contains__, availability) is None  # own stripe not done: never
+    assert policy.steer(have.__contains__, 0.0) is True and policy.filtered
+    availability[1] = 1  # the owner of stripe 1 has sent piece 1 to a peer
+    assert policy.adopt_due(1.0, have.__contains__, availability) is None
+    availability[5] = 1  # it grows: fine
+    assert policy.adopt_due(1.0 + ADOPT_AFTER, have.__contains__, availability) is None
+    assert policy.adopt_due(1.0 + 2 * ADOPT_AFTER - 0.1, have.__contains__, availability) is None
+    # stopped growing for ADOPT_AFTER: its owner is gone; what is missing of it comes from the server
+    assert policy.adopt_due(1.1 + 2 * ADOPT_AFTER, have.__contains__, availability) == [1, 5, 9, 13]
+    assert policy.adopted == 1 and not policy.filtered and policy.unfiltered
+    assert policy.adopt_due(99.0, have.__contains__, availability) is None  # once
+    done = StripePolicy((0, 2), num_pieces=4)
+    done.steer({0, 2, 1, 3}.__contains__, 0.0)
+    assert done.adopt_due(50.0, {0, 1, 2, 3}.__contains__, [0] * 4) is None  # nothing missing
