@@ -88,9 +88,10 @@ def session_settings(role: Role, listen_interfaces: str, **overrides: Any) -> di
                 # 10 s was never connected to again (bootagent/recovery.py, docs/swarm.md "Faults").
                 "min_reconnect_time": 1,
                 "max_failcount": 100,
-                # A web seed asks for up to 16 MiB at once by default: with small pieces, one request
-                # spans pieces the other nodes send too (a blocked seeder: 2 image copies per node).
-                "urlseed_max_request_bytes": 256 * 1024,
+                # A web seed asks for up to 16 MiB of adjacent pieces at once by default: an owner
+                # taking its stripe over HTTP got the other stripes' pieces with it (a blocked
+                # seeder: 4 image copies over HTTP). libtorrent's floor is one piece per request.
+                "urlseed_max_request_bytes": 16 * 1024,
             }
         )
     base.update(overrides)
