@@ -136,6 +136,8 @@ def run_swarm(args: argparse.Namespace, result: dict[str, Any]) -> None:
         peer_flags=getattr(dl, "peer_flags", None),
         web_seed_added=dl.web_seed_added,
         banned=sorted(getattr(dl, "banned", ())),
+        adopted=getattr(dl.stripes, "adopted", -1),
+        unfiltered=dl.server_unfiltered,
         rehashed=dl.rehashed,
         errors=dl.errors[-5:],
     )

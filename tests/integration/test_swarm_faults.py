@@ -30,7 +30,7 @@ def swarm_fault(
     """One benchmark run with the fault; its fault summary (plus T_min and the image size)."""
     out = tmp_path / f"{fault}.json"
     cmd = [sys.executable, str(ROOT / "bench" / "swarm.py"), "--nodes", str(nodes), "--size", size,
-           "--no-http", "--wait-idle", "30", "--fault", fault, "--json", str(out), *extra]
+           "--no-http", "--wait-idle", "0", "--fault", fault, "--json", str(out), *extra]
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=800, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     doc = json.loads(out.read_text())
