@@ -57,7 +57,7 @@ def test_a_node_killed_the_others_complete_within_1_3_t_min(tmp_path: Path) -> N
 
 
 def test_seeder_unreachable_the_web_seed_serves_about_one_copy(tmp_path: Path) -> None:
-    f = swarm_fault(tmp_path, "seeder-unreachable")
+    f = swarm_fault(tmp_path, "seeder-unreachable", nodes=3, size="2MiB")
     assert f["completed"] == f["nodes"] and not f["errors"], f["stdout"]
     assert f["web_seed_copies"] <= 1.2, f["stdout"]
     assert f["max_node_payload_copies"] <= 1.1, f["stdout"]
