@@ -330,6 +330,8 @@ class ImageDownload:
         seeder_unreachable = not self.stripes.leaf and self.seeder.unreachable(
             now, self._needed, self.reach.tracker_answers
         )
+        if self.reach.tracker_down(now):  # the whole server is down: its HTTP too; the seeder is dialled
+            since_progress = 0.0
         if self.web_seeds.due(status.peers, status.done, status.elapsed, since_progress, seeder_unreachable):
             self.reach.web_seed_added()
             for url in self.web_seeds.urls:

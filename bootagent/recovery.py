@@ -107,6 +107,12 @@ class Reachability:
         """The tracker's last word was an answer (not an error)."""
         return self.tracker == "answered"
 
+    def tracker_down(self, now: float) -> bool:
+        """Its last word was an error, or an announce has had no answer for NO_ANSWER seconds: the
+        server is down, and its HTTP (the web seed) with it."""
+        failed = self.tracker not in ("answered", "not asked yet")
+        return failed or (self.asked_since is not None and now - self.asked_since > NO_ANSWER)
+
     def tracker_ok(self, now: float | None = None) -> None:
         self.tracker, self.asked_since, self.answered_at = "answered", None, now
 

@@ -254,3 +254,14 @@ def test_an_owner_adopts_the_stripe_before_its_own_when_that_stripe_stops_growin
     done = StripePolicy((0, 2), num_pieces=4)
     done.steer({0, 2, 1, 3}.__contains__, 0.0)
     assert done.adopt_due(50.0, {0, 1, 2, 3}.__contains__, [0] * 4) is None  # nothing missing
+
+
+def test_a_tracker_that_fails_or_does_not_answer_means_the_server_is_down() -> None:
+    reach = Reachability("http://s/announce", SERVER)
+    assert not reach.tracker_down(0.0)  # not asked yet
+    reach.tracker_ok(1.0)
+    assert not reach.tracker_down(2.0)
+    reach.announce_sent(3.0)
+    assert not reach.tracker_down(4.0) and reach.tracker_down(3.0 + 3.5)
+    reach.tracker_failed('abc (http://s/announce)[10.0.0.2:6881-v1] Connection refused "" (3)')
+    assert reach.tracker == "Connection refused (3)" and reach.tracker_down(7.0)
