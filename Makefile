@@ -9,7 +9,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup host-packages completion test test-full test-unit lint demo demo-disk bench bench-disk clean
+.PHONY: setup host-packages completion test test-full test-unit lint demo demo-disk bench bench-disk fuzz clean
 
 setup: host-packages $(STAMP) completion
 
@@ -41,6 +41,13 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 
+# >= 10^6 inputs per fuzz target (tests/fuzz/targets.py) under atheris; FUZZ_RUNS to change it.
+# Long (about an hour on 2 cores): run it under the heavy lock at a quiet moment.
+FUZZ_RUNS ?= 1000000
+fuzz: setup
+	$(VENV)/bin/pip install -q -e '.[dev,fuzz]'
+	$(PY) scripts/fuzz.py --runs $(FUZZ_RUNS)
+
 demo: setup
 	$(PY) -m lab.demo
 
@@ -59,4 +66,4 @@ bench-disk: setup
 	$(PY) bench/disk_write.py
 
 clean:
-	rm -rf $(VENV) .cache build *.egg-info
+	rm -rf $(VENV) .cache build *.egg-info fuzz-artifacts

@@ -11,7 +11,9 @@ payload rates (0.956 x the line rate at MTU 1500).
         [--size 8MiB] [--link 4mbit] [--server-link RATE] [--piece-size 16KiB] [--queue-ms 300] \
         [--runs 1] [--no-http] [--json FILE] [--plot FILE]
 
-`--nodes 4,8,16,32` runs several sizes in one go (a table at the end). The last line reads
+`--nodes 4,8,16,32` runs several sizes in one go (a table at the end). `--fault KIND` injects a
+fault into the swarm runs (bench/swarm_faults.py: server-restart, node-kill, seeder-unreachable,
+server-gone, corrupt-peer; `--fault-at`, `--outage`) and prints a `fault …` line per run. The last line reads
 `swarm N=… T_min=…s last=…s ratio=… http_ratio=… server_copies=…` (medians over --runs, last N).
 Everything (namespaces, processes, files) is removed at the end, also on Ctrl-C or failure.
 """
@@ -34,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import swarm_faults  # noqa: E402
 import swarm_lab  # noqa: E402
 import swarm_report as rep  # noqa: E402
 
@@ -95,8 +98,12 @@ def run_phase(
     tmin: float,
     extra: list[str],
     timeout: float,
+    injector: swarm_faults.FaultInjector | None = None,
 ) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
-    """Start N drivers, go, wait for all, measure; return the phase summary and per-node records."""
+    """Start N drivers, go, wait for all, measure; return the phase summary and per-node records.
+    With an `injector`, its fault happens during the run and its summary is `summary["fault"]`."""
+    if injector is not None:
+        injector.prepare()
     drivers = swarm_lab.start_drivers(topo, server, work, mode=kind, image=image, extra=extra)
     try:
         swarm_lab.wait_ready(drivers, timeout=120)
@@ -107,21 +114,48 @@ def run_phase(
         tx0 = topo.server_counters()["tx_bytes"]
         seeded0 = seeder_uploaded(server, image["info_hash"])
         server_cpu0 = swarm_lab.process_cpu(server.child.pid)
+        rx0 = [c["rx_bytes"] for c in topo.node_counters()]
         cpu.start()
-        swarm_lab.go(drivers, work, kind)
-        results = swarm_lab.wait_results(drivers, timeout)
+        t0 = swarm_lab.go(drivers, work, kind)
+        if injector is not None:
+            injector.start(t0, drivers)
+        try:
+            results = swarm_lab.wait_results(drivers, timeout, injector.killed if injector else None)
+        finally:
+            if injector is not None:
+                injector.stop()
+                server = injector.server  # a restarted server is another process
         cpu_percent = cpu.stop()
+        rx = [c["rx_bytes"] - r for c, r in zip(topo.node_counters(), rx0, strict=True)]
         cpu_split = {k: round(v, 1) for k, v in cpu.split.items()}
         tx = topo.server_counters()["tx_bytes"] - tx0
-        seeded = seeder_uploaded(server, image["info_hash"]) - seeded0
-        server_cpu = swarm_lab.process_cpu(server.child.pid) - server_cpu0
+        fault = None
+        if injector is not None:
+            fault = swarm_faults.fault_summary(
+                injector, results, image["size"], tmin,
+                [r for i, r in enumerate(rx, 1) if i not in injector.killed],
+            )
+            restarted = injector.fault.kind == "server-restart"
+            if injector.fault.kind != "server-gone":
+                fault["seeder_after_restart" if restarted else "seeder_payload"] = seeder_uploaded(
+                    server, image["info_hash"]
+                ) - (0 if restarted else seeded0)
+            print(swarm_faults.fault_line(fault, tmin), flush=True)
+        alive = injector is None or injector.fault.kind not in ("server-restart", "server-gone")
+        seeded = seeder_uploaded(server, image["info_hash"]) - seeded0 if alive else 0
+        server_cpu = swarm_lab.process_cpu(server.child.pid) - server_cpu0 if alive else 0.0
         errors = {i: r["error"] for i, r in results.items() if "error" in r}
-        if errors:
+        if errors and (injector is None or injector.fault.kind != "server-gone"):
             raise SwarmbootError(f"{kind}: nodes failed: {errors}")
         final = swarm_lab.finish_drivers(drivers, work / f"{kind}.stop")
     finally:
         swarm_lab.stop_drivers(drivers)
+    if fault is not None and fault["kind"] == "server-gone":
+        return {"fault": fault, "times": []}, results
+    results = {i: r for i, r in results.items() if "error" not in r}
     summary = rep.phase_summary(results, image["size"], tmin, tx, cpu_percent)
+    if fault is not None:
+        summary["fault"] = fault
     summary["server_cpu_seconds"] = round(server_cpu, 2)
     summary["cpu_before_percent"] = round(cpu_before, 1)
     summary["cpu_split"] = cpu_split
@@ -160,23 +194,33 @@ def bench_nodes(
     http_timeout = max(60.0, 1.5 * n * tmin + 60)
     swarm_lab.import_inventory(home, swarm_lab.inventory(n, IMAGE))
     with NetLab() as lab:
-        topo = swarm_lab.Topology(lab, n, link, server_link, args.queue_ms / 1000)
+        extra_ns = 1 if args.fault == "corrupt-peer" else 0
+        topo = swarm_lab.Topology(lab, n, link, server_link, args.queue_ms / 1000, extra=extra_ns)
         topo.build()
         for run in range(1, args.runs + 1):
             rwork = work / f"n{n}-run{run}"
             rwork.mkdir(parents=True)
             server_env = dict(kv.split("=", 1) for kv in args.server_env)
             server = swarm_lab.start_server(topo.server, home, server_env)
+            injector = None
+            if args.fault:
+                fault = swarm_faults.Fault(
+                    args.fault, at=args.fault_at, outage=args.outage, node=args.fault_node
+                )
+                injector = swarm_faults.FaultInjector(fault, topo, server, home, rwork, image, server_env)
             try:
                 swarm_lab.wait_seeding(server, image["info_hash"])
                 swarm, detail = run_phase(
                     "swarm", topo=topo, server=server, work=rwork, image=image, tmin=tmin, extra=extra,
-                    timeout=timeout, wait_idle_seconds=args.wait_idle,
+                    timeout=timeout, wait_idle_seconds=args.wait_idle, injector=injector,
                 )
-                print(rep.run_line("swarm", swarm, n=n, run=run, **line_args), flush=True)
+                if injector is not None:
+                    server = injector.server
+                if swarm["times"]:
+                    print(rep.run_line("swarm", swarm, n=n, run=run, **line_args), flush=True)
                 group["swarm"].append(swarm)
                 group["nodes_detail"].append(detail)
-                if not args.no_http and run <= args.http_runs:
+                if not args.no_http and run <= args.http_runs and not args.fault:
                     http, _ = run_phase(
                         "http", topo=topo, server=server, work=rwork, image=image, tmin=tmin, extra=[],
                         timeout=http_timeout, wait_idle_seconds=args.wait_idle,
@@ -220,6 +264,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--wait-idle", type=float, default=600.0, help="seconds to wait for an idle machine before each run"
     )
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs) in /dev/shm")
+    p.add_argument("--fault", choices=swarm_faults.FAULTS, default="", help="inject a fault (swarm runs)")
+    p.add_argument("--fault-at", type=float, default=0.5, help="when: the swarm's share of the bytes (0.5)")
+    p.add_argument("--outage", type=float, default=10.0, help="server-restart: seconds down (10)")
+    p.add_argument("--fault-node", type=int, default=0, help="node-kill: which node (default: the middle)")
     args = p.parse_args(argv)
     args.node_list = [int(x) for x in str(args.nodes).split(",") if x.strip()]
     if not args.node_list or min(args.node_list) < 1:
@@ -258,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     rows = []
     for g in groups:
+        if not all(s["times"] for s in g["swarm"]):
+            continue  # the server gone for good: no times, the fault lines say what happened
         http_ratio = rep.median_of(g["http"], "ratio") if g["http"] else math.nan
         rows.append(
             {
@@ -272,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
                 "cpu_percent": rep.median_of(g["swarm"], "cpu_percent"),
             }
         )
-    print(rep.table(rows))
+    if rows:
+        print(rep.table(rows))
     if args.json:
         doc = {
             "config": {k: v for k, v in vars(args).items() if isinstance(v, str | int | float | bool | list)},
@@ -287,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(ImportError):
             rep.plot(args.plot, groups)
     last = groups[-1]
-    print(rep.summary_line(last["nodes"], last["t_min"], last["swarm"], last["http"]))
+    if rows:
+        print(rep.summary_line(last["nodes"], last["t_min"], last["swarm"], last["http"]))
     return 0
 
 

@@ -68,9 +68,11 @@ class Topology:
     link_bit: int
     server_link_bit: int
     queue_seconds: float = 0.05  # what each switch port (and host) buffers, in seconds of traffic
+    extra: int = 0  # more namespaces like the nodes' (a misbehaving peer: bench/swarm_faults.py)
     switch: Namespace = field(init=False)
     server: Namespace = field(init=False)
     node_ns: list[Namespace] = field(default_factory=list)
+    extra_ns: list[Namespace] = field(default_factory=list)
 
     def build(self) -> None:
         lab = self.lab
@@ -82,6 +84,13 @@ class Topology:
             ns = lab.namespace(f"n{i}")
             self._port(ns, f"p{i}", f"{node_ip(i)}/16", self.link_bit)
             self.node_ns.append(ns)
+        for i in range(1, self.extra + 1):
+            ns = lab.namespace(f"x{i}")
+            self._port(ns, f"x{i}", f"{self.extra_ip(i)}/16", self.link_bit)
+            self.extra_ns.append(ns)
+
+    def extra_ip(self, i: int) -> str:
+        return str(ipaddress.ip_address("10.77.2.0") + i)
 
     def _port(self, ns: Namespace, port: str, cidr: str, rate: int) -> None:
         self.lab.veth(ns, "eth0", self.switch, port)
@@ -172,13 +181,17 @@ def wait_ready(drivers: list[Driver], timeout: float) -> None:
     raise SwarmbootError(f"the node drivers were not ready within {timeout} s")
 
 
-def wait_results(drivers: list[Driver], timeout: float) -> dict[int, dict[str, Any]]:
-    """Each driver's result (written when its download is done or failed), within `timeout`."""
+def wait_results(
+    drivers: list[Driver], timeout: float, ignore: set[int] | None = None
+) -> dict[int, dict[str, Any]]:
+    """Each driver's result (written when its download is done or failed), within `timeout`;
+    `ignore`: drivers killed on purpose (a fault), looked at as it changes."""
     results: dict[int, dict[str, Any]] = {}
+    skip = ignore if ignore is not None else set()
     end = time.monotonic() + timeout
-    while time.monotonic() < end and len(results) < len(drivers):
+    while time.monotonic() < end and len(results) < len(drivers) - len(skip):
         for d in drivers:
-            if d.index in results:
+            if d.index in results or d.index in skip:
                 continue
             with contextlib.suppress(FileNotFoundError, ValueError):
                 results[d.index] = json.loads(d.result.read_text())
@@ -186,7 +199,7 @@ def wait_results(drivers: list[Driver], timeout: float) -> dict[int, dict[str, A
             if d.proc.poll() is not None:
                 raise SwarmbootError(f"node {d.index}'s driver exited without a result:\n{_log_of(d)}")
         time.sleep(0.02)
-    missing = [d.index for d in drivers if d.index not in results]
+    missing = [d.index for d in drivers if d.index not in results and d.index not in skip]
     if missing:
         raise SwarmbootError(f"nodes {missing} did not finish within {timeout:.0f} s")
     return results

@@ -133,6 +133,9 @@ def run_swarm(args: argparse.Namespace, result: dict[str, Any]) -> None:
         path = dl.wait(on_progress, deadline=args.deadline, stall=args.stall)
         result["t_done"] = time.monotonic()
         status = dl.status()
+    except DownloadError:
+        result.update(errors=dl.errors[-10:], trace=trace, web_seed_added=dl.web_seed_added)
+        raise
     finally:
         dl.close()
     result["t_closed"] = time.monotonic()
@@ -147,6 +150,9 @@ def run_swarm(args: argparse.Namespace, result: dict[str, Any]) -> None:
         blocks=getattr(dl, "blocks", None),
         peer_flags=getattr(dl, "peer_flags", None),
         web_seed_added=dl.web_seed_added,
+        banned=sorted(getattr(dl, "banned", ())),
+        adopted=getattr(dl.stripes, "adopted", -1),
+        unfiltered=dl.server_unfiltered,
         rehashed=dl.rehashed,
         errors=dl.errors[-5:],
     )

@@ -11,6 +11,8 @@ ImageDownload runs the libtorrent session; the decisions are pure parts, each un
 - `stripes.py`: the stripe hint: which pieces this node fetches from the server first, and when
   it keeps off the server's seeder (docs/swarm.md);
 - `web_seed.py`: the web seed only as a fallback;
+- `recovery.py`: the server's seeder connected to again after it went away (a restart, a filter
+  lifted), and what the node last heard from tracker, seeder and web seed (a stall's message);
 - `hashing.py`: the whole file's sha256 while it arrives. A mismatch is re-checked by hashing the
   whole file from disk before it is rejected; a partial file is never returned.
 The session uses `lan_tuning.session_settings("node", …)`. A complete file already at the
@@ -34,7 +36,8 @@ from urllib.parse import urlsplit
 from bootagent import lan_tuning
 from bootagent.errors import DownloadError, DownloadStalled, DownloadTimeout, ImageHashMismatch
 from bootagent.hashing import StreamingHash, sha256_file
-from bootagent.stripes import StripePolicy
+from bootagent.recovery import Reachability, SeederWatch
+from bootagent.stripes import TOP_PRIORITY, StripePolicy
 from bootagent.torrent_meta import parse_torrent
 from bootagent.web_seed import WebSeedFallback, WebSeedPolicy
 
@@ -81,6 +84,7 @@ class ImageDownload:
         assume_verified: bool = False,
         web_seed: WebSeedPolicy = "fallback",
         stripe: tuple[int, int] | None = None,
+        seeder_port: int = 0,
     ) -> None:
         import libtorrent as lt
 
@@ -110,7 +114,13 @@ class ImageDownload:
         self.reused = False
         self.rehashed = False  # the streaming sha256 did not match and the file was hashed again
         self.hash_failures = 0
+        self.banned: set[str] = set()  # peers libtorrent banned (bad pieces), by address
         self.errors: list[str] = []
+        self.server_ip = ""
+        self.seeder_port = seeder_port
+        self.seeder = SeederWatch("", 0.0)
+        self.reach = Reachability(self.meta.tracker_url, "", self.meta.web_seeds)
+        self._needed = False  # some missing piece has no source among the connected peers
         self._fd: int | None = None
         self._peer_bytes: dict[tuple[Any, int], int] = {}
         self._peer_sampled = 0.0
@@ -142,6 +152,11 @@ class ImageDownload:
         """Create the session and add the torrent; reuse a complete, matching file if present."""
         lt = self.lt
         self._started = time.monotonic()
+        self.server_ip = host_address(self.tracker_url)
+        self.seeder = SeederWatch(self.server_ip, self._started)
+        if self.server_ip and self.seeder_port:  # the plan says where the seeder listens
+            self.seeder.endpoints.add((self.server_ip, self.seeder_port))
+        self.reach.server_ip = self.server_ip
         self.dest_dir.mkdir(parents=True, exist_ok=True)
         seed_mode = self.assume_verified
         complete = self.path.is_file() and self.path.stat().st_size == self.size
@@ -177,19 +192,64 @@ class ImageDownload:
         a `stripe` among them overrides the hint)."""
         hint = plan.torrent
         kwargs.setdefault("stripe", (hint.stripe, hint.stripes) if hint.stripes > 0 else None)
+        kwargs.setdefault("seeder_port", hint.seeder_port)
         return cls(torrent, dest_dir, sha256=plan.image.sha256, size=plan.image.size, **kwargs)
 
     def _filter_server(self, on: bool) -> None:
         """Filter (on) or allow (off) peer connections to the server's seeder (the tracker's host):
-        a leaf from the start, an owner once it has its whole stripe (stripes.py decides)."""
+        a leaf from the start, an owner once it has its whole stripe (stripes.py decides). Lifted,
+        the seeder is connected to again at once: it is gone from libtorrent's peer list."""
         lt = self.lt
         rules = lt.ip_filter()
-        address = host_address(self.tracker_url) if on else ""
+        address = self.server_ip if on else ""
         if address:
             rules.add_rule(address, address, 1)
         self.session.set_ip_filter(rules)
         if on and not address:
             self.stripes.filtered = False  # nothing to filter: the tracker's host has no address
+        if not on:
+            self._reconnect_seeder(reannounce=True)
+
+    def _reconnect_seeder(self, reannounce: bool) -> None:
+        for endpoint in sorted(self.seeder.endpoints):
+            with contextlib.suppress(RuntimeError):
+                self.handle.connect_peer(endpoint)
+        if reannounce:
+            # our tracker says "min interval 60": without this flag libtorrent waits for it
+            flags = getattr(getattr(self.lt, "reannounce_flags_t", None), "ignore_min_interval", 0)
+            with contextlib.suppress(RuntimeError, TypeError):
+                self.handle.force_reannounce(0, flags)
+
+    def _watch_seeder(self, now: float) -> None:
+        """Keep the server's seeder connected while this node needs it (recovery.py)."""
+        if self.verified:
+            return
+        peers = self.handle.get_peer_info()
+        web = int(self.lt.peer_info.web_seed) | int(self.lt.peer_info.http_seed)
+        mine = int(self.lt.peer_info.local_connection)
+        seen = [
+            (p.ip[0], p.ip[1], bool(int(p.connection_type) & web), bool(int(p.flags) & mine)) for p in peers
+        ]
+        self.seeder.observe(now, seen)
+        # a web seed has every piece: what counts is whether a BitTorrent peer has it (else the web
+        # seed, once added, would keep the restarted seeder from being dialled ever again)
+        web_peers = sum(1 for _ip, _port, is_web, _out in seen if is_web)
+        availability = self.handle.piece_availability()
+        have = self.handle.have_piece
+        self._needed = not self.stripes.filtered and any(
+            a - web_peers <= 0 and not have(k) for k, a in enumerate(availability)
+        )
+        adopt = self.stripes.adopt_due(now, have, availability)
+        if adopt:  # the stripe before ours lost its owner: this node fetches the rest and passes it on
+            for k in adopt:
+                self.handle.piece_priority(k, TOP_PRIORITY)
+            self._filter_server(False)
+        # dial it whenever this node is not keeping off it: one connection attempt every 2 s is
+        # cheap, and waiting until only the server has what is missing made the tail slow
+        wanted = not self.stripes.filtered
+        reannounce = self.seeder.reannounce_due(now, wanted)
+        if self.seeder.reconnect_due(now, wanted) or reannounce:
+            self._reconnect_seeder(reannounce=reannounce)
 
     def _check_space(self) -> None:
         stat = os.statvfs(self.dest_dir)
@@ -266,9 +326,21 @@ class ImageDownload:
             self._filter_server(change)
 
     def _maybe_add_web_seed(self, status: DownloadStatus, since_progress: float) -> None:
-        if self.web_seeds.due(status.peers, status.done, status.elapsed, since_progress):
+        now = time.monotonic()
+        seeder_unreachable = not self.stripes.leaf and self.seeder.unreachable(
+            now, self._needed, self.reach.tracker_answers
+        )
+        if self.reach.tracker_down(now):  # the whole server is down: its HTTP too; the seeder is dialled
+            since_progress = 0.0
+        if self.web_seeds.due(status.peers, status.done, status.elapsed, since_progress, seeder_unreachable):
+            self.reach.web_seed_added()
             for url in self.web_seeds.urls:
                 self.handle.add_url_seed(url)
+            return
+        own_done = self.stripes.stripe is not None and not self.stripes.leaf and not self.stripes.own_left
+        if self.web_seeds.retire_due(self.seeder.connected, own_done):
+            for url in self.web_seeds.urls:
+                self.handle.remove_url_seed(url)
 
     def wait(
         self,
@@ -287,6 +359,7 @@ class ImageDownload:
             status = self.status()
             if status.done != last_done or status.state.startswith("checking"):
                 last_done, last_change = status.done, now
+            self._watch_seeder(now)
             self._steer_server(now - last_change)
             self._maybe_add_web_seed(status, now - last_change)
             self._hash_ahead(HASH_BUDGET)
@@ -298,9 +371,10 @@ class ImageDownload:
             if now - last_change > stall:
                 raise DownloadStalled(
                     f"nothing arrived for {stall:.0f} s at {status.progress:.1%} "
-                    f"({status.peers} peers, {status.seeds} seeds){self._error_text()}",
-                    hint="check that the server's seeder and tracker run and that the node reaches "
-                    "the server's HTTP port (the web seed)",
+                    f"({status.peers} peers, {status.seeds} seeds): "
+                    f"{self.reach.summary(self.seeder, now, status.from_web_seeds)}",
+                    hint="check that `swarmboot serve` runs and that this node reaches its tracker, its "
+                    "seeder port and its HTTP port (the web seed)",
                 )
             if now - start > deadline:
                 raise DownloadTimeout(
@@ -308,6 +382,12 @@ class ImageDownload:
                     f"{status.download_rate >> 20} MiB/s){self._error_text()}",
                     hint="the network is slower than the plan's torrent.max_download_seconds allows",
                 )
+
+    def _from_server(self, alert: Any) -> bool:
+        try:
+            return bool(self.server_ip) and str(alert.ip[0]) == self.server_ip
+        except (AttributeError, IndexError, TypeError):
+            return False
 
     def _error_text(self) -> str:
         return ("; " + "; ".join(self.errors[-3:])) if self.errors else ""
@@ -317,6 +397,15 @@ class ImageDownload:
         for alert in self.session.pop_alerts():
             if isinstance(alert, lt.hash_failed_alert):
                 self.hash_failures += 1
+            elif isinstance(alert, lt.peer_ban_alert):
+                with contextlib.suppress(AttributeError, IndexError, TypeError):
+                    self.banned.add(str(alert.ip[0]))
+            elif isinstance(alert, lt.tracker_reply_alert):
+                self.reach.tracker_ok(time.monotonic())
+            elif isinstance(alert, lt.tracker_announce_alert):
+                self.reach.announce_sent(time.monotonic())
+            elif isinstance(alert, lt.url_seed_alert):
+                self.reach.web_seed_failed(alert.message())
             elif isinstance(alert, lt.file_error_alert | lt.torrent_error_alert):
                 raise DownloadError(
                     f"cannot write the image to {self.path}: {alert.message()}",
@@ -324,6 +413,10 @@ class ImageDownload:
                 )
             elif isinstance(alert, lt.tracker_error_alert | lt.peer_error_alert):
                 text = alert.message()
+                if isinstance(alert, lt.tracker_error_alert):
+                    self.reach.tracker_failed(text)
+                elif self._from_server(alert):
+                    self.reach.seeder_failed(text)
                 if text not in self.errors:
                     self.errors.append(text)
                     del self.errors[:-10]

@@ -83,6 +83,15 @@ def session_settings(role: Role, listen_interfaces: str, **overrides: Any) -> di
                 # a leaf (bootagent.download) filters the server's address for peer connections,
                 # never for the tracker
                 "apply_ip_filter_to_trackers": False,
+                # A peer that failed is tried again after min_reconnect_time x its failures (60 s by
+                # default) and forgotten after max_failcount (3) failures: a server restarted after
+                # 10 s was never connected to again (bootagent/recovery.py, docs/swarm.md "Faults").
+                "min_reconnect_time": 1,
+                "max_failcount": 100,
+                # A web seed asks for up to 16 MiB of adjacent pieces at once by default: an owner
+                # taking its stripe over HTTP got the other stripes' pieces with it (a blocked
+                # seeder: 4 image copies over HTTP). libtorrent's floor is one piece per request.
+                "urlseed_max_request_bytes": 16 * 1024,
             }
         )
     base.update(overrides)

@@ -38,6 +38,7 @@ def stage_cmdline(ctx: BootContext) -> StageResult:
     reporter = ctx.reporter
     if reporter is not None:
         reporter.servers = args.servers
+        reporter.token = args.token
         if args.node:
             reporter.set_events_url(f"{args.servers[0]}/api/v1/nodes/{args.node}/events")
         reporter.start()
@@ -59,7 +60,7 @@ def stage_plan(ctx: BootContext) -> StageResult:
     args = ctx.require_args()
     mac = args.mac or (ctx.interface.mac if ctx.interface else "")
     client = ServerClient(args.servers, ctx.console)
-    plan, server = client.fetch_plan(mac, args.node, args.plan_timeout)
+    plan, server = client.fetch_plan(mac, args.node, args.plan_timeout, token=args.token)
     ctx.plan, ctx.server, ctx.client = plan, server, client
     if ctx.reporter is not None:
         ctx.reporter.set_image(plan.image.name, plan.image.version)
@@ -69,7 +70,14 @@ def stage_plan(ctx: BootContext) -> StageResult:
         f"plan from {server}: node {plan.node.name}, image {plan.image.name} v{plan.image.version} "
         f"({plan.image.format}, {plan.image.size >> 20} MiB), root mode {plan.root.mode}"
     )
-    return {"server": server, "node": plan.node.name, "root_mode": plan.root.mode}
+    if args.token and not plan.secret_files:
+        ctx.console.info("note: the plan has no secret files")
+    return {
+        "server": server,
+        "node": plan.node.name,
+        "root_mode": plan.root.mode,
+        "secret_files": len(plan.secret_files),
+    }
 
 
 def service_requested(ctx: BootContext) -> bool:
@@ -211,7 +219,7 @@ def stage_files(ctx: BootContext) -> StageResult:
 
     urls = events_urls(plan.reporting.events_url, args.servers)
     return nodefiles.write_node_files(
-        plan, ctx.paths.sysroot, boot_mac, names, urls, resolv_conf=Path("/etc/resolv.conf")
+        plan, ctx.paths.sysroot, boot_mac, names, urls, resolv_conf=Path("/etc/resolv.conf"), token=args.token
     )
 
 

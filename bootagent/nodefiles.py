@@ -7,19 +7,23 @@ Rendering is pure (strings from data, unit-tested); `write_node_files` puts them
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from bootagent.errors import FilesError
+from ground.contract.cmdline import TOKEN_HEADER
 from ground.contract.plan import BootPlan, NodeFile
 
 NM, IFUPDOWN, NETWORKD, NONE = "networkmanager", "ifupdown", "networkd", "none"
 BOOTED_UNIT = "swarmboot-booted.service"
 REPORT_SCRIPT = "usr/local/lib/swarmboot/report-booted"
+HOSTS_FIELD = re.compile(r"[A-Za-z0-9._:/-]*")  # names, domains, IPv4/IPv6 addresses (CIDR)
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,12 @@ RENDERERS = {NM: render_networkmanager, IFUPDOWN: render_ifupdown, NETWORKD: ren
 
 
 def render_hosts(hostname: str, domain: str, address: str) -> str:
+    for what, value in (("hostname", hostname), ("domain", domain), ("address", address)):
+        if not HOSTS_FIELD.fullmatch(value):  # a newline would add a line of its own to /etc/hosts
+            raise FilesError(
+                f"the plan's {what} {value[:60]!r} cannot go into /etc/hosts",
+                hint="fix the node's name or its network's domain on the server",
+            )
     fqdn = f"{hostname}.{domain}" if domain else hostname
     names = f"{fqdn} {hostname}" if domain else hostname
     own = address.split("/", maxsplit=1)[0] if address else "127.0.1.1"
@@ -153,9 +163,13 @@ WantedBy=multi-user.target
 """
 
 
-def render_report_script(urls: list[str], image: str, version: int, run_dir: str = "/run/swarmboot") -> str:
-    """A POSIX sh script (curl is in the image) that sends stage `booted`, status `done`."""
+def render_report_script(
+    urls: list[str], image: str, version: int, run_dir: str = "/run/swarmboot", token: str = ""
+) -> str:
+    """A POSIX sh script (curl is in the image) that sends stage `booted`, status `done`, with
+    this boot's token (the script is readable by root only)."""
     quoted = " ".join(shlex.quote(u) for u in urls)
+    header = shlex.quote(f"{TOKEN_HEADER}: {token}") if token else "''"
     return f"""#!/bin/sh
 # Written by the swarmboot agent: tells the server this node reached multi-user.
 run={shlex.quote(run_dir)}
@@ -174,7 +188,8 @@ body=$(printf '{{"stage":"booted","status":"done","duration":%s,"message":"","im
 i=0
 while [ $i -lt 20 ]; do
   for url in {quoted}; do
-    if curl -fsS -m 10 -H 'Content-Type: application/json' --data-binary "$body" "$url" >/dev/null; then
+    if curl -fsS -m 10 -H 'Content-Type: application/json' -H {header} --data-binary "$body" "$url" \
+        >/dev/null; then
       echo "swarmboot: reported booted to $url"
       exit 0
     fi
@@ -188,7 +203,7 @@ exit 1
 
 
 def _ids(sysroot: Path, table: str, name: str) -> int:
-    if name.isdigit():
+    if name.isascii() and name.isdigit():
         return int(name)
     try:
         for line in (sysroot / "etc" / table).read_text().splitlines():
@@ -214,7 +229,7 @@ def safe_target(sysroot: Path, path: str) -> Path:
 
 
 def write_file(
-    sysroot: Path, rel: str, content: str, mode: int = 0o644, *, uid: int = 0, gid: int = 0
+    sysroot: Path, rel: str, content: str | bytes, mode: int = 0o644, *, uid: int = 0, gid: int = 0
 ) -> Path:
     target = safe_target(sysroot, "/" + rel.lstrip("/"))
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -222,7 +237,7 @@ def write_file(
         target.unlink()
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     try:
-        os.write(fd, content.encode())
+        os.write(fd, content.encode() if isinstance(content, str) else content)
         os.fchown(fd, uid, gid)
         os.fchmod(fd, mode)
     finally:
@@ -233,7 +248,19 @@ def write_file(
 def write_plan_file(sysroot: Path, f: NodeFile) -> Path:
     safe_target(sysroot, f.path)  # the plan's paths must be absolute
     uid, gid = _ids(sysroot, "passwd", f.owner), _ids(sysroot, "group", f.group)
-    return write_file(sysroot, f.path, f.content, f.mode, uid=uid, gid=gid)
+    return write_file(sysroot, f.path, file_content(f), f.mode, uid=uid, gid=gid)
+
+
+def file_content(f: NodeFile) -> str | bytes:
+    """A plan file's bytes: its text, or base64 decoded (the encoding of secret files)."""
+    if f.encoding == "":
+        return f.content
+    if f.encoding != "base64":
+        raise FilesError(f"node file {f.path}: unknown encoding {f.encoding!r}", hint="upgrade the agent")
+    try:
+        return base64.b64decode(f.content, validate=True)
+    except ValueError:
+        raise FilesError(f"node file {f.path}: its content is not base64", hint="fix it") from None
 
 
 def enable_unit(sysroot: Path, unit: str, target: str, source: str) -> None:
@@ -276,6 +303,7 @@ def write_node_files(
     report_urls: list[str],
     *,
     resolv_conf: Path | None = None,
+    token: str = "",
 ) -> dict[str, object]:
     """Write everything into the booted system; return what was done (for the event's details)."""
     node = plan.node
@@ -304,12 +332,13 @@ def write_node_files(
     if resolv_conf is not None and resolv_conf.is_file() and image_has_none:
         write_file(sysroot, "etc/resolv.conf", resolv_conf.read_text())
     written = [write_plan_file(sysroot, f) for f in plan.files]
+    secret = [write_plan_file(sysroot, f) for f in plan.secret_files]
     if report_urls:
         write_file(
             sysroot,
             REPORT_SCRIPT,
-            render_report_script(report_urls, plan.image.name, plan.image.version),
-            0o755,
+            render_report_script(report_urls, plan.image.name, plan.image.version, token=token),
+            0o700,
         )
         write_file(sysroot, f"etc/systemd/system/{BOOTED_UNIT}", render_booted_unit())
         enable_unit(sysroot, BOOTED_UNIT, "multi-user.target", f"/etc/systemd/system/{BOOTED_UNIT}")
@@ -317,5 +346,6 @@ def write_node_files(
         "network_stack": stack,
         "interfaces": [i.name or i.mac for i in ifaces],
         "files": [str(p.relative_to(sysroot)) for p in written],
+        "secret_files": len(secret),  # how many, never which contents
         "report": json.dumps(report_urls),
     }

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from bootagent.context import Console
+from ground.contract.cmdline import TOKEN_HEADER
 
 STOP = object()
 MAX_BUFFER = 500
@@ -54,6 +55,7 @@ class Reporter:
         self.heartbeat_seconds = heartbeat_seconds
         self.rng = rng or random.Random()
         self.urls: list[str] = []
+        self.token = ""  # this boot's token (swarmboot.token): every event carries it
         self.common: dict[str, Any] = {}
         self.current_stage = ""
         self.sent = 0
@@ -141,7 +143,8 @@ class Reporter:
             urls = list(self.urls)
         for i, url in enumerate(urls):
             try:
-                response = session.post(url, json=body, timeout=self.timeout)
+                headers = {TOKEN_HEADER: self.token} if self.token else {}
+                response = session.post(url, json=body, timeout=self.timeout, headers=headers)
             except requests.RequestException as exc:
                 self.console.debug(f"event to {url} failed: {exc}")
                 continue

@@ -13,9 +13,12 @@ from urllib.parse import urlsplit
 
 from bootagent.context import Console
 from bootagent.errors import PlanRejected, ServerError, UnknownNodeError
+from ground.contract.cmdline import TOKEN_HEADER
 from ground.contract.plan import BootPlan, format_version
+from ground.inputs import loads_json
 
-RETRY_STATUSES = {408, 409, 423, 425, 429, 500, 502, 503, 504}
+RETRY_STATUSES = {408, 409, 423, 425, 429, 500, 502, 503, 504, 507}
+MAX_PLAN_BYTES = 64 << 20  # a plan carries the node's files: generous, but bounded
 
 
 def backoff_delays(base: float, cap: float, rng: random.Random) -> Iterator[float]:
@@ -47,14 +50,18 @@ class ServerClient:
     def __post_init__(self) -> None:
         self.order = list(self.servers)
 
-    def fetch_plan(self, mac: str, node: str, deadline: float) -> tuple[BootPlan, str]:
-        """The boot plan and the server that gave it; retries every server until `deadline` seconds."""
+    def fetch_plan(self, mac: str, node: str, deadline: float, token: str = "") -> tuple[BootPlan, str]:
+        """The boot plan and the server that gave it; retries every server until `deadline` seconds.
+        With this boot's `token` the plan carries the node's secrets; the server takes a token
+        once, so a refusal of it (used already: 409, not ours: 403) is final."""
         params = {k: v for k, v in (("mac", mac), ("node", node)) if v}
         params["plan_version"] = format_version()  # the server renders for the version we speak
-        response, server = self.get("/api/v1/plan", params, deadline, what="the boot plan")
+        headers = {TOKEN_HEADER: token} if token else {}
+        response, server = self.get("/api/v1/plan", params, deadline, what="the boot plan", headers=headers)
         try:
-            return BootPlan.from_dict(response.json()), server
-        except ValueError as exc:  # PlanError is a ValueError, and so is bad JSON
+            document = loads_json(response.content, max_bytes=MAX_PLAN_BYTES, what="the plan")
+            return BootPlan.from_dict(document), server
+        except ValueError as exc:  # PlanError and InputError (size, depth, bad JSON) are ValueErrors
             raise PlanRejected(
                 f"the server {server} sent a boot plan this agent cannot read: {exc}",
                 hint="the server and the image's initramfs come from different swarmboot versions; "
@@ -72,7 +79,14 @@ class ServerClient:
         response, _ = self.get(path, {}, deadline, what)
         return bytes(response.content)
 
-    def get(self, path: str, params: dict[str, str], deadline: float, what: str) -> tuple[Any, str]:
+    def get(
+        self,
+        path: str,
+        params: dict[str, str],
+        deadline: float,
+        what: str,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[Any, str]:
         """GET `path` from the servers in turn until one answers 200, within `deadline` seconds."""
         import requests
 
@@ -84,7 +98,9 @@ class ServerClient:
             while True:
                 for server in list(self.order):
                     try:
-                        response = session.get(server + path, params=params, timeout=self.request_timeout)
+                        response = session.get(
+                            server + path, params=params, timeout=self.request_timeout, headers=headers
+                        )
                     except requests.RequestException as exc:
                         self._note(server, _short(exc))
                         continue
@@ -93,6 +109,12 @@ class ServerClient:
                     if status == 200:
                         self._promote(server)
                         return response, server
+                    if status == 409 and _code(response) == "token_used":
+                        raise PlanRejected(
+                            f"the server {server} refused this boot's token for {what}: {_detail(response)}",
+                            hint="someone may have fetched this node's secrets before it: tell the "
+                            "administrator (swarmboot node show); rebooting the node brings a new token",
+                        )
                     if status == 404:
                         unknown = f"{server}: {_detail(response)}"
                     elif status not in RETRY_STATUSES and status < 500:
@@ -153,6 +175,14 @@ def _short(exc: Exception) -> str:
             return "name not resolved"
         return "cannot connect"
     return type(exc).__name__
+
+
+def _code(response: Any) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    return str(body.get("code", "")) if isinstance(body, dict) else ""
 
 
 def _detail(response: Any) -> str:

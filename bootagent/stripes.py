@@ -10,7 +10,8 @@ fetching their stripes (when done owners helped, they asked the server for the p
 were about to get: 1.25-1.4 image copies at N = 4-16). `stripe=(-1, n)`: a leaf (a group larger
 than n) gets everything from peers, the server filtered from the start. After SERVER_FALLBACK
 seconds without progress the filter is dropped for good (an owner that is missing, a partial
-reboot of a large group). docs/swarm.md has the measurements.
+reboot of a large group), and the seeder is connected to again at once (it is gone from
+libtorrent's peer list by then: recovery.py). docs/swarm.md has the measurements.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ from bootagent.errors import DownloadError
 
 TOP_PRIORITY = 7
 DEFAULT_PRIORITY = 4
-SERVER_FALLBACK = 3.0  # seconds without progress before a filtered node fetches from the server again
+# seconds without progress before a filtered node fetches from the server again (with the seeder
+# connected to again at once: bootagent/recovery.py; 3 s gave 1.30 x T_min with a node killed, N = 4)
+SERVER_FALLBACK = 2.0
+# An owner with its whole stripe adopts the stripe before its own (index - 1) when that stripe has
+# stopped growing for this long, among the pieces this node has or its peers have: its owner is
+# gone (killed, rebooted). Only that one successor fetches the rest of it from the server and
+# passes it on; before, every owner fell back to the server for the same pieces at the end
+# (1.4-2.0 x T_min with a node killed: docs/swarm.md, "Faults").
+ADOPT_AFTER = 2.0
 
 
 def stripe_priorities(pieces: int, index: int, count: int) -> list[int]:
@@ -42,6 +51,9 @@ class StripePolicy:
     filtered: bool = False  # the server's address is filtered for peer connections now
     unfiltered: bool = False  # the filter was dropped for good (no progress without the server)
     own_left: list[int] = field(default_factory=list)  # an owner's stripe pieces it does not have yet
+    adopted: int = -1  # the stripe this node took over from a missing owner (-1: none)
+    _seen: int = -1  # how many pieces of the stripe before ours this node or its peers had
+    _grew_at: float = 0.0
 
     def __post_init__(self) -> None:
         if self.stripe is not None:
@@ -65,6 +77,29 @@ class StripePolicy:
         """Whether to filter the server from the start (a leaf does)."""
         self.filtered = self.leaf
         return self.filtered
+
+    def adopt_due(self, now: float, have: Callable[[int], bool], availability: list[int]) -> list[int] | None:
+        """The pieces of the stripe before ours to fetch from the server now (its owner is gone),
+        else None. Asked only of an owner with its whole stripe (filtered), once."""
+        if self.stripe is None or self.leaf or self.adopted >= 0 or not self.filtered:
+            return None
+        index, count = self.stripe
+        before = (index - 1) % count
+        if before == index:
+            return None
+        pieces = range(before, self.num_pieces, count)
+        missing = [k for k in pieces if not have(k)]
+        if not missing:
+            return None
+        seen = sum(1 for k in pieces if have(k) or (k < len(availability) and availability[k] > 0))
+        if seen > self._seen:
+            self._seen, self._grew_at = seen, now
+            return None
+        if now - self._grew_at <= ADOPT_AFTER:
+            return None
+        self.adopted = before
+        self.filtered, self.unfiltered = False, True
+        return missing
 
     def steer(self, have: Callable[[int], bool], since_progress: float) -> bool | None:
         """The new filter state when it changes this round, else None: an owner with its whole

@@ -47,11 +47,15 @@ def chroot_env(spec: ChrootSpec, interactive: bool = False) -> dict[str, str]:
     return env
 
 
-def namespace_argv(spec: ChrootSpec, command: Sequence[str]) -> list[str]:
-    argv = [
-        require_tool("unshare"), "--mount", "--propagation", "private", "--",
-        sys.executable, "-m", "builder.nsroot", "--root", str(spec.root),
-    ]
+def namespace_argv(spec: ChrootSpec, command: Sequence[str], contained: bool = False) -> list[str]:
+    """`unshare … python -m builder.nsroot … -- COMMAND`. `contained`: also a private PID
+    namespace whose first process dies with us (setpriv --pdeathsig: even when we are killed with
+    SIGKILL; unshare --kill-child), and with it everything the command started (dracut's helpers
+    included): no orphan survives an interrupted pack."""
+    argv = [require_tool("unshare"), "--mount", "--propagation", "private"]
+    if contained:
+        argv = [require_tool("setpriv"), "--pdeathsig", "KILL", "--", *argv, "--pid", "--kill-child=SIGKILL"]
+    argv += ["--", sys.executable, "-m", "builder.nsroot", "--root", str(spec.root)]
     if spec.kernel_version:
         argv += ["--kernel", spec.kernel_version]
     for host, inside in spec.binds:
@@ -82,7 +86,7 @@ def run_in_image(
 ) -> subprocess.CompletedProcess[str]:
     """Run `command` inside the image and wait for it."""
     return run(
-        namespace_argv(spec, command),
+        namespace_argv(spec, command, contained=True),
         env=_python_env(chroot_env(spec)),
         timeout=timeout,
         capture=capture,

@@ -43,7 +43,7 @@ def parse_compression(text: str) -> Compression:
     bounds = LEVELS[algorithm]
     if bounds is None:
         raise UsageError(f"compression {algorithm} takes no level (got {text!r})", hint=f"use {algorithm}")
-    if not level_text.isdigit() or not bounds[0] <= int(level_text) <= bounds[1]:
+    if not (level_text.isascii() and level_text.isdigit()) or not bounds[0] <= int(level_text) <= bounds[1]:
         raise UsageError(
             f"compression level for {algorithm} must be {bounds[0]}-{bounds[1]}, not {level_text!r}"
         )

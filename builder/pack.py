@@ -37,6 +37,7 @@ from ground import __version__
 from ground.config import Settings
 from ground.contract.image import AGENT_MOUNT_POINT
 from ground.errors import NotFoundError, SwarmbootError
+from ground.inputs import digits
 from ground.run import require_tool
 from ground.store import IMAGE_FILE, FileEntry, ImageStore, Manifest, write_atomic
 
@@ -247,7 +248,7 @@ def check_space(job: PackJob) -> None:
 
 def next_version(job: PackJob) -> int:
     vdir = job.store.versions_dir(job.name)
-    numbers = [int(p.name) for p in vdir.iterdir() if p.name.isdigit()] if vdir.is_dir() else []
+    numbers = [int(p.name) for p in vdir.iterdir() if digits(p.name)] if vdir.is_dir() else []
     return max(numbers, default=0) + 1
 
 

@@ -69,8 +69,8 @@ def check_package_names(names: list[str] | tuple[str, ...]) -> list[str]:
 
     from ground.errors import UsageError
 
-    pattern = re.compile(r"^[a-z0-9][a-z0-9+.-]+(?:[=/][A-Za-z0-9+.:~_-]+)?$")
-    bad = [name for name in names if not pattern.match(name)]
+    pattern = re.compile(r"[a-z0-9][a-z0-9+.-]+(?:[=/][A-Za-z0-9+.:~_-]+)?")  # fullmatch, not `$`
+    bad = [name for name in names if not pattern.fullmatch(name)]
     if bad:
         raise UsageError(
             f"invalid package name(s): {', '.join(map(repr, bad))}",

@@ -27,9 +27,10 @@ from typing import Any
 
 from builder.packages import check_package_names
 from ground.errors import UsageError
+from ground.inputs import bad_text
 
 PHASES: tuple[str, ...] = ("install", "packages", "post-install", "configure")
-HOOK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+HOOK_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # fullmatch: not `$` (a trailing newline)
 
 
 class RecipeError(UsageError):
@@ -77,7 +78,7 @@ def parse_recipe(text: str, path: Path) -> Recipe:
     where = str(path)
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise RecipeError(f"{where}: not valid TOML: {exc}") from exc
     unknown = set(data) - {"packages", "files", "hooks"}
     if unknown:
@@ -122,6 +123,8 @@ def _parse_file(entry: dict[str, Any], base: Path, where: str) -> RecipeFile:
     extra = set(entry) - {"source", "dest", "mode"}
     if extra or "source" not in entry or "dest" not in entry:
         raise RecipeError(f"{where}: each [[files]] needs 'source' and 'dest' (and optional 'mode')")
+    for key in ("source", "dest"):
+        _check_path(entry[key], f"[[files]] {key}", where)
     source = (base / str(entry["source"])).resolve()
     if not source.exists():
         raise RecipeError(f"{where}: file to copy in does not exist: {source}")
@@ -139,6 +142,15 @@ def _parse_file(entry: dict[str, Any], base: Path, where: str) -> RecipeFile:
     return RecipeFile(source=source, dest=dest, mode=mode)
 
 
+def _check_path(value: Any, what: str, where: str) -> None:
+    """A path from the recipe: a string, valid Unicode, one line, no NUL (the OS refuses those)."""
+    if not isinstance(value, str):
+        raise RecipeError(f"{where}: {what} must be a string, not {value!r}")
+    problem = bad_text(value)
+    if problem or not value:
+        raise RecipeError(f"{where}: {what} {value!r} is not a usable path: {problem or 'it is empty'}")
+
+
 def _parse_hook(phase: str, entry: dict[str, Any], base: Path, where: str) -> RecipeHook:
     if not isinstance(entry, dict):
         raise RecipeError(f"{where}: hooks.{phase} entries must be tables")
@@ -146,9 +158,11 @@ def _parse_hook(phase: str, entry: dict[str, Any], base: Path, where: str) -> Re
     if extra:
         raise RecipeError(f"{where}: hooks.{phase}: unknown key(s) {', '.join(sorted(extra))}")
     name = entry.get("name", "")
-    if not isinstance(name, str) or not HOOK_NAME_RE.match(name):
+    if not isinstance(name, str) or not HOOK_NAME_RE.fullmatch(name):
         raise RecipeError(f"{where}: hooks.{phase}: 'name' must be a simple name, not {name!r}")
     run, script = entry.get("run", ""), entry.get("script")
+    if not isinstance(run, str) or bad_text(run, multiline=True):
+        raise RecipeError(f"{where}: hook {phase}/{name}: 'run' must be a script (text without NUL)")
     if bool(run) == bool(script):
         raise RecipeError(f"{where}: hook {phase}/{name} needs exactly one of 'run' and 'script'")
     chroot = entry.get("chroot", True)
@@ -161,6 +175,7 @@ def _parse_hook(phase: str, entry: dict[str, Any], base: Path, where: str) -> Re
         )
     script_path = None
     if script:
+        _check_path(script, f"hook {phase}/{name}: 'script'", where)
         script_path = (base / str(script)).resolve()
         if not script_path.is_file():
             raise RecipeError(f"{where}: hook {phase}/{name}: script not found: {script_path}")

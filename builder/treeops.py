@@ -48,7 +48,7 @@ def clean_stale_staging(staging_dir: Path) -> list[str]:
         return removed
     for path in staging_dir.iterdir():
         parts = path.name.split(".")
-        if len(parts) < 3 or not parts[-2].isdigit():
+        if len(parts) < 3 or not (parts[-2].isascii() and parts[-2].isdigit()):
             continue
         pid = int(parts[-2])
         if pid == os.getpid() or Path(f"/proc/{pid}").exists():

@@ -53,6 +53,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rescue_group", str, "", "group whose image starts the rescue shell of unknown machines"),
     Setting("dhcp_interface", str, "", "interface `serve` runs dnsmasq on (empty: no DHCP/TFTP)"),
     Setting("tftp_root", Path, Path("/usr/lib/ipxe"), "directory with undionly.kpxe, snponly.efi, ipxe.efi"),
+    Setting("trusted_proxies", str, "",
+            "reverse proxies whose X-Forwarded-For is believed (default: none, not even loopback)"),
+    Setting("tracker_peers_per_ip", int, 16, "peers of one swarm the tracker keeps from one IP address"),
+    Setting("database_busy_seconds", int, 10, "how long a change waits for another writer (SQLite)"),
 )
 
 
@@ -74,6 +78,9 @@ class Settings:
     rescue_group: str = ""
     dhcp_interface: str = ""
     tftp_root: Path = Path("/usr/lib/ipxe")
+    trusted_proxies: str = ""
+    tracker_peers_per_ip: int = 16
+    database_busy_seconds: int = 10
     source: tuple[str, ...] = field(default=(), compare=False)
 
     # Derived locations: one definition each, used by every part.
@@ -182,7 +189,8 @@ def load_settings(
 def _validate(settings: Settings) -> None:
     if settings.image_format not in ("squashfs", "tar.zst"):
         raise ConfigError(f"image_format must be 'squashfs' or 'tar.zst', not {settings.image_format!r}")
-    if ":" not in settings.listen or not settings.listen.rpartition(":")[2].isdigit():
+    port = settings.listen.rpartition(":")[2]
+    if ":" not in settings.listen or not (port.isascii() and port.isdigit()):
         raise ConfigError(f"listen must be HOST:PORT, not {settings.listen!r}")
     if settings.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level must be debug, info, warning or error, not {settings.log_level!r}")

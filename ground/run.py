@@ -11,11 +11,13 @@ Stdlib only: the frozen boot agent uses this module too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
 import signal
 import subprocess
+import threading
 import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +34,7 @@ TOOL_PACKAGES: dict[str, str] = {
     "tar": "tar",
     "cpio": "cpio",
     "unshare": "util-linux",
+    "setpriv": "util-linux",
     "chroot": "coreutils",
     "mount": "mount",
     "umount": "mount",
@@ -55,6 +58,10 @@ TOOL_PACKAGES: dict[str, str] = {
 }
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The children run() waits for right now (in any thread): stop_children() ends them, e.g. when the
+# command is told to stop (SIGTERM) while a thread waits for dracut.
+_RUNNING: set[subprocess.Popen[str]] = set()
+_RUNNING_LOCK = threading.Lock()
 
 
 def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -121,6 +128,8 @@ def run(
         )
     except FileNotFoundError as exc:
         raise MissingToolError(args[0], TOOL_PACKAGES.get(Path(args[0]).name, args[0])) from exc
+    with _RUNNING_LOCK:
+        _RUNNING.add(proc)
     try:
         output, errors = proc.communicate(text_input, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -130,10 +139,24 @@ def run(
     except BaseException:
         stop(proc)
         raise
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(proc)
     result = subprocess.CompletedProcess(args, proc.returncode, output or "", errors or "")
     if check and proc.returncode != 0:
         raise CommandError(args, proc.returncode, result.stderr, result.stdout)
     return result
+
+
+def stop_children(grace: float = 2.0) -> int:
+    """Stop every command run() is waiting for (in any thread); how many. For a SIGTERM handler:
+    the threads waiting for them then see them fail and unwind."""
+    with _RUNNING_LOCK:
+        procs = list(_RUNNING)
+    for proc in procs:
+        with contextlib.suppress(SwarmbootError, OSError):
+            stop(proc, grace)
+    return len(procs)
 
 
 def _collected(proc: subprocess.Popen[str]) -> tuple[str, str]:
@@ -217,15 +240,17 @@ def spawn(
     stdout: int | object | None = subprocess.DEVNULL,
     stderr: int | object | None = None,
     new_session: bool = True,
+    stdin: int | object | None = subprocess.DEVNULL,
 ) -> Child:
-    """Start a long-running process; use the returned Child as a context manager (or stop() it)."""
+    """Start a long-running process; use the returned Child as a context manager (or stop() it).
+    `stdin=subprocess.PIPE` (with stdout=PIPE) talks to it through `child.proc.stdin/stdout`."""
     args = _argv(argv)
     if os.sep not in args[0]:
         require_tool(args[0])
     try:
         proc = subprocess.Popen(
             args,
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,  # type: ignore[arg-type]
             stdout=stdout,  # type: ignore[arg-type]
             stderr=stderr,  # type: ignore[arg-type]
             env=dict(env) if env is not None else base_env(extra_env),

@@ -28,15 +28,16 @@ from typing import Any
 
 from ground.config import Settings
 from ground.errors import ConflictError, NotFoundError, UsageError
+from ground.inputs import digits
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")  # fullmatch: `$` accepts a trailing newline
 MANIFEST_SCHEMA = 1
 IMAGE_FILE = {"squashfs": "image.squashfs", "tar.zst": "image.tar.zst"}
 
 
 def check_name(name: str, what: str = "image") -> str:
     """Return `name` if it is safe as a file name, URL part and hostname-like label."""
-    if not NAME_RE.match(name) or ".." in name:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or ".." in name:
         raise UsageError(
             f"invalid {what} name {name!r}",
             hint="use 1-63 characters: lower-case letters, digits, '.', '_' and '-', "
@@ -131,7 +132,7 @@ class ImageStore:
         if not self.root.is_dir():
             return []
         names = (p.name for p in self.root.iterdir() if (p / "rootfs").is_dir())
-        return sorted(name for name in names if NAME_RE.match(name))
+        return sorted(name for name in names if NAME_RE.fullmatch(name))
 
     def versions(self, name: str) -> list[int]:
         """Complete versions of an image, oldest first."""
@@ -139,7 +140,7 @@ class ImageStore:
         if not vdir.is_dir():
             return []
         return sorted(
-            int(p.name) for p in vdir.iterdir() if p.name.isdigit() and (p / "manifest.json").is_file()
+            int(p.name) for p in vdir.iterdir() if digits(p.name) and (p / "manifest.json").is_file()
         )
 
     def current_version(self, name: str) -> int | None:
@@ -204,10 +205,23 @@ class ImageStore:
             os.close(fd)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write a file so readers see the old or the new content, never a part."""
+def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
+    """Write a file so readers see the old or the new content, never a part. `mode` (e.g. 0o600
+    for a file with secrets) is set before any content is written."""
     tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    tmp.write_text(text)
-    with open(tmp) as handle:
-        os.fsync(handle.fileno())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 if mode is None else mode)
+    try:
+        if mode is not None:
+            os.fchmod(fd, mode)
+        with os.fdopen(fd, "w") as handle:
+            fd = -1
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     tmp.replace(path)

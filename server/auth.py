@@ -24,7 +24,8 @@ def token_path(home: Path, name: str = TOKEN_FILE) -> Path:
 def ensure_token(home: Path, name: str = TOKEN_FILE) -> str:
     """Read the token, creating it (mode 0600, atomically) the first time."""
     path = token_path(home, name)
-    home.mkdir(parents=True, exist_ok=True)
+    if not home.exists():
+        home.mkdir(parents=True, mode=0o700)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

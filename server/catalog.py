@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from ground.inputs import digits
 from ground.store import Manifest
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class Catalog:
         for image_dir in image_dirs:
             for vdir in (image_dir / "versions").iterdir():
                 mpath = vdir / "manifest.json"
-                if not vdir.name.isdigit():
+                if not digits(vdir.name):
                     continue
                 try:
                     mtime = mpath.stat().st_mtime

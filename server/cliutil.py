@@ -9,6 +9,7 @@ from typing import Any
 
 from ground.config import Settings
 from ground.errors import UsageError
+from ground.inputs import printable
 
 
 def database(settings: Settings) -> Any:
@@ -23,16 +24,19 @@ def emit_json(data: Any) -> None:
 
 
 def _cell(value: Any) -> str:
+    """One table cell or record value, safe to print: what nodes sent (messages, details) may hold
+    terminal escape sequences, which are dropped (an event must not retitle or clear the screen)."""
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
-        return ",".join(str(v) for v in value) or "-"
+        return printable(",".join(str(v) for v in value)) or "-"
     if isinstance(value, dict):
-        return ",".join(f"{k}={v}" for k, v in value.items() if v) or "-"
+        return printable(",".join(f"{k}={v}" for k, v in value.items() if v)) or "-"
     text = str(value)
-    return text.splitlines()[0] + " …" if "\n" in text else (text or "-")
+    text = text.splitlines()[0] + " …" if "\n" in text else (text or "-")
+    return printable(text)
 
 
 def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
@@ -46,13 +50,14 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
 
 def record(data: dict[str, Any], indent: str = "") -> str:
     lines = []
-    for key, value in data.items():
+    for raw_key, value in data.items():
+        key = printable(raw_key)
         if isinstance(value, dict) and value:
             lines.append(f"{indent}{key}:")
             lines.append(record(value, indent + "  "))
         elif isinstance(value, str) and "\n" in value:
             lines.append(f"{indent}{key}: |")
-            lines.extend(f"{indent}  {line}" for line in value.splitlines())
+            lines.extend(f"{indent}  {printable(line)}" for line in value.splitlines())
         elif isinstance(value, list) and value and isinstance(value[0], dict):
             lines.append(f"{indent}{key}:")
             for item in value:

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from ground import run as runmod
 from ground.config import Settings
 from ground.errors import SwarmbootError, UsageError
+from server.inventory import validate
 from server.inventory.db import Database
 from server.inventory.models import Network, Node
 
@@ -104,6 +105,7 @@ def render_conf(
         if net.dns:
             lines.append(f"dhcp-option=tag:{tag},option:dns-server,{','.join(net.dns)}")
         if net.domain:
+            validate.domain(net.domain, f"network {net.name}: domain")  # no line of its own
             lines.append(f"dhcp-option=tag:{tag},option:domain-name,{net.domain}")
         if net.mtu:
             lines.append(f"dhcp-option=tag:{tag},option:mtu,{net.mtu}")

@@ -8,16 +8,18 @@ lists every node's state for `swarmboot node status`.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from ground.contract.sets import EventStage, EventStatus, names
 from ground.errors import NotFoundError, UsageError
+from ground.inputs import InputError, clean, depth, loads_json
 from server.inventory.db import Database
-from server.inventory.models import Group, Node, NodeEvent, NodeInstall, NodeState
+from server.inventory.models import Group, Node, NodeAlert, NodeEvent, NodeInstall, NodeState
 
 if TYPE_CHECKING:
     from server.catalog import Catalog
@@ -27,12 +29,36 @@ STAGES = names(EventStage)
 STATUSES = names(EventStatus)
 EVENT_KEYS = ("stage", "status", "progress", "duration", "message", "image", "version", "details")
 MAX_MESSAGE = 4000
+# Limits of what a node may send (nodes are not trusted): the body, the nesting of `details`, the
+# number of values in it, and what the merged details of a node may grow to.
+MAX_EVENT_BYTES = 64 * 1024
+MAX_EVENT_DEPTH = 8  # the event object, details, and six levels below
+MAX_DETAIL_VALUES = 500
+MAX_DETAILS_BYTES = 64 * 1024
+MAX_DURATION = 10**7  # seconds (about 4 months)
+MAX_VERSION = 2**31 - 1
 # A node that is provisioning and silent for this long is shown as "silent".
 SILENT_AFTER = dt.timedelta(seconds=60)
 
 
 class EventError(UsageError):
     """An event that does not follow the format (HTTP 422)."""
+
+
+class EventTooLarge(EventError):
+    """An event body over MAX_EVENT_BYTES (HTTP 413)."""
+
+    status = 413
+
+
+def decode(body: bytes) -> Any:
+    """The event's JSON, within the limits (size, depth, valid Unicode): EventError otherwise."""
+    if len(body) > MAX_EVENT_BYTES:
+        raise EventTooLarge(f"the event is larger than {MAX_EVENT_BYTES} bytes")
+    try:
+        return loads_json(body, max_bytes=MAX_EVENT_BYTES, max_depth=MAX_EVENT_DEPTH, what="the event")
+    except InputError as exc:
+        raise EventError(str(exc)) from None
 
 
 def parse(data: Any) -> dict[str, Any]:
@@ -57,8 +83,8 @@ def parse(data: Any) -> dict[str, Any]:
                 raise EventError(f"event {key} must be a number, not {value!r}")
             if key == "progress" and not 0 <= value <= 1:
                 raise EventError(f"event progress must be between 0 and 1, not {value}")
-            if key == "duration" and value < 0:
-                raise EventError(f"event duration must not be negative, not {value}")
+            if key == "duration" and not 0 <= value <= MAX_DURATION:
+                raise EventError(f"event duration must be between 0 and {MAX_DURATION} s, not {value}")
         event[key] = value
     message = data.get("message") or ""
     if not isinstance(message, str):
@@ -70,12 +96,51 @@ def parse(data: Any) -> dict[str, Any]:
         version is not None and (not isinstance(version, int) or isinstance(version, bool))
     ):
         raise EventError("event image must be a string and version an integer")
+    if len(image) > 63 or (version is not None and not 0 <= version <= MAX_VERSION):
+        raise EventError(f"event image must be a name (at most 63 characters) and version 0-{MAX_VERSION}")
     event["image"], event["version"] = image, version
     details = data.get("details") or {}
     if not isinstance(details, dict):
         raise EventError("event details must be an object")
+    if depth(details) > MAX_EVENT_DEPTH - 1:
+        raise EventError(f"event details are nested deeper than {MAX_EVENT_DEPTH - 1} levels")
+    if _values(details) > MAX_DETAIL_VALUES:
+        raise EventError(f"event details hold more than {MAX_DETAIL_VALUES} values")
+    problem = _bad_numbers(details)
+    if problem:
+        raise EventError(f"event details: {problem}")
     event["details"] = details
     return event
+
+
+def _values(data: Any) -> int:
+    count, stack = 0, [data]
+    while stack:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
+def _bad_numbers(data: Any) -> str:
+    """Numbers a database column or a JSON encoder cannot take (> 64 bits, NaN, infinity)."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int) and not -(2**63) <= item < 2**63:
+            return f"the number {str(item)[:30]}… is larger than 64 bits"
+        if isinstance(item, float) and not math.isfinite(item):
+            return f"{item} is not a finite number"
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return ""
 
 
 def _state_for(event: dict[str, Any], previous: str) -> str:
@@ -155,7 +220,10 @@ def apply(
     elif state.state != "failed":
         state.message = ""
     if event["details"]:
-        state.details = {**(state.details or {}), **event["details"]}
+        merged = {**(state.details or {}), **event["details"]}
+        if len(json.dumps(merged)) > MAX_DETAILS_BYTES:  # keep the newest, not an ever-growing blob
+            merged = dict(event["details"])
+        state.details = merged
     from server import install
 
     install.on_event(session, node, event, now)
@@ -163,13 +231,26 @@ def apply(
 
 
 def record(
-    db: Database, name: str, event: dict[str, Any], address: str = "", *, server: str = ""
+    db: Database,
+    name: str,
+    event: dict[str, Any],
+    address: str = "",
+    token: str | None = None,
+    *,
+    server: str = "",
 ) -> dict[str, Any]:
+    """Fold one event into the node's state. `token`: the one the request carried (the HTTP
+    route always passes it, "" for none; it must be the node's current token); None: an event
+    the server itself records. `server`: the head node that received it."""
     now = dt.datetime.now(dt.UTC)
     with db.write_state() as session:
         node = session.execute(select(Node).where(Node.name == name)).unique().scalar_one_or_none()
         if node is None:
             raise NotFoundError(f"no node named {name!r}")
+        if token is not None:
+            from server import tokens
+
+            tokens.check_for_events(session, node, token)
         state = apply(session, node, event, address, now, server=server)
         return state_dict(node, state, now)
 
@@ -209,6 +290,7 @@ def state_dict(node: Node, state: NodeState | None, now: dt.datetime) -> dict[st
     shown = state.state
     if shown == "provisioning" and last is not None and now - last > SILENT_AFTER:
         shown = "silent"
+    # What nodes sent, with anything that cannot be encoded replaced (rows from before the checks)
     return {
         "name": node.name,
         "group": node.group.name,
@@ -216,14 +298,14 @@ def state_dict(node: Node, state: NodeState | None, now: dt.datetime) -> dict[st
         "stage": state.stage,
         "status": state.status,
         "progress": state.progress,
-        "image": state.image,
+        "image": clean(state.image),
         "version": state.version,
         "last_seen": _iso(last),
         "seen_seconds_ago": None if ago is None else round(ago, 1),
         "boot_started": _iso(state.boot_started),
-        "message": state.message,
+        "message": clean(state.message),
         "address": state.address,
-        "details": state.details or {},
+        "details": clean(state.details or {}),
     }
 
 
@@ -244,9 +326,13 @@ def status(
         )
         if names:
             query = query.where(Node.name.in_(names))
+        counts = dict(
+            session.execute(select(NodeAlert.node_id, func.count()).group_by(NodeAlert.node_id)).all()
+        )
         rows = []
         for node, state, record in session.execute(query).unique().all():
             row = state_dict(node, state, now)
+            row["alerts"] = int(counts.get(node.id, 0))
             version = catalog.get(node.group.image, node.group.image_version) if catalog else None
             disk = install.status(record, node, version)
             if disk is not None:
@@ -281,6 +367,22 @@ def _iso_ms(value: dt.datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     return value.isoformat(timespec="milliseconds")
+
+
+def alerts(db: Database, name: str, limit: int = 20) -> list[dict[str, Any]]:
+    """The node's newest alerts (a replayed token, another node's token: server/tokens.py)."""
+    with db.read() as session:
+        query = (
+            select(NodeAlert)
+            .join(Node, Node.id == NodeAlert.node_id)
+            .where(Node.name == name)
+            .order_by(NodeAlert.id.desc())
+            .limit(limit)
+        )
+        return [
+            {"at": _iso(a.at), "kind": a.kind, "message": clean(a.message), "address": a.address}
+            for a in session.execute(query).scalars()
+        ]
 
 
 def running_versions(db: Database) -> set[tuple[str, int]]:

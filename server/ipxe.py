@@ -13,6 +13,8 @@ from pathlib import Path
 import jinja2
 
 from ground.contract.cmdline import boot_arguments
+from ground.errors import ConflictError
+from ground.inputs import bad_text, printable
 from server.catalog import Catalog, Version
 from server.inventory.models import Node
 
@@ -36,9 +38,17 @@ def platform_of(value: str | None) -> str:
 
 
 def cmdline(
-    node: Node | None, version: Version, server_url: str, mac: str, *, platform: str, service: bool
+    node: Node | None,
+    version: Version,
+    server_url: str,
+    mac: str,
+    *,
+    platform: str,
+    service: bool,
+    token: str = "",
 ) -> str:
-    args = boot_arguments(server_url, node.name if node is not None else "", mac, service=service)
+    name = node.name if node is not None else ""
+    args = boot_arguments(server_url, name, mac, service=service, token=token)
     args += ["ip=dhcp", "rd.neednet=1"]
     group_args = node.group.kernel_args if node is not None else ""
     node_args = node.kernel_args if node is not None else ""
@@ -48,7 +58,14 @@ def cmdline(
     if platform == "efi":
         args.append(f"initrd={version.manifest.initramfs.name}")
     args += [a for a in (group_args, node_args) if a]
-    return " ".join(args)
+    line = " ".join(args)
+    problem = bad_text(line)
+    if problem:  # the inventory refuses these; a row from before that check must not add script lines
+        raise ConflictError(
+            f"the kernel command line of {node.name if node else 'the rescue shell'} is refused: {problem}",
+            hint="fix the group's and the node's kernel_args (swarmboot group set / node set --kernel-args)",
+        )
+    return line
 
 
 def render_start(server_url: str) -> str:
@@ -64,6 +81,7 @@ def render_node(
     platform: str,
     service: bool,
     group_name: str = "",
+    token: str = "",
 ) -> str:
     m = version.manifest
     return (
@@ -81,7 +99,9 @@ def render_node(
             kernel_url=catalog.url(version, m.kernel.name),
             initrd_url=catalog.url(version, m.initramfs.name),
             # every head node sharing the inventory, this one first (the agent fails over)
-            cmdline=cmdline(node, version, catalog.server_list, mac, platform=platform, service=service),
+            cmdline=cmdline(
+                node, version, catalog.server_list, mac, platform=platform, service=service, token=token
+            ),
         )
     )
 
@@ -104,11 +124,12 @@ def render_menu(
 
 
 def render_message(title: str, lines: list[str], mac: str, server_url: str, retry: int = 30) -> str:
-    safe = [line.replace("${", "$ {") for line in lines]
+    safe = [printable(line).replace("${", "$ {") for line in lines]
     return (
         env()
         .get_template("message.ipxe.j2")
-        .render(title=title.replace("\n", " "), lines=safe, mac=mac, server_url=server_url, retry=retry)
+        .render(title=printable(title).replace("${", "$ {"), lines=safe, mac=mac, server_url=server_url,
+                retry=retry)
     )
 
 

@@ -8,11 +8,9 @@ node. Template variables: node, group, network, image, server_url (see docs/serv
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 from typing import Any
 
-import jinja2
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import object_session
 
@@ -36,10 +34,10 @@ from ground.contract.plan import (
     parse_version,
 )
 from ground.contract.sets import ImageFormat, RootMode
-from ground.errors import ConflictError, NotFoundError, UsageError
+from ground.errors import ConflictError, UsageError
 from server.catalog import Catalog, Version
 from server.inventory.models import Group, Node
-from server.inventory.objects import template_env
+from server.templates import TemplateFailure, renderer
 
 HEARTBEAT_SECONDS = 10
 # At most this many nodes of a group own a stripe of the image (fetch it from the server first and
@@ -54,13 +52,13 @@ class PlanRenderError(ConflictError):
 
 def image_version(group: Group, catalog: Catalog) -> Version:
     version = catalog.get(group.image, group.image_version)
-    if version is None:
+    if version is None:  # 409, not 404: the agent reads 404 as "the server does not know this node"
         if group.image_version is not None:
-            raise NotFoundError(
+            raise PlanRenderError(
                 f"group {group.name}: image {group.image!r} has no packed version {group.image_version}",
                 hint=f"pack it, or unpin: swarmboot group set {group.name} --image-version current",
             )
-        raise NotFoundError(
+        raise PlanRenderError(
             f"group {group.name}: image {group.image!r} has no packed version",
             hint=f"pack it with: swarmboot image pack {group.image}",
         )
@@ -98,30 +96,34 @@ def template_context(node: Node, version: Version, server_url: str) -> dict[str,
     m = version.manifest
     return {
         "node": node_vars,
-        "group": group_dict(node.group),
+        "group": {k: v for k, v in group_dict(node.group).items() if k != "secret_files"},
         "network": network_dict(node.network) if node.network else {},
         "image": {"name": m.image, "version": m.version, "kernel_version": m.kernel_version},
         "server_url": server_url,
     }
 
 
-@functools.lru_cache(maxsize=512)
-def _compiled(text: str) -> jinja2.Template:
-    return template_env().from_string(text)
-
-
 def render_files(node: Node, version: Version, server_url: str) -> tuple[NodeFile, ...]:
+    """The group's files rendered for this node, in the render process (server/templates.py:
+    bounded time, memory and output); any template error is a PlanRenderError (HTTP 409)."""
     context = template_context(node, version, server_url)
+    entries = list(node.group.files)
+    try:
+        results = renderer().render([e["template"] for e in entries], context)
+    except TemplateFailure as exc:
+        raise PlanRenderError(
+            f"node {node.name}: the file templates of group {node.group.name} failed: {exc}",
+            hint=f"simplify them: swarmboot group show {node.group.name}",
+        ) from None
     files = []
-    for entry in node.group.files:
-        try:
-            content = _compiled(entry["template"]).render(context)
-        except jinja2.TemplateError as exc:
+    for entry, (outcome, content) in zip(entries, results, strict=True):
+        if outcome != "ok":
             raise PlanRenderError(
-                f"node {node.name}: the template of {entry['path']} (group {node.group.name}) failed: {exc}",
+                f"node {node.name}: the template of {entry['path']} (group {node.group.name}) failed: "
+                f"{content}",
                 hint="variables: node, group, network, image, server_url; fix it with: "
                 f"swarmboot group set {node.group.name} --file {entry['path']}=TEMPLATE",
-            ) from None
+            )
         files.append(
             NodeFile(
                 path=entry["path"],
@@ -188,10 +190,18 @@ def root_spec(group: Group, minor: int, node: Node | None = None) -> RootSpec:
 
 
 def build(
-    node: Node, catalog: Catalog, server_url: str, boot_mac: str | None = None, *, minor: int = PLAN_MINOR
+    node: Node,
+    catalog: Catalog,
+    server_url: str,
+    boot_mac: str | None = None,
+    *,
+    minor: int = PLAN_MINOR,
+    secret_files: tuple[NodeFile, ...] = (),
+    seeder_port: int = 0,
 ) -> BootPlan:
     """The node's plan for an agent of plan version PLAN_MAJOR.minor (PlanRenderError: it cannot
-    be built, e.g. a template error, or a feature that agent lacks)."""
+    be built, e.g. a template error, or a feature that agent lacks). `secret_files`: the secrets
+    of a request with the node's token (server/tokens.py); the public part has none."""
     group = node.group
     version = image_version(group, catalog)
     m = version.manifest
@@ -224,6 +234,7 @@ def build(
         files=render_files(node, version, server_url),
         ssh_authorized_keys=tuple(group.ssh_keys),
         kernel_args=kernel_args,
-        torrent=TorrentOptions(stripe=stripe, stripes=stripes),
+        torrent=TorrentOptions(stripe=stripe, stripes=stripes, seeder_port=seeder_port),
         service=node.service,
+        secret_files=secret_files,
     )

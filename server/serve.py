@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def bind(listen: str) -> socket.socket:
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise UsageError(f"--listen takes HOST:PORT, not {listen!r}", hint="e.g. --listen 0.0.0.0:8080")
     host = host.strip("[]") or "0.0.0.0"
     try:
@@ -112,6 +112,10 @@ def serve(settings: Settings, listen: str, dhcp_interface: str = "", seeder: boo
             loop="uvloop",
             http="httptools",
             timeout_keep_alive=30,
+            # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: then anyone on the host,
+            # or a proxy nobody configured, could pose as any node address (the tracker's peers).
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=settings.trusted_proxies or None,
             backlog=2048,
             log_level=settings.log_level,
         )

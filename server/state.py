@@ -30,6 +30,7 @@ class Counters:
     plans: int = 0
     plan_cache_hits: int = 0
     events: int = 0
+    token_refusals: int = 0
 
     def add_bytes(self, key: str, n: int) -> None:
         self.http_bytes[key] = self.http_bytes.get(key, 0) + n
@@ -43,7 +44,9 @@ class ServerState:
         self.db = db or Database.from_settings(settings, pool_size=20)
         self.catalog = Catalog(settings.images_dir, self.server_url)
         self.ip_switch: dict[str, str] = {}
-        self.tracker = Tracker(known=self.catalog.knows, switch_of=self.ip_switch.get)
+        self.tracker = Tracker(
+            known=self.catalog.knows, switch_of=self.ip_switch.get, peers_per_ip=settings.tracker_peers_per_ip
+        )
         self.plan_cache: dict[bytes, bytes] = {}
         self.cache_epoch = 0
         self.db_generation = -1

@@ -31,6 +31,10 @@ DEFAULT_NUMWANT = 50
 MAX_NUMWANT = 200
 EVENTS = (b"", b"started", b"stopped", b"completed", b"paused")
 MAX_QUERY = 4096
+# At most this many peers of one swarm from one IP address (different ports): one machine cannot
+# fill a swarm's peer lists (what the tracker hands out) with itself. A new one from an address at
+# its limit replaces that address's least recently seen peer. Tests run many clients on loopback.
+PEERS_PER_IP = 16
 
 
 class AnnounceError(ValueError):
@@ -87,6 +91,7 @@ class Swarm:
     leechers: PeerList = field(default_factory=PeerList)  # left > 0
     seeds: PeerList = field(default_factory=PeerList)  # left == 0
     by_switch: dict[str, PeerList] = field(default_factory=dict)
+    by_ip: dict[str, dict[int, Peer]] = field(default_factory=dict)  # ip -> port -> peer
     completed: int = 0
     has_v6: bool = False
     # what peers that left (stopped or expired) had reported last
@@ -96,12 +101,17 @@ class Swarm:
     def add(self, peer: Peer) -> None:
         self.has_v6 = self.has_v6 or peer.v6
         self.peers[(peer.ip, peer.port)] = peer
+        self.by_ip.setdefault(peer.ip, {})[peer.port] = peer
         (self.seeds if peer.left == 0 else self.leechers).add(peer)
         if peer.switch is not None:
             self.by_switch.setdefault(peer.switch, PeerList()).add(peer)
 
     def remove(self, peer: Peer) -> None:
         del self.peers[(peer.ip, peer.port)]
+        same_ip = self.by_ip[peer.ip]
+        del same_ip[peer.port]
+        if not same_ip:
+            del self.by_ip[peer.ip]
         (self.seeds if peer.left == 0 else self.leechers).remove(peer)
         if peer.switch is not None:
             self.by_switch[peer.switch].remove(peer)
@@ -205,7 +215,10 @@ class Tracker:
         interval: int = INTERVAL,
         peer_ttl: float = PEER_TTL,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        peers_per_ip: int = PEERS_PER_IP,
     ) -> None:
+        self.peers_per_ip = peers_per_ip
         self.known = known or (lambda _h: True)
         self.switch_of = switch_of or (lambda _ip: None)
         self.interval = interval
@@ -255,6 +268,9 @@ class Tracker:
                 packed, v6 = _compact(ip, req.port)
             except ValueError:
                 raise AnnounceError(f"invalid client address {ip!r}") from None
+            same_ip = swarm.by_ip.get(ip, {})
+            if len(same_ip) >= self.peers_per_ip:  # the address's oldest peer makes room
+                swarm.retire(min(same_ip.values(), key=lambda p: p.seen))
             peer = Peer(
                 req.peer_id,
                 ip,

@@ -2,7 +2,11 @@
 
     root=swarmboot swarmboot.server=URL[,URL…] swarmboot.node=NAME swarmboot.mac=MAC
     [swarmboot.service=1] [swarmboot.break=STAGE] [swarmboot.debug=1]
-    [swarmboot.plan_timeout=SECONDS] [swarmboot.rescue_timeout=SECONDS]
+    [swarmboot.plan_timeout=SECONDS] [swarmboot.rescue_timeout=SECONDS] [swarmboot.token=TOKEN]
+
+`swarmboot.token` is the per-boot token the server put into this node's iPXE script: the agent
+sends it (header TOKEN_HEADER) with the plan request, which then carries the node's secrets (once:
+the first such request uses it up), and with every event (docs/security.md).
 
 `ARGUMENTS` is the one list of the agent's arguments: the server renders with `boot_arguments()`,
 the agent parses with `parse_cmdline()` (called from the agent's main, never at import).
@@ -28,6 +32,8 @@ from ground.errors import SwarmbootError
 PREFIX = "swarmboot."
 MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 NODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")
+TOKEN_HEADER = "X-Swarmboot-Token"  # how the agent sends swarmboot.token to the server
 MAX_SECONDS = 86400.0
 HINT = "fix the node's kernel arguments (the group's kernel_args, or the iPXE script) and reboot"
 
@@ -52,6 +58,7 @@ ARGUMENTS: tuple[Argument, ...] = (
     Argument("debug", "1|0", "debug messages on the console too"),
     Argument("plan_timeout", "SECONDS", "how long to keep asking for the boot plan (default 300)"),
     Argument("rescue_timeout", "SECONDS", "how long a rescue or service shell waits (default 3600)"),
+    Argument("token", "TOKEN", "this boot's token from the server: the plan's secrets (once) and events"),
 )
 KNOWN = frozenset(a.name for a in ARGUMENTS)
 
@@ -68,9 +75,12 @@ class AgentArgs:
     rescue_timeout: float = 3600.0
     root: str = ""
     warnings: tuple[str, ...] = ()  # unknown swarmboot.* arguments, ignored
+    token: str = ""  # swarmboot.token: this boot's token (plan secrets, events)
 
 
-def boot_arguments(server_url: str, node: str, mac: str, *, service: bool = False) -> list[str]:
+def boot_arguments(
+    server_url: str, node: str, mac: str, *, service: bool = False, token: str = ""
+) -> list[str]:
     """What the server's iPXE script puts on the kernel command line for the agent."""
     args = ["root=swarmboot", f"{PREFIX}server={server_url}"]
     if node:
@@ -78,6 +88,8 @@ def boot_arguments(server_url: str, node: str, mac: str, *, service: bool = Fals
     args.append(f"{PREFIX}mac={mac}")
     if service:
         args.append(f"{PREFIX}service=1")
+    if token:
+        args.append(f"{PREFIX}token={token}")
     return args
 
 
@@ -159,6 +171,9 @@ def parse_cmdline(text: str) -> AgentArgs:
         raise CmdlineError(f"{PREFIX}mac={values['mac']!r} is not a MAC address (aa:bb:cc:dd:ee:ff)", HINT)
     if not node and not mac:
         raise CmdlineError(f"neither {PREFIX}node=NAME nor {PREFIX}mac=MAC is given", HINT)
+    token = values.get("token", "")
+    if token and not TOKEN_RE.fullmatch(token):
+        raise CmdlineError(f"{PREFIX}token: not a token (16-128 of A-Z a-z 0-9 _ -)", HINT)
     break_at = values.get("break", "")
     if break_at and break_at not in names_of_breakable():
         raise CmdlineError(
@@ -177,6 +192,7 @@ def parse_cmdline(text: str) -> AgentArgs:
         ),
         root=root,
         warnings=warnings,
+        token=token,
     )
 
 

@@ -30,15 +30,17 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from ground.contract.layout import DiskLayout, KeptPartition
 from ground.contract.sets import ImageFormat, RootMode
+from ground.inputs import digits
 
 PLAN_MAJOR = 1
-PLAN_MINOR = 1  # 1.1: the disk root mode (issue 10); the integrator renumbers parallel bumps here
+PLAN_MINOR = 2  # 1.1: the disk root mode (issue 10); 1.2: node secrets, file encoding, seeder port (issue 13)
 LEGACY_VERSION = (1, 0)  # what an agent that does not say which version it speaks gets
 PLAN_VERSION = PLAN_MAJOR  # the `version` field: the major
 
 # The minor of the plan format in which each root mode appeared: an agent that speaks an older
 # minor cannot boot it (tests/unit/test_contract.py: every mode has an entry).
 DISK_SINCE = 1  # the disk root mode and its fields
+SECRETS_SINCE = 2  # secret_files, NodeFile.encoding, torrent.seeder_port
 ROOT_MODE_SINCE: dict[RootMode, int] = {RootMode.OVERLAY: 0, RootMode.TMPFS: 0, RootMode.DISK: DISK_SINCE}
 
 
@@ -54,7 +56,7 @@ def format_version(major: int = PLAN_MAJOR, minor: int = PLAN_MINOR) -> str:
 def parse_version(text: str) -> tuple[int, int]:
     """'1.3' -> (1, 3); '1' -> (1, 0). PlanError for anything else."""
     major, dot, minor = text.strip().partition(".")
-    if not major.isdigit() or (dot and not minor.isdigit()) or len(text) > 16:
+    if len(text) > 16 or not digits(major) or (dot and not digits(minor)):
         raise PlanError(f"plan version {text!r} is not MAJOR.MINOR (e.g. {format_version()})")
     return int(major), int(minor or 0)
 
@@ -133,6 +135,7 @@ class NodeFile:
     mode: int = 0o644
     owner: str = "root"
     group: str = "root"
+    encoding: str = field(default="", metadata=since(SECRETS_SINCE))  # "": the text itself; "base64": bytes
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,9 @@ class TorrentOptions:
     # `stripe` from the server first and passes it on (-1: a leaf, it gets everything from peers).
     stripe: int = -1
     stripes: int = 0
+    # The port the server's seeder listens on (0: unknown): where the agent connects to it again
+    # after a server restart, whatever the tracker knows by then (bootagent/recovery.py).
+    seeder_port: int = field(default=0, metadata=since(SECRETS_SINCE))
 
 
 @dataclass(frozen=True)
@@ -171,6 +177,9 @@ class BootPlan:
     kernel_args: str = ""
     torrent: TorrentOptions = field(default_factory=TorrentOptions)
     service: bool = False  # the server asks this node to stop in service mode
+    # The node's secrets (the group's secret files, its SSH host keys): only in the plan fetched
+    # with this boot's token, which that fetch uses up (docs/security.md).
+    secret_files: tuple[NodeFile, ...] = field(default=(), metadata=since(SECRETS_SINCE))
 
     @classmethod
     def from_dict(cls, data: Any) -> BootPlan:

@@ -38,9 +38,14 @@ async def nodes(request: Request) -> list[dict[str, Any]]:
     return await run_in_threadpool(events.status, state.db, None, state.catalog)
 
 
+@router.get("/nodes/{name}/alerts")
+async def node_alerts(request: Request, name: str) -> list[dict[str, Any]]:
+    return await run_in_threadpool(events.alerts, state_of(request).db, name)
+
+
 @router.get("/inventory")
-async def inventory(request: Request) -> dict[str, Any]:
-    return await run_in_threadpool(crud.export, state_of(request).db)
+async def inventory(request: Request, secrets: bool = False) -> dict[str, Any]:
+    return await run_in_threadpool(crud.export, state_of(request).db, secrets)
 
 
 @router.get("/stats")

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from ground import __version__
+from ground.contract.cmdline import TOKEN_HEADER
 from ground.errors import ConflictError, NotFoundError, SwarmbootError, UsageError
 from server.api import admin, boot, images, nodes, operator
 from server.api.metrics import MeasuredApp
@@ -30,10 +31,14 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 REFRESH_SECONDS = 1.0
 TEXT = [(b"content-type", b"text/plain")]
-JSON = [(b"content-type", b"application/json")]
+JSON = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+TOKEN_KEY = TOKEN_HEADER.lower().encode()  # a plan request with a token is never answered from the cache
 
 
 def status_of(error: SwarmbootError) -> int:
+    status = getattr(error, "status", None)
+    if isinstance(status, int):
+        return status
     if isinstance(error, NotFoundError):
         return 404
     if isinstance(error, ConflictError):
@@ -87,7 +92,10 @@ def create_api(state: ServerState) -> FastAPI:
 
     @api.exception_handler(SwarmbootError)
     async def swarmboot_error(_request: Request, exc: SwarmbootError) -> JSONResponse:
-        return JSONResponse({"error": exc.message, "hint": exc.hint}, status_code=status_of(exc))
+        body = {"error": exc.message, "hint": exc.hint}
+        if getattr(exc, "code", ""):
+            body["code"] = exc.code  # type: ignore[attr-defined]
+        return JSONResponse(body, status_code=status_of(exc))
 
     @api.get("/healthz", response_class=PlainTextResponse)
     async def healthz() -> str:
@@ -111,8 +119,9 @@ class HotPath:
                 body = self.state.tracker.announce(scope["query_string"], client[0] if client else "")
                 await _respond(send, 200, TEXT, body)
                 return
-            if path == "/api/v1/plan":
-                cached = self.state.plan_cache.get(scope["query_string"])
+            if path == "/api/v1/plan" and not any(k == TOKEN_KEY for k, _ in scope["headers"]):
+                key = nodes.plan_key(scope["query_string"])
+                cached = self.state.plan_cache.get(key) if key is not None else None
                 if cached is not None:
                     self.state.counters.plan_cache_hits += 1
                     await _respond(send, 200, JSON, cached)

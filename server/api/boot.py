@@ -16,7 +16,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from ground.errors import SwarmbootError
-from server import events, install, ipxe
+from server import events, install, ipxe, tokens
 from server.api.deps import client_ip, state_of
 from server.inventory import validate
 from server.inventory.models import Group, Mac, Node
@@ -66,13 +66,26 @@ def _node_script(
         "version": version.number,
         "details": {"platform": platform, "boot": "disk" if local else "network"},
     }
+    now = dt.datetime.now(dt.UTC)
     with state.db.write_state() as session:
-        events.apply(session, node, event, address, dt.datetime.now(dt.UTC), server=state.server_url)
+        if local:  # the disk boots without the network: no token (no plan is fetched)
+            token = ""
+        else:  # this boot's token (server/tokens.py): on the kernel command line, for this node only
+            token = tokens.issue(session, node, address, now) if tokens.may_issue(node, address) else ""
+            if not token:
+                log.warning("node %s: iPXE script asked for from %s, not its address %s: no token "
+                            "(no secrets)", node.name, address, node.address)
+        events.apply(session, node, event, address, now, server=state.server_url)
     if local:  # installed, and the installed version is the one to run: the firmware boots the disk
         return ipxe.render_local(node, version, platform=platform)
-    return ipxe.render_node(
-        node, version, state.catalog, mac, platform=platform, service=service or node.service
-    )
+    try:
+        return ipxe.render_node(
+            node, version, state.catalog, mac, platform=platform, service=service or node.service,
+            token=token,
+        )
+    except SwarmbootError as exc:
+        lines = [exc.message, exc.hint]
+        return ipxe.render_message(f"node {node.name} cannot boot", lines, mac, state.server_url)
 
 
 def _unassigned(state: ServerState) -> tuple[list[str], int]:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 
 from ground.errors import NotFoundError
+from ground.inputs import digits
 from server.api.deps import state_of
 from server.state import Counters
 
@@ -36,7 +37,7 @@ class CountingFileResponse(FileResponse):
 @router.head("/images/{image}/{version}/{name}")
 async def image_file(request: Request, image: str, version: str, name: str) -> Response:
     state = state_of(request)
-    found = state.catalog.get(image, int(version)) if version.isdigit() else None
+    found = state.catalog.get(image, int(version)) if digits(version) and len(version) < 10 else None
     if found is None:
         raise NotFoundError(f"no packed version {image}/{version}")
     if name not in found.file_names():

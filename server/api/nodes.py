@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import json
 import logging
+from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from ground.errors import NotFoundError, UsageError
-from server import events, plan
+from ground.contract.cmdline import TOKEN_HEADER
+from ground.errors import NotFoundError, SwarmbootError, UsageError
+from server import events, plan, tokens
 from server.api.deps import client_ip, state_of
 from server.inventory import validate
 from server.inventory.models import Node
@@ -21,25 +26,78 @@ router = APIRouter()
 log = logging.getLogger(__name__)
 
 
-def _plan_body(state: ServerState, mac: str | None, node: str | None, plan_version: str | None) -> bytes:
+def _node_of(session: Session, mac: str | None, node: str | None) -> tuple[Node, str | None]:
+    boot_mac = validate.mac(mac) if mac else None
+    if node:
+        row = session.execute(select(Node).where(Node.name == node)).unique().scalar_one_or_none()
+        if row is None:
+            raise NotFoundError(f"no node named {node!r}")
+    elif boot_mac:
+        row = node_by_mac(session, boot_mac)
+        if row is None:
+            raise NotFoundError(
+                f"no node has MAC {boot_mac}",
+                hint=f"bind it: swarmboot node set NAME --mac {boot_mac} (or pick one in the boot menu)",
+            )
+    else:
+        raise UsageError("the plan needs ?mac=MAC or ?node=NAME")
+    return row, boot_mac
+
+
+def _seeder_port(state: ServerState) -> int:
+    seeder = getattr(state, "seeder", None)
+    return int(seeder.port) if seeder is not None else 0
+
+
+def _plan_body(
+    state: ServerState,
+    mac: str | None,
+    node: str | None,
+    plan_version: str | None,
+    *,
+    token: str = "",
+    address: str = "",
+) -> bytes:
+    """The plan as JSON: the public part, or with the token the node's secrets too (which uses
+    the token up: server/tokens.py)."""
     minor = plan.negotiate(plan_version)
-    with state.db.read() as session:
-        boot_mac = validate.mac(mac) if mac else None
-        if node:
-            row = session.execute(select(Node).where(Node.name == node)).unique().scalar_one_or_none()
-            if row is None:
-                raise NotFoundError(f"no node named {node!r}")
-        elif boot_mac:
-            row = node_by_mac(session, boot_mac)
-            if row is None:
-                raise NotFoundError(
-                    f"no node has MAC {boot_mac}",
-                    hint=f"bind it: swarmboot node set NAME --mac {boot_mac} (or pick one in the boot menu)",
-                )
-        else:
-            raise UsageError("the plan needs ?mac=MAC or ?node=NAME")
-        result = plan.build(row, state.catalog, state.server_url, boot_mac, minor=minor)
+    if not token:
+        with state.db.read() as session:
+            row, boot_mac = _node_of(session, mac, node)
+            result = plan.build(
+                row, state.catalog, state.server_url, boot_mac, minor=minor, seeder_port=_seeder_port(state)
+            )
+        return json.dumps(result.to_dict(minor), separators=(",", ":")).encode()
+    refused = None
+    with state.db.write_state() as session:
+        row, boot_mac = _node_of(session, mac, node)
+        refused = tokens.use_for_secrets(session, row, token, address, dt.datetime.now(dt.UTC))
+        if refused is None:
+            secrets = tokens.secret_files(session, row)
+            result = plan.build(
+                row, state.catalog, state.server_url, boot_mac, minor=minor, secret_files=secrets,
+                seeder_port=_seeder_port(state),
+            )
+    if refused is not None:  # the alert is committed; now the refusal
+        state.counters.token_refusals += 1
+        raise refused
     return json.dumps(result.to_dict(minor), separators=(",", ":")).encode()
+
+
+def plan_key(query: bytes) -> bytes | None:
+    """The plan cache's key for a query: what the plan depends on (the MAC in canonical form or
+    the node, and the minor rendered), so other parameters (junk included) never force a new
+    render nor fill the cache. None: not cacheable (a bad parameter: the route says why)."""
+    params = parse_qs(query.decode("latin-1"), keep_blank_values=True)
+    try:
+        mac = validate.mac(params["mac"][-1]) if params.get("mac") else ""
+        node = params["node"][-1] if params.get("node") else ""
+        minor = plan.negotiate(params["plan_version"][-1] if "plan_version" in params else None)
+    except SwarmbootError:
+        return None
+    if node and not validate.NAME_RE.fullmatch(node):
+        return None
+    return f"{mac}|{node}|{minor}".encode()
 
 
 @router.get("/api/v1/plan")
@@ -50,22 +108,38 @@ async def get_plan(
     none: an agent from before negotiation, 1.0)."""
     state = state_of(request)
     epoch = state.cache_epoch
-    body = await run_in_threadpool(_plan_body, state, mac, node, plan_version)
+    token = request.headers.get(TOKEN_HEADER, "")
+    body = await run_in_threadpool(
+        functools.partial(_plan_body, token=token, address=client_ip(request)), state, mac, node, plan_version
+    )
     state.counters.plans += 1
-    state.cache_plan(request.scope["query_string"], body, epoch)
-    return Response(body, media_type="application/json")
+    key = plan_key(request.scope["query_string"])
+    if key is not None and not token:  # a plan with secrets is never cached
+        state.cache_plan(key, body, epoch)
+    return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) as soon as it is larger than `limit` bytes."""
+    length = request.headers.get("content-length", "")
+    if length.isascii() and length.isdigit() and int(length) > limit:
+        raise events.EventTooLarge(f"the event is larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise events.EventTooLarge(f"the event is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @router.post("/api/v1/nodes/{name}/events")
 async def post_event(request: Request, name: str) -> dict[str, object]:
     state = state_of(request)
-    try:
-        data = json.loads(await request.body())
-    except ValueError:
-        raise events.EventError("the event is not valid JSON") from None
-    event = events.parse(data)
+    event = events.parse(events.decode(await _body(request, events.MAX_EVENT_BYTES)))
+    token = request.headers.get(TOKEN_HEADER, "")
     result = await run_in_threadpool(
-        events.record, state.db, name, event, client_ip(request), server=state.server_url
+        events.record, state.db, name, event, client_ip(request), token, server=state.server_url
     )
     state.counters.events += 1
     state.notify_event(event, result)

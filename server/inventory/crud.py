@@ -15,6 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ground.errors import ConflictError, UsageError
+from ground.inputs import bad_text, depth
 from server.inventory import objects, validate
 from server.inventory.db import Database
 from server.inventory.models import Group, Network, Node, NodeState, Switch
@@ -221,14 +222,33 @@ def list_nodes(db: Database) -> list[dict[str, Any]]:
 # --- export / import ---------------------------------------------------------------------------
 
 
-def export(db: Database) -> dict[str, Any]:
+def export(db: Database, secrets: bool = False) -> dict[str, Any]:
+    """The whole inventory. Secrets (BMC passwords, the groups' secret files) only when asked
+    for: an import of a file without them keeps the ones the database has."""
+    nodes = list_nodes(db)
+    if not secrets:
+        for node in nodes:
+            node["bmc"].pop("password", None)
+    with db.read() as session:
+        rows = session.execute(select(Group).order_by(Group.name)).unique().scalars()
+        groups = [objects.group_dict(row, secrets=secrets) for row in rows]
+    for group in groups:
+        if not secrets or not group["secret_files"]:
+            del group["secret_files"]  # left out: an import keeps what the inventory has
     return {
         "swarmboot_inventory": EXPORT_FORMAT,
         "networks": list_all(db, "network"),
         "switches": list_all(db, "switch"),
-        "groups": list_all(db, "group"),
-        "nodes": list_nodes(db),
+        "groups": groups,
+        "nodes": nodes,
     }
+
+
+def group_secret_files(db: Database, name: str) -> list[dict[str, Any]]:
+    """A group's secret files with their content (for the CLI to add or drop one)."""
+    with db.read() as session:
+        row = objects.by_name(session, Group, name, "group")
+        return list(objects.group_dict(row, secrets=True)["secret_files"])
 
 
 class _Dumper(yaml.SafeDumper):
@@ -247,16 +267,26 @@ def dump_yaml(data: dict[str, Any]) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
+MAX_IMPORT_DEPTH = 16  # an inventory file is nested 5 levels deep (nodes, a node, bmc, …)
+
+
 def load_yaml(text: str, source: str) -> dict[str, Any]:
+    problem = bad_text(text, multiline=True)
+    if problem:
+        raise UsageError(f"{source}: not an inventory file: {problem}")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise UsageError(f"{source}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{source}: nested too deeply (more than {MAX_IMPORT_DEPTH} levels)") from None
     return check_document(data, source)
 
 
 def check_document(data: Any, source: str) -> dict[str, Any]:
     """An inventory document (YAML file, or JSON sent to the API) of our format and keys."""
+    if depth(data) > MAX_IMPORT_DEPTH:
+        raise UsageError(f"{source}: nested too deeply (more than {MAX_IMPORT_DEPTH} levels)")
     if not isinstance(data, dict) or data.get("swarmboot_inventory") != EXPORT_FORMAT:
         raise UsageError(
             f"{source}: not a swarmboot inventory file (format {EXPORT_FORMAT})",

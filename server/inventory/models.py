@@ -61,6 +61,8 @@ class Group(Base):
     console: Mapped[str] = mapped_column(String(255), default="ttyS0,115200 tty0")
     files: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     ssh_keys: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # files only a node's own token gets: path, content (base64), mode, owner, group
+    secret_files: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
     network: Mapped[Network | None] = relationship(lazy="joined")
 
@@ -174,3 +176,39 @@ class NodeInstall(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     installed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     reinstall: Mapped[bool] = mapped_column(Boolean, default=False)  # asked for: node set --reinstall
+class NodeToken(Base):
+    """The node's current per-boot token (its sha256; the token itself is only in the node's iPXE
+    script). Issued when the server renders that script; `used_at` once a plan with the node's
+    secrets was fetched with it (a second such fetch is refused); events need it while it is the
+    current one."""
+
+    __tablename__ = "node_tokens"
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    issued_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    address: Mapped[str] = mapped_column(String(64), default="")  # who fetched the iPXE script
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    used_by: Mapped[str] = mapped_column(String(64), default="")  # the address that used it
+
+
+class NodeSecret(Base):
+    """Secrets the server makes and keeps per node (its SSH host keys), so that a reprovisioned
+    node keeps its identity."""
+
+    __tablename__ = "node_secrets"
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)  # the path on the node
+    content: Mapped[str] = mapped_column(Text)
+    mode: Mapped[int] = mapped_column(Integer, default=0o600)
+
+
+class NodeAlert(Base):
+    """Something a node's token says is wrong: a replayed token, another node's token."""
+
+    __tablename__ = "node_alerts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    kind: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text, default="")
+    address: Mapped[str] = mapped_column(String(64), default="")

@@ -7,17 +7,18 @@ file is caught instead of ignored.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ground.errors import ConflictError, NotFoundError, UsageError
 from server.inventory import validate
 from server.inventory.models import Group, Network, Node, Switch
+from server.templates import template_env
 
 NETWORK_KEYS = ("name", "cidr", "gateway", "dns", "domain", "range", "dhcp_range", "mtu")
 SWITCH_KEYS = ("name", "address", "description")
@@ -32,12 +33,17 @@ GROUP_KEYS = (
     "console",
     "files",
     "ssh_keys",
+    "secret_files",
 )
 ROOT_KEYS = ("mode", "tmpfs_size", "nfs_export", "disk", "partitions", "keep_cache", "layout", "reinstall")
 PARTITION_KEYS = ("label", "size", "fs", "mountpoint", "keep")
 FILE_KEYS = ("path", "template", "mode", "owner", "group")
+SECRET_FILE_KEYS = ("path", "content", "mode", "owner", "group")
+MAX_SECRET_BYTES = 1 << 20
 SCRIPT_KEYS = ("pre", "part", "post")
 FS_TYPES = ("ext4", "xfs", "vfat", "swap", "none")
+MAX_INT = 2**31 - 1  # every integer field fits a 32-bit column (SQLite and PostgreSQL alike)
+MTU_RANGE = (68, 65535)
 
 
 def check_keys(spec: dict[str, Any], allowed: tuple[str, ...], what: str) -> None:
@@ -50,23 +56,35 @@ def check_keys(spec: dict[str, Any], allowed: tuple[str, ...], what: str) -> Non
         )
 
 
-def _str(value: Any, what: str) -> str:
+def _str(value: Any, what: str, *, multiline: bool = False) -> str:
+    """A string field: valid Unicode, no NUL, and one line unless `multiline` (scripts, templates)."""
     if value is None:
         return ""
     if not isinstance(value, str | int) or isinstance(value, bool):
-        raise UsageError(f"{what}: must be a string, not {value!r}")
-    return str(value)
+        raise UsageError(f"{what}: must be a string, not {_short(value)}")
+    if isinstance(value, int) and abs(value) > MAX_INT:
+        raise UsageError(f"{what}: must be a string, not a {value.bit_length()}-bit number")
+    return validate.text(str(value), what, multiline=multiline)
 
 
-def _int(value: Any, what: str, minimum: int = 0) -> int:
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _int(value: Any, what: str, minimum: int = 0, maximum: int = MAX_INT) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise UsageError(f"{what}: must be an integer, not {value!r}")
+        raise UsageError(f"{what}: must be an integer, not {_short(value)}")
     try:
+        if isinstance(value, str) and len(value) > 24:
+            raise ValueError(value)
         number = int(value, 0) if isinstance(value, str) else value
     except ValueError:
-        raise UsageError(f"{what}: must be an integer, not {value!r}") from None
+        raise UsageError(f"{what}: must be an integer, not {_short(value)}") from None
     if number < minimum:
         raise UsageError(f"{what}: must be at least {minimum}, not {number}")
+    if number > maximum:
+        raise UsageError(f"{what}: must be at most {maximum}, not {_short(number)}")
     return number
 
 
@@ -76,8 +94,8 @@ def _strlist(value: Any, what: str) -> list[str]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise UsageError(f"{what}: must be a list of strings, not {value!r}")
-    return list(value)
+        raise UsageError(f"{what}: must be a list of strings, not {_short(value)}")
+    return [validate.text(v, what) for v in value]
 
 
 def by_name(session: Session, model: Any, name: str, what: str) -> Any:
@@ -109,7 +127,9 @@ def apply_network(session: Session, row: Network, spec: dict[str, Any]) -> None:
     if "dns" in spec:
         row.dns = [validate.address(a, None, "dns server") for a in _strlist(spec["dns"], "dns")]
     if "domain" in spec:
-        row.domain = _str(spec["domain"], "domain")
+        domain = _str(spec["domain"], "domain")
+        where = f"network {row.name or spec.get('name')}: domain"
+        row.domain = validate.domain(domain, where) if domain else ""
     for key, attrs in (("range", ("range_start", "range_end")), ("dhcp_range", ("dhcp_start", "dhcp_end"))):
         if key in spec:
             text = _str(spec[key], key)
@@ -117,7 +137,10 @@ def apply_network(session: Session, row: Network, spec: dict[str, Any]) -> None:
             setattr(row, attrs[0], first)
             setattr(row, attrs[1], last)
     if "mtu" in spec:
-        row.mtu = _int(spec["mtu"] or 0, "mtu")
+        mtu = _int(spec["mtu"] or 0, "mtu", maximum=MTU_RANGE[1])
+        if mtu and mtu < MTU_RANGE[0]:
+            raise UsageError(f"mtu: {mtu} is below {MTU_RANGE[0]}", hint="68-65535, or 0 for the default")
+        row.mtu = mtu
     for attr in ("gateway", "range_start", "range_end", "dhcp_start", "dhcp_end"):
         value = getattr(row, attr)
         if value and ipaddress.IPv4Address(value) not in net:
@@ -180,13 +203,7 @@ def switch_in_use(session: Session, row: Switch) -> list[str]:
 
 # --- groups -----------------------------------------------------------------------------------
 
-_TEMPLATES = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-
-
-def template_env() -> SandboxedEnvironment:
-    """The sandboxed Jinja2 environment per-node file templates are rendered in."""
-    return _TEMPLATES
-
+_TEMPLATES = template_env()
 
 def _root(spec: Any, what: str) -> dict[str, Any]:
     if isinstance(spec, str):
@@ -278,7 +295,7 @@ def _files(value: Any, what: str) -> list[dict[str, Any]]:
         if path in seen:
             raise UsageError(f"{where}.path: {path} is given twice")
         seen.add(path)
-        template = _str(item.get("template"), f"{where}.template")
+        template = _str(item.get("template"), f"{where}.template", multiline=True)
         try:
             _TEMPLATES.parse(template)
         except jinja2.TemplateSyntaxError as exc:
@@ -298,6 +315,39 @@ def _files(value: Any, what: str) -> list[dict[str, Any]]:
                 "group": _str(item.get("group", "root"), f"{where}.group") or "root",
             }
         )
+    return files
+
+
+def _secret_files(value: Any, what: str) -> list[dict[str, Any]]:
+    """A group's secret files: content in base64 (munge.key is bytes), only in plans fetched with
+    the node's token (server/tokens.py)."""
+    if not isinstance(value, list):
+        raise UsageError(f"{what}: must be a list of files")
+    files, seen = [], set()
+    for i, item in enumerate(value):
+        where = f"{what}[{i}]"
+        check_keys(item, SECRET_FILE_KEYS, where)
+        path = _str(item.get("path"), f"{where}.path")
+        if not path.startswith("/") or ".." in path.split("/") or path in seen:
+            raise UsageError(f"{where}.path: {path!r} must be an absolute path without '..', given once")
+        seen.add(path)
+        if "content" not in item:
+            raise UsageError(
+                f"{where}: no content (a file exported without --secrets?)",
+                hint="export with: swarmboot inventory export FILE --secrets, or leave secret_files out "
+                "of the file to keep the ones the inventory has",
+            )
+        content = _str(item["content"], f"{where}.content")
+        try:
+            raw = base64.b64decode(content, validate=True)
+        except ValueError:
+            raise UsageError(f"{where}.content: must be base64") from None
+        if len(raw) > MAX_SECRET_BYTES:
+            raise UsageError(f"{where}: {len(raw)} bytes, at most {MAX_SECRET_BYTES}")
+        mode = _int(item.get("mode", 0o600), f"{where}.mode", maximum=0o7777)
+        owner = _str(item.get("owner", "root"), f"{where}.owner") or "root"
+        group = _str(item.get("group", "root"), f"{where}.group") or "root"
+        files.append({"path": path, "content": content, "mode": mode, "owner": owner, "group": group})
     return files
 
 
@@ -326,7 +376,7 @@ def apply_group(session: Session, row: Group, spec: dict[str, Any]) -> None:
         check_keys(scripts, SCRIPT_KEYS, f"{what}.scripts")
         for key in SCRIPT_KEYS:
             if key in scripts:
-                setattr(row, f"{key}_script", _str(scripts[key], f"{what}.scripts.{key}"))
+                setattr(row, f"{key}_script", _str(scripts[key], f"{what}.scripts.{key}", multiline=True))
     if "kernel_args" in spec:
         row.kernel_args = _str(spec["kernel_args"], f"{what}.kernel_args").strip()
     if "console" in spec:
@@ -334,16 +384,20 @@ def apply_group(session: Session, row: Group, spec: dict[str, Any]) -> None:
     if "files" in spec:
         row.files = _files(spec["files"] or [], f"{what}.files")
     if "ssh_keys" in spec:
-        keys = _strlist(spec["ssh_keys"], f"{what}.ssh_keys")
+        keys = [k.strip() for k in _strlist(spec["ssh_keys"], f"{what}.ssh_keys")]
         for key in keys:
             if not key.startswith(("ssh-", "ecdsa-", "sk-")) or len(key.split()) < 2:
                 raise UsageError(
                     f"{what}: {key[:40]!r}… is not an SSH public key", hint="e.g. ssh-ed25519 AAAA… me@host"
                 )
         row.ssh_keys = keys
+    if "secret_files" in spec:
+        row.secret_files = _secret_files(spec["secret_files"] or [], f"{what}.secret_files")
 
 
-def group_dict(row: Group) -> dict[str, Any]:
+def group_dict(row: Group, secrets: bool = False) -> dict[str, Any]:
+    """The group as its spec. Secret files: their content only with `secrets` (the export with
+    --secrets); otherwise what they are (path, mode, owner, group, size)."""
     return {
         "name": row.name,
         "image": row.image,
@@ -355,6 +409,11 @@ def group_dict(row: Group) -> dict[str, Any]:
         "console": row.console,
         "files": [dict(f) for f in row.files],
         "ssh_keys": list(row.ssh_keys),
+        "secret_files": [
+            dict(f) if secrets else {**{k: v for k, v in f.items() if k != "content"},
+                                      "bytes": len(base64.b64decode(f["content"]))}
+            for f in row.secret_files or []
+        ],
     }
 
 

@@ -11,16 +11,51 @@ import re
 
 from ground.contract.sets import PLANNED_ROOT_MODES, RootMode, names
 from ground.errors import UsageError
+from ground.inputs import bad_text, digits
 
-NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-MAC_RE = re.compile(r"^[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
+# Matched with fullmatch: `$` would also accept a trailing newline.
+NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+MAC_RE = re.compile(r"[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}")
+DOMAIN_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 MAX_EXPANSION = 100_000
+MAX_TEXT = 1 << 20  # scripts, templates: 1 MiB each
+MAX_LINE = 4096  # one-line values: kernel arguments, consoles, descriptions, …
 _BRACKET = re.compile(r"\[([^\[\]]*)\]")
+
+
+def text(value: str, what: str, *, multiline: bool = False) -> str:
+    """Text that can be stored and put into generated files as it is: valid Unicode, no NUL and
+    (unless multiline) no control character at all: a newline in a kernel argument or a domain
+    would add a line of its own to an iPXE script, dnsmasq.conf or /etc/hosts."""
+    problem = bad_text(value, multiline=multiline)
+    if problem:
+        raise UsageError(
+            f"{what}: {value[:60]!r} is refused: {problem}",
+            hint="give it as plain text" + ("" if multiline else " on one line, without control characters"),
+        )
+    limit = MAX_TEXT if multiline else MAX_LINE
+    if len(value) > limit:
+        raise UsageError(f"{what}: {len(value)} characters, at most {limit}")
+    return value
+
+
+def domain(value: str, what: str = "domain") -> str:
+    """A DNS domain name (labels of letters, digits and '-', separated by dots), lower case."""
+    text(value, what)
+    name_ = value.strip().rstrip(".").lower()
+    labels = name_.split(".")
+    if len(name_) > 253 or not all(DOMAIN_LABEL.fullmatch(label) for label in labels):
+        raise UsageError(
+            f"invalid {what} {value!r}",
+            hint="a DNS name such as cluster.example.org: labels of letters, digits and '-', "
+            "separated by dots",
+        )
+    return name_
 
 
 def name(value: str, what: str = "node") -> str:
     """A hostname-like label: it becomes a hostname, a URL part and a file name."""
-    if not NAME_RE.match(value):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise UsageError(
             f"invalid {what} name {value!r}",
             hint="use 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit",
@@ -30,11 +65,11 @@ def name(value: str, what: str = "node") -> str:
 
 def mac(value: str) -> str:
     """A MAC address in canonical form (lower case, colon separated)."""
-    text = value.strip().lower()
-    if not MAC_RE.match(text):
+    lowered = value.strip().lower() if isinstance(value, str) else ""
+    if not MAC_RE.fullmatch(lowered):
         raise UsageError(f"invalid MAC address {value!r}", hint="write it as 52:54:00:12:34:56")
-    digits = text.replace(":", "").replace("-", "")
-    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+    hexdigits = lowered.replace(":", "").replace("-", "")
+    return ":".join(hexdigits[i : i + 2] for i in range(0, 12, 2))
 
 
 def cidr(value: str) -> ipaddress.IPv4Network:
@@ -87,7 +122,7 @@ def _expand_one(body: str, pattern: str) -> list[str]:
     items: list[str] = []
     for part in body.split(","):
         start, sep, end = part.partition("-")
-        if not start.isdigit() or (sep and not end.isdigit()):
+        if not digits(start) or (sep and not digits(end)):
             raise UsageError(
                 f"invalid range [{body}] in {pattern!r}",
                 hint="write ranges as node[001-128] or node[1,3,5-7]",
@@ -98,7 +133,7 @@ def _expand_one(body: str, pattern: str) -> list[str]:
         lo, hi = int(start), int(end)
         if lo > hi:
             raise UsageError(f"range [{part}] in {pattern!r} ends before it starts")
-        if hi - lo >= MAX_EXPANSION:
+        if len(start) > 9 or len(end) > 9 or hi - lo >= MAX_EXPANSION:
             raise UsageError(f"range [{part}] in {pattern!r} is too large", hint=f"at most {MAX_EXPANSION}")
         width = len(start) if start.startswith("0") and len(start) > 1 else 0
         items.extend(str(i).zfill(width) for i in range(lo, hi + 1))

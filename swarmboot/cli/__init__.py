@@ -14,14 +14,17 @@ the others (image, serve, dnsmasq, agent) run on the head node itself. Tab compl
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
 from ground import __version__
 from ground.config import load_settings
 from ground.errors import SwarmbootError, UsageError
+from ground.inputs import printable
 
 # Subcommand modules, in the order they appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -78,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # An object without a verb (`swarmboot image`) prints that object's help.
         (getattr(args, "help_parser", None) or parser).print_help()
         return 2
+    if argv is None:  # the program itself (not a test calling main): SIGTERM unwinds like Ctrl-C
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         _check_remote(args)
         settings = load_settings()
@@ -87,11 +92,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return int(handler(args, settings) or 0)
     except SwarmbootError as error:
-        print(f"swarmboot: error: {error}", file=sys.stderr)
+        print(f"swarmboot: error: {printable(str(error), multiline=True)}", file=sys.stderr)
         return error.exit_code
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"swarmboot: error: the disk is full{where}: {error.strerror}\n  hint: free some space "
+              "(df -h shows where) and run the command again", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("swarmboot: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("swarmboot: stopped (SIGTERM)", file=sys.stderr)
+        return 143
+
+
+class Terminated(BaseException):
+    """SIGTERM: the commands being waited for are stopped, the work unwinds (staging removed)."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    from ground.run import stop_children
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once is enough
+    stop_children()
+    raise Terminated
 
 
 def _check_remote(args: argparse.Namespace) -> None:

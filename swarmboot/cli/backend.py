@@ -40,7 +40,7 @@ class Inventory(Protocol):
     def list_nodes(self) -> list[dict[str, Any]]: ...
     def status(self, names: list[str] | None) -> list[dict[str, Any]]: ...
     def reinstall(self, names: list[str], forget: bool) -> list[str]: ...
-    def export(self) -> dict[str, Any]: ...
+    def export(self, secrets: bool = False) -> dict[str, Any]: ...
     def import_(self, data: dict[str, Any], replace: bool) -> dict[str, int]: ...
     def targets(self, port: int) -> list[dict[str, Any]]: ...
 
@@ -102,6 +102,7 @@ class Local:
 
         data = crud.show_node(self.db, name)
         data["state"] = events.status(self.db, [name], self.catalog())[0]
+        data["alerts"] = events.alerts(self.db, name)
         return data
 
     def list_nodes(self) -> list[dict[str, Any]]:
@@ -127,10 +128,10 @@ class Local:
 
         return install.request_reinstalls(self.db, names, forget=forget)
 
-    def export(self) -> dict[str, Any]:
+    def export(self, secrets: bool = False) -> dict[str, Any]:
         from server.inventory import crud
 
-        return crud.export(self.db)
+        return crud.export(self.db, secrets=secrets)
 
     def import_(self, data: dict[str, Any], replace: bool) -> dict[str, int]:
         from server.inventory import crud

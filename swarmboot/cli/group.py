@@ -52,10 +52,18 @@ def _options(parser: argparse.ArgumentParser, adding: bool) -> None:
         metavar="PATH=TEMPLATE[:MODE]",
         help="per-node file PATH rendered from the Jinja2 template file TEMPLATE (repeat)",
     )
+    parser.add_argument(
+        "--secret-file",
+        action="append",
+        metavar="PATH=FILE[:MODE[:OWNER[:GROUP]]]",
+        help="a secret file (e.g. /etc/munge/munge.key=munge.key:0400:munge:munge), sent only to a "
+        "node with its boot token (repeat)",
+    )
     parser.add_argument("--ssh-key", action="append", help="SSH public key for service mode (repeat)")
     parser.add_argument("--ssh-key-file", action="append", help="file of SSH public keys (repeat)")
     if not adding:
         parser.add_argument("--no-file", action="append", metavar="PATH", help="drop a per-node file")
+        parser.add_argument("--no-secret-file", action="append", metavar="PATH", help="drop a secret file")
         parser.add_argument("--clear-ssh-keys", action="store_true", help="remove all SSH keys first")
 
 
@@ -93,6 +101,55 @@ def _file(text: str) -> dict[str, Any]:
                 f"invalid mode {mode!r} in --file {text!r}", hint="an octal mode like 0600"
             ) from None
     return entry
+
+
+def _secret_file(text: str) -> dict[str, Any]:
+    import base64
+    from pathlib import Path
+
+    path, sep, rest = text.partition("=")
+    source, _, extra = rest.partition(":")
+    if not sep or not source:
+        raise UsageError(f"invalid --secret-file {text!r}", hint="write PATH=FILE[:MODE[:OWNER[:GROUP]]]")
+    try:
+        data = Path(source).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read the secret file {source}: {exc.strerror}") from None
+    entry: dict[str, Any] = {"path": path, "content": base64.b64encode(data).decode()}
+    fields = extra.split(":") if extra else []
+    if len(fields) > 3:
+        raise UsageError(f"invalid --secret-file {text!r}", hint="write PATH=FILE[:MODE[:OWNER[:GROUP]]]")
+    for key, value in zip(("mode", "owner", "group"), fields, strict=False):
+        if not value:
+            continue
+        try:
+            entry[key] = int(value, 8) if key == "mode" else value
+        except ValueError:
+            raise UsageError(f"invalid mode {value!r} in --secret-file", hint="octal, like 0400") from None
+    return entry
+
+
+def _secrets(
+    args: argparse.Namespace, name: str | None, settings: Settings | None
+) -> list[dict[str, Any]] | None:
+    """The group's secret files after --secret-file / --no-secret-file (None: unchanged)."""
+    added, dropped = args.secret_file or [], getattr(args, "no_secret_file", None) or []
+    if not added and not dropped:
+        return None
+    current: list[dict[str, Any]] = []
+    if name is not None and settings is not None:
+        from server import cliutil
+        from server.inventory import crud
+
+        current = crud.group_secret_files(cliutil.database(settings), name)
+    files = {f["path"]: f for f in current}
+    for path in dropped:
+        if files.pop(path, None) is None:
+            raise UsageError(f"the group has no secret file {path}")
+    for text in added:
+        entry = _secret_file(text)
+        files[entry["path"]] = entry
+    return list(files.values())
 
 
 def _spec(args: argparse.Namespace, current: dict[str, Any] | None) -> dict[str, Any]:
@@ -177,21 +234,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
 
 
+def _inventory_for_secrets(args: argparse.Namespace, settings: Settings, secrets: object) -> Any:
+    """The inventory the group verbs work on; secret files are set on the head node only (they are
+    read from the local database and never leave it through the API)."""
+    from swarmboot.cli.backend import Local, inventory
+
+    inv = inventory(args, settings)
+    if secrets and not isinstance(inv, Local):
+        raise UsageError(
+            "--secret-file / --no-secret-file change a group's secrets: not over the remote API",
+            hint="run this `swarmboot group` command on the head node",
+        )
+    return inv
+
+
 def cmd_add(args: argparse.Namespace, settings: Settings) -> None:
     from server import cliutil
-    from swarmboot.cli.backend import inventory
 
-    group = inventory(args, settings).add("group", args.name, _spec(args, None))
+    spec = _spec(args, None)
+    secrets = _secrets(args, None, None)
+    if secrets is not None:
+        spec["secret_files"] = secrets
+    group = _inventory_for_secrets(args, settings, secrets).add("group", args.name, spec)
     cliutil.show(group, False)
 
 
 def cmd_set(args: argparse.Namespace, settings: Settings) -> None:
     from server import cliutil
-    from swarmboot.cli.backend import inventory
 
-    inv = inventory(args, settings)
+    changing = (getattr(args, "secret_file", None) or []) + (getattr(args, "no_secret_file", None) or [])
+    inv = _inventory_for_secrets(args, settings, changing)
     current = inv.show("group", args.name)
-    group = inv.update("group", args.name, _spec(args, current))
+    spec = _spec(args, current)
+    secrets = _secrets(args, args.name, settings)
+    if secrets is not None:
+        spec["secret_files"] = secrets
+    group = inv.update("group", args.name, spec)
     cliutil.show(group, False)
 
 

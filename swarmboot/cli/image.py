@@ -49,6 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     remove = verbs.add_parser("rm", help="delete an image and all its versions")
     remove.add_argument("name")
+    remove.add_argument("--force", action="store_true",
+                        help="also when groups use it (never while a node is still booting from it)")
     remove.set_defaults(handler=cmd_rm)
 
     clone = verbs.add_parser("clone", help="copy an image's tree under a new name")
@@ -122,9 +124,29 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_rm(args: argparse.Namespace, settings: Settings) -> int:
     from builder.manage import remove_image
+    from ground.errors import ConflictError
+    from ground.store import ImageStore
+    from server import cliutil
+    from server.inventory.usage import image_users
 
+    ImageStore(settings).require(args.name)
+    groups, booting = image_users(cliutil.database(settings), args.name)
+    if booting:
+        listed = ", ".join(f"{node} (version {version}, {state})" for node, version, state in booting[:10])
+        raise ConflictError(
+            f"image {args.name} is in use by node(s) still booting from it: {listed}"
+            + (f" and {len(booting) - 10} more" if len(booting) > 10 else ""),
+            hint="wait until they have booted (swarmboot node status), or point their group at another "
+            "image and reboot them; --force does not override this",
+        )
+    if groups and not args.force:
+        raise ConflictError(
+            f"image {args.name} is used by group(s) {', '.join(groups)}: their nodes could not boot",
+            hint=f"point them at another image (swarmboot group set GROUP --image …), or remove it "
+            f"anyway with: swarmboot image rm {args.name} --force",
+        )
     remove_image(settings, args.name)
-    print(f"image {args.name} removed")
+    print(f"image {args.name} removed" + (f" (groups {', '.join(groups)} still name it)" if groups else ""))
     return 0
 
 

@@ -13,6 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verbs = add_object(subparsers, "inventory", "export or import the whole inventory (YAML)")
     p = verbs.add_parser("export", help="write networks, switches, groups and nodes to FILE ('-': stdout)")
     p.add_argument("file")
+    p.add_argument("--secrets", action="store_true",
+                   help="include secrets (BMC passwords); the file is readable by you only either way")
     p.set_defaults(handler=cmd_export, remote=True)
     p = verbs.add_parser("import", help="create or update everything in FILE ('-': stdin), all or nothing")
     p.add_argument("file")
@@ -24,7 +26,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> None:
     from server.inventory import crud
     from swarmboot.cli.backend import inventory
 
-    text = crud.dump_yaml(inventory(args, settings).export())
+    text = crud.dump_yaml(inventory(args, settings).export(secrets=args.secrets))
     if args.file == "-":
         sys.stdout.write(text)
         return
@@ -32,8 +34,8 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> None:
 
     from ground.store import write_atomic
 
-    write_atomic(Path(args.file), text)
-    print(f"wrote {args.file}")
+    write_atomic(Path(args.file), text, mode=0o600)
+    print(f"wrote {args.file}" + ("" if args.secrets else " (without secrets: add --secrets for them)"))
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> None:

@@ -28,6 +28,7 @@ STATUS_COLUMNS = [
     ("image", "IMAGE"),
     ("installed", "ON DISK"),
     ("seen", "LAST SEEN"),
+    ("alerts", "ALERTS"),
     ("message", "FAILURE / MESSAGE"),
 ]
 
@@ -213,6 +214,7 @@ def status_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
                 "download": "-" if row["progress"] is None else f"{row['progress'] * 100:.0f}%",
                 "image": f"{row['image']}:{row['version']}" if row["image"] else "-",
                 "seen": _ago(row["seen_seconds_ago"]),
+                "alerts": str(row.get("alerts") or "") or "-",
                 "stage": f"{row['stage']} {row['status']}".strip() or "-",
                 "message": row["message"] or "-",
                 "installed": disk_column(row.get("install")),

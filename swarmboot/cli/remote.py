@@ -121,8 +121,8 @@ class Remote:
         return rows
 
     # -- the whole inventory, and monitoring ---------------------------------------------------------
-    def export(self) -> dict[str, Any]:
-        return self.call("GET", API)
+    def export(self, secrets: bool = False) -> dict[str, Any]:
+        return self.call("GET", API, params={"secrets": "true"} if secrets else None)
 
     def import_(self, data: dict[str, Any], replace: bool) -> dict[str, int]:
         return self.call("PUT", API, params={"replace": str(replace).lower()}, json=data)

@@ -85,21 +85,26 @@ def test_pack_puts_the_agent_and_the_nic_drivers_into_a_lean_initramfs(e2e_image
 def test_bios_and_uefi_nodes_pxe_boot_together_into_overlay_and_share_pieces(lab: E2ELab) -> None:
     """(1) PXE → iPXE → our script → kernel + initramfs → the agent's BitTorrent download → overlay
     root → multi-user → the booted report; (2) two nodes booting at once exchange pieces; (4) one
-    of them boots through OVMF (UEFI). The server's link is shaped to 100 Mbit/s (the nodes' links
-    are not), as on a real cluster, so that both nodes are in the swarm at the same time."""
+    of them boots through OVMF (UEFI); (7) the server (tracker, seeder, HTTP, dnsmasq) is
+    restarted while they download, and they boot (issue 13). The server's link is shaped to
+    100 Mbit/s (the nodes' links are not), as on a real cluster, so that both nodes are in the
+    swarm at the same time; each one's events carry its boot token (the booted report too)."""
     the_lab, manifest = lab.lab, lab.images.squashfs
     names = ["n1", "n2"]
     the_lab.set_server_rate("100mbit")
     try:
         for name in names:
             the_lab.start_vm(name, lab.mac(name), lab.firmware(name))
+        restarted_at = restart_during_download(lab, names)
         rows = the_lab.wait_booted(names, timeout=BOOT_TIMEOUT)
         stats = the_lab.admin("stats")
     finally:
         the_lab.set_server_rate("")
+    assert min(restarted_at.values()) < 0.9, restarted_at  # the restart came while they still needed it
     summaries = {}
     for name in names:
         row, evidence = rows[name], the_lab.evidence([name], rows)
+        assert row.get("alerts", 0) == 0, evidence  # their tokens were theirs, used once
         details = row["details"]
         assert (row["image"], row["version"]) == (IMAGE, manifest.version), evidence
         assert details.get("root_fstype") == "overlay", f"/ of {name} is not the overlay\n{evidence}"
@@ -131,6 +136,25 @@ def test_bios_and_uefi_nodes_pxe_boot_together_into_overlay_and_share_pieces(lab
     assert between_nodes + seeded >= manifest.piece_size, (
         f"no piece went from one node to the other (tracker: {between_nodes} B, seeders: {seeded} B)\n"
         f"{stats['tracker']['swarms'].get(manifest.info_hash)}")
+
+
+def restart_during_download(lab: E2ELab, names: list[str], outage: float = 5.0) -> dict[str, float]:
+    """Once a node is downloading, stop the server, wait `outage` seconds, start it again; the
+    nodes' download progress at that moment (the test checks that they were not done)."""
+    the_lab = lab.lab
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    while time.monotonic() < deadline:
+        rows = {r["name"]: r for r in the_lab.status(names)}
+        progress = {n: rows[n]["progress"] or 0.0 for n in names}
+        if any(rows[n]["stage"] == "download" and 0.02 <= progress[n] < 0.6 for n in names):
+            the_lab.stop_server()
+            time.sleep(outage)
+            the_lab.start_server()
+            FIGURES.append(f"server restarted ({outage:.0f} s down) while n1+n2 downloaded at "
+                           + ", ".join(f"{n} {p:.0%}" for n, p in progress.items()))
+            return progress
+        time.sleep(0.3)
+    pytest.fail("no node reached its download stage:\n" + the_lab.evidence(names))
 
 
 def test_service_mode_takes_ssh_in_the_initramfs_then_boots_into_tmpfs(lab: E2ELab) -> None:

@@ -11,6 +11,7 @@ share); here: loopback, the seeder on a free port, environment variables as keyw
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,7 +22,26 @@ from ground import run as runmod
 from lab import server_process
 from lab.server_process import ServerProcess, home_env, swarmboot_command
 
-__all__ = ["ServerProcess", "cli", "cli_env", "running_server", "wait_for"]
+__all__ = ["ServerProcess", "boot_token", "cli", "cli_env", "running_server", "token_headers", "wait_for"]
+TOKEN_ARG = re.compile(r"swarmboot\.token=([A-Za-z0-9_-]+)")
+
+
+def boot_token(srv: ServerProcess, mac: str) -> str:
+    """What a node gets when it boots: its iPXE script (from the server, as iPXE asks for it), and
+    in it this boot's token (kernel argument swarmboot.token). The node must have no reserved
+    address (or be asked for from it): the server gives no token to another address."""
+    import requests
+
+    script = requests.get(f"{srv.url}/boot/ipxe", params={"mac": mac}, timeout=30).text
+    match = TOKEN_ARG.search(script)
+    assert match, f"no swarmboot.token in the iPXE script of {mac}:\n{script}"
+    return match.group(1)
+
+
+def token_headers(token: str) -> dict[str, str]:
+    from ground.contract.cmdline import TOKEN_HEADER
+
+    return {TOKEN_HEADER: token}
 
 
 def cli_env(home: Path, **extra: str) -> dict[str, str]:

@@ -22,7 +22,7 @@ from ground.store import Manifest
 from lab.packed import make_version
 from server.inventory import crud
 from server.inventory.db import Database
-from tests.helpers.server import ServerProcess, cli, running_server
+from tests.helpers.server import ServerProcess, boot_token, cli, running_server, token_headers
 
 MAC = "52:54:00:00:00:01"
 UNKNOWN = "52:54:00:99:99:99"
@@ -245,29 +245,34 @@ def test_100_concurrent_plan_requests_all_succeed(server: ServerProcess, setting
 
 def test_events_make_node_status(server: ServerProcess) -> None:
     url = f"{server.url}/api/v1/nodes/n1/events"
+    cli(server.home, "node", "set", "n1", "--address", "")  # boots from 127.0.0.1: no reserved address
+    server.refresh()
+    auth = token_headers(boot_token(server, MAC))
     for event in [
         {"stage": "cmdline", "status": "start"},
         {"stage": "download", "status": "progress", "progress": 0.42, "image": "compute", "version": 1},
     ]:
-        assert requests.post(url, json=event, timeout=10).status_code == 200
+        assert requests.post(url, json=event, timeout=10, headers=auth).status_code == 200
     (row,) = json.loads(cli(server.home, "node", "status", "n1", "--json").stdout)
     assert row["state"] == "provisioning" and row["stage"] == "download" and row["progress"] == 0.42
     assert row["image"] == "compute" and row["version"] == 1 and row["seen_seconds_ago"] < 60
     assert row["address"] == "127.0.0.1"
     failed = {"stage": "download", "status": "failed", "duration": 3.5, "message": "no peers and no web seed"}
-    assert requests.post(url, json=failed, timeout=10).json()["state"] == "failed"
+    assert requests.post(url, json=failed, timeout=10, headers=auth).json()["state"] == "failed"
     table = cli(server.home, "node", "status").stdout
     assert "n1" in table and "failed" in table and "no peers and no web seed" in table and "42%" in table
-    requests.post(url, json={"stage": "booted", "status": "done", "details": {"kernel": "6.1"}}, timeout=10)
+    requests.post(url, json={"stage": "booted", "status": "done", "details": {"kernel": "6.1"}}, timeout=10,
+                  headers=auth)
     (row,) = json.loads(cli(server.home, "node", "status", "n1", "--json").stdout)
     assert row["state"] == "booted" and row["message"] == "" and row["details"]["kernel"] == "6.1"
     watch = cli(
         server.home, "node", "status", "--watch", "--count", "2", "--interval", "0.2", "--json"
     ).stdout
     assert watch.count('"name": "n1"') == 2
-    bad = requests.post(url, json={"stage": "download", "status": "progress", "progress": 7}, timeout=10)
+    bad = requests.post(url, json={"stage": "download", "status": "progress", "progress": 7}, timeout=10,
+                        headers=auth)
     assert bad.status_code == 422 and "between 0 and 1" in bad.json()["error"]
-    assert requests.post(url, data=b"{not json", timeout=10).status_code == 422
+    assert requests.post(url, data=b"{not json", timeout=10, headers=auth).status_code == 422
     assert (
         requests.post(
             f"{server.url}/api/v1/nodes/ghost/events", json={"stage": "plan", "status": "start"}, timeout=10

@@ -224,7 +224,7 @@ def test_export_import_round_trips_exactly(
 ) -> None:
     populate(capsys, tmp_path)
     first = tmp_path / "inventory.yaml"
-    ok(capsys, "inventory", "export", str(first))
+    ok(capsys, "inventory", "export", str(first), "--secrets")
     text = first.read_text()
     assert "s3cret: yes" in text and "Welcome to {{ node.name }}" in text
     # a fresh home, an empty database: import, export again, compare byte for byte
@@ -234,18 +234,18 @@ def test_export_import_round_trips_exactly(
     out = ok(capsys, "inventory", "import", str(first))
     assert "129 nodes" in out
     second = tmp_path / "again.yaml"
-    ok(capsys, "inventory", "export", str(second))
+    ok(capsys, "inventory", "export", str(second), "--secrets")
     assert second.read_text() == text
     # importing the same file again changes nothing
     ok(capsys, "inventory", "import", str(first))
-    assert ok(capsys, "inventory", "export", "-") == text
+    assert ok(capsys, "inventory", "export", "-", "--secrets") == text
     # --replace removes what the file does not have
     trimmed = text.replace("- name: stor1", "- name: stor1x", 1)
     edited = tmp_path / "edited.yaml"
     edited.write_text(trimmed)
     code, _o, err = sb(capsys, "inventory", "import", str(edited), "--replace")
     assert code == 1 and "belongs to node stor1" in err  # the MACs move: all or nothing
-    assert ok(capsys, "inventory", "export", "-") == text
+    assert ok(capsys, "inventory", "export", "-", "--secrets") == text
 
 
 def test_import_rejects_bad_files(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -263,22 +263,12 @@ def test_import_rejects_bad_files(capsys: pytest.CaptureFixture[str], tmp_path: 
     assert json.loads(ok(capsys, "node", "list", "--json")) == []
 
 
-def head_revision() -> str:
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    from server.inventory.db import MIGRATIONS_DIR
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    (head,) = ScriptDirectory.from_config(cfg).get_heads()
-    return str(head)
-
-
 def test_sqlite_runs_in_wal_mode(capsys: pytest.CaptureFixture[str], swarmboot_home: Path) -> None:
     ok(capsys, "switch", "add", "sw1")
     with sqlite3.connect(swarmboot_home / "swarmboot.db") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        from server.inventory.db import head_revision
+
         assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == head_revision()
 
 

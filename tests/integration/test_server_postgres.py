@@ -16,10 +16,10 @@ from sqlalchemy import inspect
 from ground.config import Settings
 from ground.contract.plan import BootPlan
 from lab.packed import make_version
-from server.inventory.db import Database, current_revision
+from server.inventory.db import Database, current_revision, head_revision
 from swarmboot.cli import main
 from tests.helpers.postgres import PostgresServer, postgres_server
-from tests.helpers.server import running_server
+from tests.helpers.server import boot_token, running_server, token_headers
 
 pytestmark = pytest.mark.postgres
 TABLES = {"alembic_version", "meta", "networks", "switches", "groups", "nodes", "macs", "node_state"}
@@ -60,10 +60,10 @@ def fill(capsys: pytest.CaptureFixture[str]) -> None:
 def test_migrations_run_from_an_empty_database(pg: PostgresServer) -> None:
     url = pg.create_database("empty")
     db = Database(url)
-    assert current_revision(db.engine) == "0001"
+    assert current_revision(db.engine) == head_revision()
     assert set(inspect(db.engine).get_table_names()) >= TABLES
     db.close()
-    assert current_revision(Database(url).engine) == "0001"  # a second start migrates nothing
+    assert current_revision(Database(url).engine) == head_revision()  # a second start migrates nothing
 
 
 def test_inventory_on_postgres_matches_sqlite(
@@ -97,6 +97,7 @@ def test_server_on_postgres(
     fill(capsys)
     for i in range(2, 21):
         ok(capsys, "node", "set", f"n{i:02d}", "--mac", f"52:54:00:07:00:{i:02x}")
+    ok(capsys, "node", "set", "n05", "--address", "")  # it boots from 127.0.0.1 (its token)
     with running_server(swarmboot_home, SWARMBOOT_DATABASE_URL=url) as srv:
         results: dict[int, Any] = {}
 
@@ -113,6 +114,7 @@ def test_server_on_postgres(
             t.join(timeout=120)
         assert results == {i: f"n{i % 20 + 1:02d}" for i in range(100)}
         event = {"stage": "booted", "status": "done", "image": "compute", "version": 1}
-        assert requests.post(f"{srv.url}/api/v1/nodes/n05/events", json=event, timeout=10).ok
+        auth = token_headers(boot_token(srv, "52:54:00:07:00:05"))
+        assert requests.post(f"{srv.url}/api/v1/nodes/n05/events", json=event, timeout=10, headers=auth).ok
     status = json.loads(ok(capsys, "node", "status", "n05", "--json"))
     assert status[0]["state"] == "booted" and status[0]["version"] == 1

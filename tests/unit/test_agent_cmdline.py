@@ -68,12 +68,12 @@ def test_bad_arguments_are_named(text: str, complaint: str) -> None:
 
 def test_an_unknown_argument_is_a_warning_and_the_boot_goes_on() -> None:
     args = parse_cmdline(
-        "swarmboot.server=http://x swarmboot.node=n1 swarmboot.nod=n2 swarmboot.token=abc swarmboot.nod=n3"
+        "swarmboot.server=http://x swarmboot.node=n1 swarmboot.nod=n2 swarmboot.future=abc swarmboot.nod=n3"
     )
     assert args.node == "n1"
     assert len(args.warnings) == 2  # one per unknown key, however often it is given
     assert "unknown kernel argument 'swarmboot.nod' ignored" in args.warnings[0]
-    assert "'swarmboot.token'" in args.warnings[1] and "server" in args.warnings[1]
+    assert "'swarmboot.future'" in args.warnings[1] and "server" in args.warnings[1]
     assert parse_cmdline(GOOD).warnings == ()
 
 

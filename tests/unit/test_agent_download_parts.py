@@ -144,3 +144,124 @@ def test_a_bad_torrent_is_a_download_error(tmp_path: Path) -> None:
         parse_torrent(lt, b"this is not bencode", keep_web_seeds=False)
     with pytest.raises(DownloadError, match="has 2 files, expected 1"):
         parse_torrent(lt, make_torrent(tmp_path, files=2), keep_web_seeds=False)
+
+
+# -- getting the server back (recovery.py) and the web seed around it --------------------------
+
+from bootagent.recovery import (  # noqa: E402
+    RECONNECT_AFTER,
+    RECONNECT_EVERY,
+    SEEDER_UNREACHABLE,
+    Reachability,
+    SeederWatch,
+)
+
+SERVER = "10.77.0.1"
+
+
+def test_the_seeder_is_connected_to_again_while_it_is_needed_at_a_steady_pace() -> None:
+    watch = SeederWatch(SERVER, started=0.0)
+    # the seeder connected to us (a passing port): no endpoint learnt; we connected to it: learnt
+    watch.observe(0.5, [(SERVER, 40123, False, False), ("10.77.1.2", 6881, False, True)])
+    assert watch.connected and watch.endpoints == set()
+    watch.observe(1.0, [(SERVER, 6880, False, True), (SERVER, 8080, True, True)])  # + the web seed
+    assert watch.endpoints == {(SERVER, 6880)}
+    watch.observe(10.0, [("10.77.1.2", 6881, False, True)])  # the server went away
+    assert not watch.connected and watch.missing_for(10.0) == 9.0
+    assert watch.reconnect_due(10.0, needed=False) is False  # peers have what we need: leave it
+    assert watch.reconnect_due(10.0, needed=True) is True
+    assert watch.reconnect_due(10.0 + RECONNECT_EVERY / 2, needed=True) is False  # not every round
+    assert watch.reconnect_due(10.0 + RECONNECT_EVERY, needed=True) is True
+    assert watch.reannounce_due(10.0, needed=True) is True and watch.reannounce_due(10.1, True) is False
+    assert "not reached for" in watch.describe(12.0) and "2 attempts" in watch.describe(12.0)
+    watch.observe(13.0, [(SERVER, 6880, False, True)])
+    assert watch.connected and watch.attempts == 0 and watch.reconnect_due(20.0, True) is False
+
+
+def test_a_seeder_never_seen_is_not_dialled_but_counts_as_missing_from_the_start() -> None:
+    watch = SeederWatch(SERVER, started=0.0)
+    watch.observe(RECONNECT_AFTER + 1, [("10.77.1.2", 6881, False, True)])
+    assert watch.reconnect_due(RECONNECT_AFTER + 1, needed=True) is False  # no endpoint known
+    assert watch.reannounce_due(RECONNECT_AFTER + 1, needed=True) is True  # but ask the tracker
+    assert not watch.unreachable(SEEDER_UNREACHABLE - 0.1, needed=True)
+    assert watch.unreachable(SEEDER_UNREACHABLE + 0.1, needed=True)
+    assert not watch.unreachable(SEEDER_UNREACHABLE + 0.1, needed=True, tracker_answers=False)  # all down
+    assert watch.describe(5.0) == "never reached"
+
+
+def test_a_stall_says_which_part_of_the_server_is_unreachable() -> None:
+    reach = Reachability("http://10.77.0.1:8080/announce", SERVER, ("http://10.77.0.1:8080/images/x/1/i",))
+    watch = SeederWatch(SERVER, started=0.0)
+    watch.observe(1.0, [(SERVER, 6880, False, True)])
+    watch.observe(5.0, [])
+    reach.tracker_ok()
+    assert reach.tracker_answers
+    reach.tracker_failed("connection refused")
+    reach.seeder_failed("Connection refused")
+    reach.web_seed_added()
+    reach.web_seed_failed("url seed: connection refused")
+    text = reach.summary(watch, 65.0)
+    assert "tracker http://10.77.0.1:8080/announce: connection refused" in text
+    assert "seeder 10.77.0.1:6880: not reached for 64 s" in text and "Connection refused" in text
+    assert "web seed http://10.77.0.1:8080/images/x/1/i: url seed: connection refused" in text
+    assert not reach.tracker_answers
+
+
+def test_a_web_seed_for_an_unreachable_seeder_goes_with_the_stripe_or_when_the_seeder_is_back() -> None:
+    fb = WebSeedFallback("fallback", ("http://s/i",))
+    assert fb.due(peers=3, done=1000, elapsed=1.0, since_progress=0.0, seeder_unreachable=True)
+    assert fb.reason == "seeder" and fb.added
+    assert not fb.retire_due(seeder_connected=False, own_stripe_done=False)
+    assert fb.retire_due(seeder_connected=False, own_stripe_done=True) and not fb.added
+    # its stripe done, the owner does not take the web seed for the seeder again; only a stall does
+    assert not fb.due(peers=3, done=2000, elapsed=9.0, since_progress=0.0, seeder_unreachable=True)
+    assert fb.due(peers=3, done=2000, elapsed=20.0, since_progress=WEB_SEED_STALL + 1)
+    assert fb.reason == "stall"
+    assert not fb.retire_due(seeder_connected=False, own_stripe_done=True)  # a stall's web seed stays
+    assert fb.retire_due(seeder_connected=True, own_stripe_done=True)  # until the seeder is back
+    assert fb.retired == 2
+    never = WebSeedFallback("never", ("http://s/i",))
+    assert not never.due(peers=0, done=0, elapsed=99.0, since_progress=99.0, seeder_unreachable=True)
+
+
+def test_an_announce_without_an_answer_says_so() -> None:
+    reach = Reachability("http://s/announce", SERVER, ("http://s/i",))
+    reach.tracker_ok()
+    reach.announce_sent(10.0)
+    reach.web_seed_added()
+    text = reach.summary(SeederWatch(SERVER, started=0.0), 20.0)
+    assert "tracker http://s/announce: no answer for 10 s (last: answered)" in text
+    assert "seeder 10.77.0.1: never reached" in text and "web seed http://s/i: added, nothing came" in text
+
+
+def test_an_owner_adopts_the_stripe_before_its_own_when_that_stripe_stops_growing() -> None:
+    from bootagent.stripes import ADOPT_AFTER
+
+    policy = StripePolicy((2, 4), num_pieces=16)  # owns 2, 6, 10, 14; the stripe before: 1, 5, 9, 13
+    have = {2, 6, 10, 14, 0, 4}
+    availability = [0] * 16
+    assert policy.adopt_due(0.0, have.__contains__, availability) is None  # own stripe not done: never
+    assert policy.steer(have.__contains__, 0.0) is True and policy.filtered
+    availability[1] = 1  # the owner of stripe 1 has sent piece 1 to a peer
+    assert policy.adopt_due(1.0, have.__contains__, availability) is None
+    availability[5] = 1  # it grows: fine
+    assert policy.adopt_due(1.0 + ADOPT_AFTER, have.__contains__, availability) is None
+    assert policy.adopt_due(1.0 + 2 * ADOPT_AFTER - 0.1, have.__contains__, availability) is None
+    # stopped growing for ADOPT_AFTER: its owner is gone; what is missing of it comes from the server
+    assert policy.adopt_due(1.1 + 2 * ADOPT_AFTER, have.__contains__, availability) == [1, 5, 9, 13]
+    assert policy.adopted == 1 and not policy.filtered and policy.unfiltered
+    assert policy.adopt_due(99.0, have.__contains__, availability) is None  # once
+    done = StripePolicy((0, 2), num_pieces=4)
+    done.steer({0, 2, 1, 3}.__contains__, 0.0)
+    assert done.adopt_due(50.0, {0, 1, 2, 3}.__contains__, [0] * 4) is None  # nothing missing
+
+
+def test_a_tracker_that_fails_or_does_not_answer_means_the_server_is_down() -> None:
+    reach = Reachability("http://s/announce", SERVER)
+    assert not reach.tracker_down(0.0)  # not asked yet
+    reach.tracker_ok(1.0)
+    assert not reach.tracker_down(2.0)
+    reach.announce_sent(3.0)
+    assert not reach.tracker_down(4.0) and reach.tracker_down(3.0 + 3.5)
+    reach.tracker_failed('abc (http://s/announce)[10.0.0.2:6881-v1] Connection refused "" (3)')
+    assert reach.tracker == "Connection refused (3)" and reach.tracker_down(7.0)

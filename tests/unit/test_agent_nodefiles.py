@@ -195,3 +195,30 @@ def test_unknown_owner_is_named(tmp_path: Path) -> None:
     root = sysroot_with(tmp_path)
     with pytest.raises(FilesError, match="no user named 'bob'"):
         write_node_files(plan(files=[{"path": "/x", "content": "", "owner": "bob"}]), root, "", {}, [])
+
+
+def test_secret_files_are_written_from_base64_and_the_report_carries_the_token(tmp_path: Path) -> None:
+    import base64
+    import stat
+
+    root = sysroot_with(tmp_path)
+    key = bytes(range(256))
+    p = plan(
+        minor=2,
+        secret_files=[
+            {"path": "/etc/munge/munge.key", "content": base64.b64encode(key).decode(), "mode": 0o400,
+             "owner": "alice", "encoding": "base64"}
+        ],
+    )
+    done = write_node_files(p, root, "", {}, ["http://s/e"], token="T" * 43)
+    written = root / "etc/munge/munge.key"
+    assert written.read_bytes() == key and stat.S_IMODE(written.stat().st_mode) == 0o400
+    assert written.stat().st_uid == 1234 and done["secret_files"] == 1
+    script = root / "usr/local/lib/swarmboot/report-booted"
+    assert "X-Swarmboot-Token: " + "T" * 43 in script.read_text()
+    assert stat.S_IMODE(script.stat().st_mode) == 0o700  # the token: root only
+    bad = plan(minor=2, secret_files=[{"path": "/x", "content": "not base64!", "encoding": "base64"}])
+    with pytest.raises(FilesError, match="not base64"):
+        write_node_files(bad, root, "", {}, [])
+    with pytest.raises(FilesError, match="unknown encoding"):
+        write_node_files(plan(files=[{"path": "/x", "content": "", "encoding": "rot13"}]), root, "", {}, [])

@@ -146,3 +146,33 @@ def test_fetch_bytes_fails_over_to_the_same_path(tmp_path: Path) -> None:
         data = c.fetch_bytes(dead_url() + "/images/c/1/image.torrent?x=1", deadline=10, what="the torrent")
         assert json.loads(data)["version"] == 1
         assert live.requests == ["/images/c/1/image.torrent?x=1"]
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested 100000 levels deep"),
+        (b'{"version": 1, "node": {"name": "\\ud800"}}', "not valid Unicode"),
+    ],
+    ids=["deep", "surrogate"],
+)
+def test_a_hostile_plan_body_is_a_clear_rejection(tmp_path: Path, body: bytes, why: str) -> None:
+    """Not a RecursionError or a UnicodeEncodeError later: PlanRejected, with what is wrong."""
+    with loopback_server() as live:
+        live.routes["/api/v1/plan"] = body
+        with pytest.raises(PlanRejected, match=why):
+            client(tmp_path, (live.url,), FakeTime()).fetch_plan("", "n1", deadline=5)
+
+
+def test_the_token_goes_with_the_plan_request_and_its_refusal_is_final(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def used(handler: Any) -> tuple[int, bytes, str]:
+        seen.append(handler.headers.get("X-Swarmboot-Token", ""))
+        return 409, json.dumps({"error": "n1's token was used already", "code": "token_used"}).encode(), \
+            "application/json"
+
+    t = FakeTime()
+    with loopback_server(fallback=used) as live, pytest.raises(PlanRejected, match="refused this boot"):
+        client(tmp_path, (live.url,), t).fetch_plan("", "n1", deadline=60, token="t" * 43)
+    assert seen == ["t" * 43] and t.sleeps == []  # not retried

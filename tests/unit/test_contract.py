@@ -112,6 +112,21 @@ def test_the_1_1_golden_document_sets_every_field_of_the_disk_mode_and_round_tri
     assert "layout" not in old["root"] and "kernel_url" not in old["image"] and old["minor"] == 0
 
 
+def test_the_full_1_2_golden_document_sets_every_field_and_round_trips_exactly() -> None:
+    """1.2 (issue 13): the node's secrets (`secret_files`), a file's `encoding` (base64), the
+    seeder's port; on top of 1.1's disk mode."""
+    doc = golden("plan-v1.2-full.json")
+    assert document_paths(doc) == field_paths(BootPlan, minor=2), "a field was added or renamed"
+    plan = BootPlan.from_dict(doc)
+    assert plan.to_dict(2) == doc
+    assert plan.secret_files[0].encoding == "base64" and plan.secret_files[0].mode == 0o400
+    assert plan.torrent.seeder_port == 6880
+    older = plan.to_dict(1)  # an agent of 1.1 gets none of 1.2's fields (its decoder would ignore them)
+    assert "secret_files" not in older and "seeder_port" not in older["torrent"]
+    assert all("encoding" not in f for f in older["files"])
+    assert older | {"files": None} == golden("plan-v1.1-full.json") | {"files": None}
+
+
 def test_the_minimal_golden_document_decodes_to_the_defaults_and_back() -> None:
     doc = golden("plan-v1.0-minimal.json")
     plan = BootPlan.from_dict(doc)

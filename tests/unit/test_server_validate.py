@@ -54,7 +54,7 @@ def test_events_are_validated() -> None:
         ({"stage": "nope", "status": "done"}, "stage"),
         ({"stage": "download", "status": "meh"}, "status"),
         ({"stage": "download", "status": "progress", "progress": 1.5}, "between 0 and 1"),
-        ({"stage": "download", "status": "done", "duration": -1}, "negative"),
+        ({"stage": "download", "status": "done", "duration": -1}, "between 0 and"),
         ({"stage": "download", "status": "done", "extra": 1}, "unknown event field"),
         ([1, 2], "JSON object"),
     ]:
