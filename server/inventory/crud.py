@@ -48,7 +48,7 @@ KINDS: dict[str, Kind] = {
         objects.apply_switch,
         objects.switch_dict,
         objects.switch_in_use,
-        {"address": "", "description": ""},
+        {"address": "", "description": "", "chassis_id": "", "snmp": {}},
     ),
     "group": Kind(
         "group",
@@ -65,6 +65,7 @@ KINDS: dict[str, Kind] = {
             "console": "ttyS0,115200 tty0",
             "files": [],
             "ssh_keys": [],
+            "power": "",
         },
     ),
 }
@@ -73,6 +74,7 @@ NODE_DEFAULTS: dict[str, Any] = {
     "switch": "",
     "port": "",
     "bmc": {"address": "", "user": "", "password": ""},
+    "power": "",
     "service": False,
     "kernel_args": "",
 }
