@@ -87,8 +87,16 @@ def render_node(
 
 
 def render_menu(
-    mac: str, platform: str, server_url: str, *, unassigned: list[str], unassigned_total: int, timeout: int
+    mac: str,
+    platform: str,
+    server_url: str,
+    *,
+    unassigned: list[str],
+    unassigned_total: int,
+    timeout: int,
+    notices: list[str] = (),  # type: ignore[assignment]
 ) -> str:
+    """The unknown-machine menu; `notices` (switch-port conflicts) are shown above the choices."""
     return (
         env()
         .get_template("menu.ipxe.j2")
@@ -99,6 +107,7 @@ def render_menu(
             unassigned=unassigned,
             unassigned_total=unassigned_total,
             timeout=timeout,
+            notices=[n.replace("${", "$ {").replace("\n", " ") for n in notices],
         )
     )
 

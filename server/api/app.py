@@ -111,7 +111,7 @@ class HotPath:
                 body = self.state.tracker.announce(scope["query_string"], client[0] if client else "")
                 await _respond(send, 200, TEXT, body)
                 return
-            if path == "/api/v1/plan":
+            if path == "/api/v1/plan" and b"lldp_" not in scope["query_string"]:  # LLDP: recorded
                 cached = self.state.plan_cache.get(scope["query_string"])
                 if cached is not None:
                     self.state.counters.plan_cache_hits += 1

@@ -23,6 +23,8 @@ from server.inventory.models import Group, Mac, Node
 from server.inventory.nodes import bind_mac, node_by_mac
 from server.plan import image_version
 from server.state import ServerState
+from server.switches import binding
+from server.switches.ports import lldp_sightings
 
 router = APIRouter()
 log = logging.getLogger(__name__)
@@ -99,6 +101,12 @@ def script_for(
         return _node_script(state, node, mac, platform=platform, service=rescue, address=address)
     if rescue:
         return _rescue_unknown(state, mac, platform)
+    outcome = _by_port(state, mac)
+    if outcome.node:
+        with state.db.read() as session:
+            node = node_by_mac(session, mac)
+        if node is not None:
+            return _node_script(state, node, mac, platform=platform, service=False, address=address)
     names, total = _unassigned(state)
     return ipxe.render_menu(
         mac,
@@ -107,7 +115,20 @@ def script_for(
         unassigned=names,
         unassigned_total=total,
         timeout=state.settings.boot_menu_timeout,
+        notices=outcome.notices,
     )
+
+
+def _by_port(state: ServerState, mac: str) -> binding.Outcome:
+    """Name an unknown machine by its switch port: where the switches (SNMP, read now unless
+    read in the last 2 s) or an agent's LLDP report saw its MAC, and which node claims that port."""
+    sightings = state.ports.locate(mac) if state.ports is not None else []
+    with state.db.read() as session:
+        sightings += lldp_sightings(session, mac)
+    if not sightings:
+        return binding.Outcome()
+    with state.db.write() as session:
+        return binding.bind_by_port(session, mac, sightings, dt.datetime.now(dt.UTC))
 
 
 def _rescue_unknown(state: ServerState, mac: str, platform: str) -> str:

@@ -215,6 +215,13 @@ def show_node(db: Database, name: str) -> dict[str, Any]:
         return node_dict(objects.by_name(session, Node, name, "node"))
 
 
+def node_log(db: Database, name: str) -> list[dict[str, Any]]:
+    from server.switches.binding import node_log as entries
+
+    with db.read() as session:
+        return entries(session, objects.by_name(session, Node, name, "node"))
+
+
 def list_nodes(db: Database) -> list[dict[str, Any]]:
     with db.read() as session:
         return [node_dict(r) for r in session.execute(select(Node).order_by(Node.name)).unique().scalars()]

@@ -78,6 +78,7 @@ def run_all(
                 result = future.result()
                 results[target.node] = result
                 failed += not result.ok
+            timed_out = False
             for future, target in list(pending.items()):
                 begun = started.get(target.node)
                 if begun is not None and now - begun > options.timeout + 1.0:
@@ -87,7 +88,8 @@ def run_all(
                         target.node, target.method, action, False, "",
                         f"no answer within {options.timeout:.0f} s", now - begun)
                     failed += 1
-            if on_progress is not None and done:
+                    timed_out = True
+            if on_progress is not None and (done or timed_out):
                 on_progress(len(results), failed, len(targets))
     finally:
         pool.shutdown(wait=False, cancel_futures=True)

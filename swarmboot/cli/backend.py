@@ -102,6 +102,7 @@ class Local:
 
         data = crud.show_node(self.db, name)
         data["state"] = events.status(self.db, [name], self.catalog())[0]
+        data["log"] = crud.node_log(self.db, name)
         return data
 
     def list_nodes(self) -> list[dict[str, Any]]:

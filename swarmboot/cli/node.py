@@ -51,6 +51,8 @@ def _options(parser: argparse.ArgumentParser, adding: bool) -> None:
     parser.add_argument("--bmc-address", help="BMC address")
     parser.add_argument("--bmc-user", help="BMC user")
     parser.add_argument("--bmc-password", help="BMC password")
+    parser.add_argument("--power", choices=("ipmi", "redfish", "wol", ""),
+                        help="how `swarmboot power` reaches it (default: the group's; '' the group's)")
     parser.add_argument("--kernel-args", help="extra kernel arguments for this node")
     parser.add_argument(
         "--service",
@@ -70,7 +72,7 @@ def _options(parser: argparse.ArgumentParser, adding: bool) -> None:
 
 def _spec(args: argparse.Namespace) -> dict[str, Any]:
     spec: dict[str, Any] = {}
-    for key in ("group", "address", "network", "switch", "port", "service", "kernel_args"):
+    for key in ("group", "address", "network", "switch", "port", "power", "service", "kernel_args"):
         if getattr(args, key) is not None:
             spec[key] = getattr(args, key)
     if args.mac is not None:
