@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from bootagent import network, nodefiles, roots, scripts
+from bootagent import lldp, network, nodefiles, roots, scripts
 from bootagent.context import AgentConfig, BootContext, Console, Paths
 from bootagent.download import DownloadStatus, ImageDownload
 from bootagent.errors import DownloadError
@@ -31,6 +31,9 @@ from ground.contract.sets import Stage as Name
 def stage_cmdline(ctx: BootContext) -> StageResult:
     args = cmdline.read_cmdline(ctx.paths.cmdline)
     ctx.args = args
+    if ctx.lldp is None and ctx.config.lldp:  # from now on, LLDP frames are kept for the plan stage
+        ctx.lldp = lldp.LldpListener()
+        ctx.lldp.open()
     ctx.console.debug_enabled = ctx.console.debug_enabled or args.debug
     for warning in args.warnings:
         ctx.console.info(f"warning: {warning}")
@@ -51,6 +54,8 @@ def stage_network(ctx: BootContext) -> StageResult:
     args = ctx.require_args()
     iface = network.find_boot_interface(args.mac, timeout=ctx.config.network_timeout)
     ctx.interface = iface
+    if ctx.lldp is not None:
+        ctx.lldp.join(iface.name)
     ctx.console.info(f"boot interface {iface.name} ({iface.mac}): {' '.join(iface.addresses)}")
     return {"interface": iface.name, "mac": iface.mac, "addresses": list(iface.addresses)}
 
@@ -58,8 +63,9 @@ def stage_network(ctx: BootContext) -> StageResult:
 def stage_plan(ctx: BootContext) -> StageResult:
     args = ctx.require_args()
     mac = args.mac or (ctx.interface.mac if ctx.interface else "")
+    heard = switch_port(ctx)
     client = ServerClient(args.servers, ctx.console)
-    plan, server = client.fetch_plan(mac, args.node, args.plan_timeout)
+    plan, server = client.fetch_plan(mac, args.node, args.plan_timeout, heard.params() if heard else None)
     ctx.plan, ctx.server, ctx.client = plan, server, client
     if ctx.reporter is not None:
         ctx.reporter.set_image(plan.image.name, plan.image.version)
@@ -69,7 +75,27 @@ def stage_plan(ctx: BootContext) -> StageResult:
         f"plan from {server}: node {plan.node.name}, image {plan.image.name} v{plan.image.version} "
         f"({plan.image.format}, {plan.image.size >> 20} MiB), root mode {plan.root.mode}"
     )
-    return {"server": server, "node": plan.node.name, "root_mode": plan.root.mode}
+    details: dict[str, object] = {"server": server, "node": plan.node.name, "root_mode": plan.root.mode}
+    if heard is not None:
+        details["lldp"] = heard.params()
+    if ctx.lldp is not None:
+        ctx.lldp.close()
+        ctx.lldp = None
+    return details
+
+
+def switch_port(ctx: BootContext) -> lldp.LldpInfo | None:
+    """What LLDP said on the boot NIC (waiting at most swarmboot.lldp_wait after the agent started)."""
+    listener, args = ctx.lldp, ctx.require_args()
+    if listener is None or ctx.interface is None:
+        return None
+    heard = listener.wait(ctx.interface.name, args.lldp_wait)
+    if heard is not None:
+        ctx.console.info(f"LLDP on {heard.interface}: switch {heard.system or heard.chassis}, port {heard.port}"
+                         + (f" ({heard.port_desc})" if heard.port_desc else ""))
+    elif listener.error:
+        ctx.console.debug(listener.error)
+    return heard
 
 
 def service_requested(ctx: BootContext) -> bool:

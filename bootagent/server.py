@@ -47,9 +47,13 @@ class ServerClient:
     def __post_init__(self) -> None:
         self.order = list(self.servers)
 
-    def fetch_plan(self, mac: str, node: str, deadline: float) -> tuple[BootPlan, str]:
-        """The boot plan and the server that gave it; retries every server until `deadline` seconds."""
+    def fetch_plan(
+        self, mac: str, node: str, deadline: float, extra: dict[str, str] | None = None
+    ) -> tuple[BootPlan, str]:
+        """The boot plan and the server that gave it; retries every server until `deadline` seconds.
+        `extra`: more parameters (what LLDP said of the node's switch port)."""
         params = {k: v for k, v in (("mac", mac), ("node", node)) if v}
+        params.update(extra or {})
         params["plan_version"] = format_version()  # the server renders for the version we speak
         response, server = self.get("/api/v1/plan", params, deadline, what="the boot plan")
         try:

@@ -167,7 +167,8 @@ class SwitchSim:
         """The switch's `snmp` settings in the inventory's format."""
         if self.v3_user:
             return {"version": "3", "address": self.address, "user": self.v3_user, "auth_protocol": "sha",
-                    "auth_key": self.v3_auth_key, "priv_protocol": "aes", "priv_key": self.v3_priv_key}
+                    "auth_key": self.v3_auth_key, "priv_protocol": "aes", "priv_key": self.v3_priv_key,
+                    "context": self.community}  # snmpsim picks the data file by the v3 context name
         return {"version": "2c", "address": self.address, "community": self.community}
 
     def record(self, ports: dict[int, str], fdb: Iterable[tuple[str, int, int]], **kwargs: object) -> None:

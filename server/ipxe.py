@@ -36,9 +36,18 @@ def platform_of(value: str | None) -> str:
 
 
 def cmdline(
-    node: Node | None, version: Version, server_url: str, mac: str, *, platform: str, service: bool
+    node: Node | None,
+    version: Version,
+    server_url: str,
+    mac: str,
+    *,
+    platform: str,
+    service: bool,
+    lldp_wait: int = 0,
 ) -> str:
-    args = boot_arguments(server_url, node.name if node is not None else "", mac, service=service)
+    args = boot_arguments(
+        server_url, node.name if node is not None else "", mac, service=service, lldp_wait=lldp_wait
+    )
     args += ["ip=dhcp", "rd.neednet=1"]
     group_args = node.group.kernel_args if node is not None else ""
     node_args = node.kernel_args if node is not None else ""
@@ -64,6 +73,7 @@ def render_node(
     platform: str,
     service: bool,
     group_name: str = "",
+    lldp_wait: int = 0,
 ) -> str:
     m = version.manifest
     return (
@@ -81,7 +91,10 @@ def render_node(
             kernel_url=catalog.url(version, m.kernel.name),
             initrd_url=catalog.url(version, m.initramfs.name),
             # every head node sharing the inventory, this one first (the agent fails over)
-            cmdline=cmdline(node, version, catalog.server_list, mac, platform=platform, service=service),
+            cmdline=cmdline(
+                node, version, catalog.server_list, mac, platform=platform, service=service,
+                lldp_wait=lldp_wait,
+            ),
         )
     )
 

@@ -73,7 +73,8 @@ def _node_script(
     if local:  # installed, and the installed version is the one to run: the firmware boots the disk
         return ipxe.render_local(node, version, platform=platform)
     return ipxe.render_node(
-        node, version, state.catalog, mac, platform=platform, service=service or node.service
+        node, version, state.catalog, mac, platform=platform, service=service or node.service,
+        lldp_wait=state.settings.lldp_wait,
     )
 
 
@@ -142,7 +143,8 @@ def _rescue_unknown(state: ServerState, mac: str, platform: str) -> str:
         version = state.catalog.get(group.image, group.image_version)
         if version is not None:
             return ipxe.render_node(
-                None, version, state.catalog, mac, platform=platform, service=True, group_name=group.name
+                None, version, state.catalog, mac, platform=platform, service=True, group_name=group.name,
+                lldp_wait=state.settings.lldp_wait,
             )
     return ipxe.render_message(
         "no rescue image", ["no group has a packed image to start a rescue shell from"], mac, state.server_url

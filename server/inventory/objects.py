@@ -21,7 +21,9 @@ from server.inventory.models import Group, Network, Node, Switch
 
 NETWORK_KEYS = ("name", "cidr", "gateway", "dns", "domain", "range", "dhcp_range", "mtu")
 SWITCH_KEYS = ("name", "address", "description", "snmp", "chassis_id")
-SNMP_KEYS = ("version", "address", "community", "user", "auth_protocol", "auth_key", "priv_protocol", "priv_key")
+SNMP_KEYS = (
+    "version", "address", "community", "user", "auth_protocol", "auth_key", "priv_protocol", "priv_key", "context",
+)
 SNMP_VERSIONS = ("2c", "3")
 SNMP_AUTH = ("md5", "sha", "sha224", "sha256", "sha384", "sha512")
 SNMP_PRIV = ("des", "3des", "aes", "aes192", "aes256")

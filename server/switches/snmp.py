@@ -76,12 +76,15 @@ def _auth(settings: dict[str, Any]) -> Any:
     return hl.CommunityData(settings.get("community", "public"), mpModel=1)
 
 
-async def _walk(engine: Any, auth: Any, target: Any, root: tuple[int, ...]) -> list[tuple[tuple[int, ...], Any]]:
+Rows = list[tuple[tuple[int, ...], Any]]
+
+
+async def _walk(engine: Any, auth: Any, target: Any, context: str, root: tuple[int, ...]) -> Rows:
     from pysnmp.hlapi.v3arch import asyncio as hl
 
-    rows: list[tuple[tuple[int, ...], Any]] = []
+    rows: Rows = []
     async for error, status, index, binds in hl.bulk_walk_cmd(
-        engine, auth, target, hl.ContextData(), 0, 50, hl.ObjectType(hl.ObjectIdentity(root)),
+        engine, auth, target, hl.ContextData(contextName=context), 0, 50, hl.ObjectType(hl.ObjectIdentity(root)),
         lexicographicMode=False, lookupMib=False,
     ):
         if error:
@@ -102,7 +105,8 @@ async def _table(settings: dict[str, Any], host: str, port: int, timeout: float)
     try:
         target = await hl.UdpTransportTarget.create((host, port), timeout=max(0.5, timeout / 3), retries=1)
         auth = _auth(settings)
-        walk = lambda root: _walk(engine, auth, target, root)  # noqa: E731
+        context = settings.get("context", "") if settings.get("version") == "3" else ""
+        walk = lambda root: _walk(engine, auth, target, context, root)  # noqa: E731
         q_ports, q_status, d_ports, d_status, if_index, names, descrs = await asyncio.gather(
             walk(DOT1Q_FDB_PORT), walk(DOT1Q_FDB_STATUS), walk(DOT1D_FDB_PORT), walk(DOT1D_FDB_STATUS),
             walk(DOT1D_PORT_IFINDEX), walk(IF_NAME), walk(IF_DESCR),
@@ -150,6 +154,10 @@ def forwarding_table(settings: dict[str, Any], default_host: str, timeout: float
     host, port = _target(settings, default_host)
     try:
         return asyncio.run(asyncio.wait_for(_table(settings, host, port, timeout), timeout + 1))
+    except SnmpError as exc:
+        raise SnmpError(f"the switch at {host}:{port} did not answer SNMP: {exc.message}",
+                        hint="check its SNMP address, version and community or v3 user "
+                        "(swarmboot switch show NAME)") from None
     except TimeoutError:
         raise SnmpError(f"the switch at {host}:{port} did not answer SNMP within {timeout:.0f} s",
                         hint="check its SNMP address, version and community (swarmboot switch show NAME)") from None

@@ -13,7 +13,7 @@ from swarmboot.cli.inventory_verbs import add_read_verbs, add_save_verbs
 COLUMNS = [("name", "NAME"), ("address", "ADDRESS"), ("snmp_version", "SNMP"), ("description", "DESCRIPTION")]
 PORT_COLUMNS = [("port", "PORT"), ("mac", "MAC"), ("node", "NODE"), ("claimed_by", "CLAIMED BY"),
                 ("source", "SEEN BY"), ("seen", "SEEN")]
-SNMP_OPTIONS = ("version", "address", "community", "user")
+SNMP_OPTIONS = ("version", "address", "community", "user", "context")
 
 
 def _options(parser: argparse.ArgumentParser, adding: bool) -> None:
@@ -24,6 +24,7 @@ def _options(parser: argparse.ArgumentParser, adding: bool) -> None:
     parser.add_argument("--snmp-address", help="SNMP agent HOST[:PORT] (default: --address, port 161)")
     parser.add_argument("--snmp-community", help="v2c community")
     parser.add_argument("--snmp-user", help="v3 user")
+    parser.add_argument("--snmp-context", help="v3 context name (default: none)")
     parser.add_argument("--snmp-auth", metavar="PROTOCOL:KEY", help="v3 authentication, e.g. sha:KEY (md5, sha, sha256…)")
     parser.add_argument("--snmp-priv", metavar="PROTOCOL:KEY", help="v3 privacy, e.g. aes:KEY (des, aes, aes256…)")
 
