@@ -36,7 +36,11 @@ def by_node(report: dict) -> dict[str, dict]:
 
 @pytest.fixture
 def bmcs(tmp_path: Path):
-    with BmcSim(tmp_path / "bmcs", count=4, password=PASSWORD) as sim:
+    # and a "BMC" that never answers: a bound UDP socket that reads nothing (no ICMP refusal)
+    with BmcSim(tmp_path / "bmcs", count=4, password=PASSWORD) as sim, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        sim.silent = f"127.0.0.1:{silent.getsockname()[1]}"  # type: ignore[attr-defined]
         yield sim
 
 
@@ -45,7 +49,7 @@ def _ipmi_nodes(home: Path, sim: BmcSim) -> None:
     for i, bmc in enumerate(sim.bmcs):
         cli(home, "node", "add", f"n{i + 1}", "--group", "rack1", "--bmc-address", bmc.address,
             "--bmc-user", "admin", "--bmc-password", PASSWORD if i < 3 else "wrong-password")
-    cli(home, "node", "add", "dead", "--group", "rack1", "--bmc-address", "127.0.0.1:9", "--bmc-user", "admin",
+    cli(home, "node", "add", "dead", "--group", "rack1", "--bmc-address", sim.silent, "--bmc-user", "admin",
         "--bmc-password", PASSWORD)
 
 
