@@ -156,6 +156,17 @@ class SwitchSim:
         while time.monotonic() < deadline:
             if self._child is not None and not self._child.running():
                 raise SwitchSimError("snmpsim exited:\n" + (self.workdir / "snmpsim.log").read_text()[-2000:])
+            if self.namespace_argv:  # ask from inside its namespace
+                probe = ("import json, sys; from server.switches.snmp import forwarding_table; "
+                         "forwarding_table(json.loads(sys.argv[1]), '', timeout=1.0)")
+                import json
+
+                done = runmod.run([*self.namespace_argv, sys.executable, "-c", probe, json.dumps(self.settings())],
+                                  check=False, timeout=30)
+                if done.returncode == 0:
+                    return
+                time.sleep(0.2)
+                continue
             try:
                 forwarding_table(self.settings(), "", timeout=1.0)
                 return
