@@ -36,8 +36,12 @@ class LldpInfo:
 
     def params(self) -> dict[str, str]:
         """The plan request's parameters."""
-        values = {"lldp_chassis": self.chassis, "lldp_port": self.port,
-                  "lldp_port_desc": self.port_desc, "lldp_system": self.system}
+        values = {
+            "lldp_chassis": self.chassis,
+            "lldp_port": self.port,
+            "lldp_port_desc": self.port_desc,
+            "lldp_system": self.system,
+        }
         return {k: v for k, v in values.items() if v}
 
 
@@ -85,8 +89,9 @@ def parse_tlvs(data: bytes) -> LldpInfo | None:
         pos += 2 + length
     if not values.get(TLV_CHASSIS) or not values.get(TLV_PORT):
         return None
-    return LldpInfo(values[TLV_CHASSIS], values[TLV_PORT], values.get(TLV_PORT_DESC, ""),
-                    values.get(TLV_SYSTEM, ""))
+    return LldpInfo(
+        values[TLV_CHASSIS], values[TLV_PORT], values.get(TLV_PORT_DESC, ""), values.get(TLV_SYSTEM, "")
+    )
 
 
 class LldpListener:
@@ -135,7 +140,9 @@ class LldpListener:
             info = parse_frame(frame)
             if info is not None:
                 interface = str(address[0])
-                self.seen[interface] = LldpInfo(info.chassis, info.port, info.port_desc, info.system, interface)
+                self.seen[interface] = LldpInfo(
+                    info.chassis, info.port, info.port_desc, info.system, interface
+                )
 
     def wait(self, interface: str, seconds: float) -> LldpInfo | None:
         """The frame heard on `interface`, waiting until `seconds` after `open()` for one."""

@@ -91,8 +91,9 @@ def switch_port(ctx: BootContext) -> lldp.LldpInfo | None:
         return None
     heard = listener.wait(ctx.interface.name, args.lldp_wait)
     if heard is not None:
-        ctx.console.info(f"LLDP on {heard.interface}: switch {heard.system or heard.chassis}, port {heard.port}"
-                         + (f" ({heard.port_desc})" if heard.port_desc else ""))
+        where = f"switch {heard.system or heard.chassis}, port {heard.port}"
+        desc = f" ({heard.port_desc})" if heard.port_desc else ""
+        ctx.console.info(f"LLDP on {heard.interface}: {where}{desc}")
     elif listener.error:
         ctx.console.debug(listener.error)
     return heard

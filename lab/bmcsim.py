@@ -109,11 +109,30 @@ class BmcSim:
             state = folder / "power"
             state.write_text("0\n")
             conf = folder / "lan.conf"
-            conf.write_text(LAN_CONF.format(
-                name=f"sim{i}", host=self.host, port=port, guid=f"{i:032x}", control=control,
-                state=state, user=self.user, password=self.password))
+            conf.write_text(
+                LAN_CONF.format(
+                    name=f"sim{i}",
+                    host=self.host,
+                    port=port,
+                    guid=f"{i:032x}",
+                    control=control,
+                    state=state,
+                    user=self.user,
+                    password=self.password,
+                )
+            )
             conf.chmod(0o600)
-            argv = [*self.namespace_argv, "ipmi_sim", "-c", str(conf), "-f", str(emu), "-s", str(folder), "-n"]
+            argv = [
+                *self.namespace_argv,
+                "ipmi_sim",
+                "-c",
+                str(conf),
+                "-f",
+                str(emu),
+                "-s",
+                str(folder),
+                "-n",
+            ]
             log = open(folder / "ipmi_sim.log", "wb")  # noqa: SIM115
             self._children.append(runmod.spawn(argv, stdout=log, stderr=log))
             log.close()

@@ -66,8 +66,13 @@ class LabSwitch:
 
     def start(self) -> None:
         ns_argv = ("ip", "netns", "exec", self.namespace.name)
-        self.sim = SwitchSim(self.workdir / "switch", community=self.community, host=self.server_ip,
-                             port=SNMP_PORT, namespace_argv=ns_argv)
+        self.sim = SwitchSim(
+            self.workdir / "switch",
+            community=self.community,
+            host=self.server_ip,
+            port=SNMP_PORT,
+            namespace_argv=ns_argv,
+        )
         self.sim.start()
         self._record()
         self._thread = threading.Thread(target=self._loop, name="lab-switch", daemon=True)
@@ -77,28 +82,62 @@ class LabSwitch:
         log = open(self.workdir / "lldp-sender.log", "wb")  # noqa: SIM115
         self._sender = self.namespace.spawn(
             [sys.executable, str(script), CHASSIS_ID, self.name, TAP_PREFIX, str(self.lifetime_s)],
-            stdout=log, stderr=log)
+            stdout=log,
+            stderr=log,
+        )
         log.close()
 
     def cli_args(self) -> list[str]:
         """`swarmboot switch add NAME` options for this switch."""
         assert self.sim is not None
-        return ["--chassis-id", CHASSIS_ID, "--snmp-version", "2c", "--snmp-address", self.sim.address,
-                "--snmp-community", self.community, "--description", "the lab's bridge"]
+        return [
+            "--chassis-id",
+            CHASSIS_ID,
+            "--snmp-version",
+            "2c",
+            "--snmp-address",
+            self.sim.address,
+            "--snmp-community",
+            self.community,
+            "--description",
+            "the lab's bridge",
+        ]
 
     def _ports_and_fdb(self) -> tuple[dict[int, str], list[tuple[str, int, int]]]:
         links: list[dict[str, Any]] = json.loads(
-            runmod.run(["ip", "-n", self.namespace.name, "-j", "link", "show", "master", self.bridge],
-                       timeout=30).stdout or "[]")
+            runmod.run(
+                ["ip", "-n", self.namespace.name, "-j", "link", "show", "master", self.bridge], timeout=30
+            ).stdout
+            or "[]"
+        )
         ports = {int(link["ifindex"]): str(link["ifname"]) for link in links}
         index_of = {name: index for index, name in ports.items()}
         entries: list[dict[str, Any]] = json.loads(
-            runmod.run(["ip", "netns", "exec", self.namespace.name, "bridge", "-j", "fdb", "show", "br", self.bridge],
-                       timeout=30).stdout or "[]")
+            runmod.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    self.namespace.name,
+                    "bridge",
+                    "-j",
+                    "fdb",
+                    "show",
+                    "br",
+                    self.bridge,
+                ],
+                timeout=30,
+            ).stdout
+            or "[]"
+        )
         fdb = []
         for entry in entries:
             port = index_of.get(str(entry.get("ifname", "")))
-            if port is None or "permanent" in str(entry.get("state", "")) or entry.get("mac", "").startswith("33:33"):
+            if (
+                port is None
+                or "permanent" in str(entry.get("state", ""))
+                or entry.get("mac", "").startswith("33:33")
+            ):
                 continue
             if int(entry["mac"].split(":")[0], 16) & 1:  # multicast
                 continue

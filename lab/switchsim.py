@@ -135,15 +135,38 @@ class SwitchSim:
                 sock.bind(("127.0.0.1", 0))
                 self.port = sock.getsockname()[1]
         python = sys.executable
-        argv = [*self.namespace_argv, python, "-c",
-                "import sys; from snmpsim.commands.responder import main; sys.argv[0] = 'snmpsim'; sys.exit(main())",
-                "--data-dir", str(self.root / "data"), "--cache-dir", str(self.root / "cache"),
-                "--agent-udpv4-endpoint", self.address, "--logging-method", "stderr", "--log-level", "error"]
+        argv = [
+            *self.namespace_argv,
+            python,
+            "-c",
+            "import sys; from snmpsim.commands.responder import main; sys.argv[0] = 'snmpsim'; "
+            "sys.exit(main())",
+            "--data-dir",
+            str(self.root / "data"),
+            "--cache-dir",
+            str(self.root / "cache"),
+            "--agent-udpv4-endpoint",
+            self.address,
+            "--logging-method",
+            "stderr",
+            "--log-level",
+            "error",
+        ]
         if os.geteuid() == 0:
             argv += ["--process-user", "nobody", "--process-group", "nogroup"]
         if self.v3_user:
-            argv += ["--v3-user", self.v3_user, "--v3-auth-key", self.v3_auth_key, "--v3-auth-proto", "SHA",
-                     "--v3-priv-key", self.v3_priv_key, "--v3-priv-proto", "AES"]
+            argv += [
+                "--v3-user",
+                self.v3_user,
+                "--v3-auth-key",
+                self.v3_auth_key,
+                "--v3-auth-proto",
+                "SHA",
+                "--v3-priv-key",
+                self.v3_priv_key,
+                "--v3-priv-proto",
+                "AES",
+            ]
         log = open(self.workdir / "snmpsim.log", "wb")  # noqa: SIM115
         self._child = runmod.spawn(argv, stdout=log, stderr=log)
         log.close()
@@ -157,12 +180,17 @@ class SwitchSim:
             if self._child is not None and not self._child.running():
                 raise SwitchSimError("snmpsim exited:\n" + (self.workdir / "snmpsim.log").read_text()[-2000:])
             if self.namespace_argv:  # ask from inside its namespace
-                probe = ("import json, sys; from server.switches.snmp import forwarding_table; "
-                         "forwarding_table(json.loads(sys.argv[1]), '', timeout=1.0)")
+                probe = (
+                    "import json, sys; from server.switches.snmp import forwarding_table; "
+                    "forwarding_table(json.loads(sys.argv[1]), '', timeout=1.0)"
+                )
                 import json
 
-                done = runmod.run([*self.namespace_argv, sys.executable, "-c", probe, json.dumps(self.settings())],
-                                  check=False, timeout=30)
+                done = runmod.run(
+                    [*self.namespace_argv, sys.executable, "-c", probe, json.dumps(self.settings())],
+                    check=False,
+                    timeout=30,
+                )
                 if done.returncode == 0:
                     return
                 time.sleep(0.2)
@@ -177,9 +205,16 @@ class SwitchSim:
     def settings(self) -> dict[str, str]:
         """The switch's `snmp` settings in the inventory's format."""
         if self.v3_user:
-            return {"version": "3", "address": self.address, "user": self.v3_user, "auth_protocol": "sha",
-                    "auth_key": self.v3_auth_key, "priv_protocol": "aes", "priv_key": self.v3_priv_key,
-                    "context": self.community}  # snmpsim picks the data file by the v3 context name
+            return {
+                "version": "3",
+                "address": self.address,
+                "user": self.v3_user,
+                "auth_protocol": "sha",
+                "auth_key": self.v3_auth_key,
+                "priv_protocol": "aes",
+                "priv_key": self.v3_priv_key,
+                "context": self.community,
+            }  # snmpsim picks the data file by the v3 context name
         return {"version": "2c", "address": self.address, "community": self.community}
 
     def record(self, ports: dict[int, str], fdb: Iterable[tuple[str, int, int]], **kwargs: object) -> None:

@@ -52,7 +52,7 @@ ARGUMENTS: tuple[Argument, ...] = (
     Argument("debug", "1|0", "debug messages on the console too"),
     Argument("plan_timeout", "SECONDS", "how long to keep asking for the boot plan (default 300)"),
     Argument("rescue_timeout", "SECONDS", "how long a rescue or service shell waits (default 3600)"),
-    Argument("lldp_wait", "SECONDS", "how long to wait for an LLDP frame before the plan (default 0: what came)"),
+    Argument("lldp_wait", "SECONDS", "wait for an LLDP frame before the plan (default 0: what came)"),
 )
 KNOWN = frozenset(a.name for a in ARGUMENTS)
 

@@ -34,12 +34,16 @@ def _lldp(state: ServerState, mac: str, lldp: dict[str, str]) -> None:
     with state.db.write_state() as session:
         switch = binding.switch_for_lldp(session, lldp.get("chassis", ""), lldp.get("system", ""))
         if switch is None:
-            log.debug("LLDP from %s: switch %r / %r is not in the inventory", mac, lldp.get("chassis"),
-                      lldp.get("system"))
+            log.debug(
+                "LLDP from %s: switch %r / %r is not in the inventory",
+                mac,
+                lldp.get("chassis"),
+                lldp.get("system"),
+            )
             return
         names = tuple(dict.fromkeys(n for n in (lldp.get("port", ""), lldp.get("port_desc", "")) if n))
         sighting = Sighting(switch.id, switch.name, names[0], names, "lldp")
-        remember(session, mac, switch.id, names[0], names, "lldp", now)
+        remember(session, mac, Sighting(switch.id, switch.name, names[0], names, "lldp"), now)
         node = node_by_mac(session, mac)
         if node is not None:
             binding.check_move(session, node, sighting, now)
@@ -88,6 +92,7 @@ def _plan_body(
 @router.get("/api/v1/plan")
 async def get_plan(
     request: Request,
+    *,
     mac: str | None = None,
     node: str | None = None,
     plan_version: str | None = None,

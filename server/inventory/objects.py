@@ -22,7 +22,8 @@ from server.inventory.models import Group, Network, Node, Switch
 NETWORK_KEYS = ("name", "cidr", "gateway", "dns", "domain", "range", "dhcp_range", "mtu")
 SWITCH_KEYS = ("name", "address", "description", "snmp", "chassis_id")
 SNMP_KEYS = (
-    "version", "address", "community", "user", "auth_protocol", "auth_key", "priv_protocol", "priv_key", "context",
+    "version", "address", "community", "user", "auth_protocol", "auth_key", "priv_protocol", "priv_key",
+    "context",
 )
 SNMP_VERSIONS = ("2c", "3")
 SNMP_AUTH = ("md5", "sha", "sha224", "sha256", "sha384", "sha512")
@@ -197,7 +198,8 @@ def snmp_settings(spec: Any, what: str, current: dict[str, Any] | None = None) -
     if version not in SNMP_VERSIONS:
         raise UsageError(f"{what}.version: {version!r} is not one of {', '.join(SNMP_VERSIONS)}")
     if "address" in merged:
-        host, _, port = merged["address"].rpartition(":") if ":" in merged["address"] else (merged["address"], "", "")
+        address = merged["address"]
+        host, _, port = address.rpartition(":") if ":" in address else (address, "", "")
         validate.address(host, None, f"{what}.address")
         if port and not (port.isdigit() and 0 < int(port) < 65536):
             raise UsageError(f"{what}.address: {port!r} is not a UDP port", hint="e.g. 10.0.0.2:161")
@@ -231,7 +233,9 @@ def switch_dict(row: Switch) -> dict[str, Any]:
 def power_method(value: Any, what: str) -> str:
     method = _str(value, what).strip().lower()
     if method and method not in POWER_METHODS:
-        raise UsageError(f"{what}: {method!r} is not a power method", hint="one of: " + ", ".join(POWER_METHODS))
+        raise UsageError(
+            f"{what}: {method!r} is not a power method", hint="one of: " + ", ".join(POWER_METHODS)
+        )
     return method
 
 

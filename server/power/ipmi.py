@@ -46,7 +46,9 @@ class IpmiDriver(Driver):
                 bmc=host, userid=target.user, password=target.password, port=port, keepalive=False
             )
         except (exceptions.IpmiException, OSError) as exc:
-            raise PowerError(f"IPMI session with {target.address} failed: {target.redact(str(exc))}") from None
+            raise PowerError(
+                f"IPMI session with {target.address} failed: {target.redact(str(exc))}"
+            ) from None
         try:
             return self._do(bmc, action)
         except (exceptions.IpmiException, OSError) as exc:

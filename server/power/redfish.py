@@ -72,7 +72,9 @@ class RedfishDriver(Driver):
                 response = http.post(url, json={"ResetType": choice}, timeout=self.timeout)
                 self._check(response, target, f"POST {url} ResetType={choice}")
             except requests.RequestException as exc:
-                raise PowerError(f"Redfish {action} on {target.address}: {target.redact(_short(exc))}") from None
+                raise PowerError(
+                    f"Redfish {action} on {target.address}: {target.redact(_short(exc))}"
+                ) from None
         return {Action.ON: "on", Action.OFF: "off"}.get(action, ""), f"ResetType {choice}"
 
     def _only_system(self, http: Any, origin: str, target: Target) -> str:

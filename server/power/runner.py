@@ -48,10 +48,12 @@ def run_one(driver: Driver, target: Target, action: Action) -> Result:
     try:
         power, message = driver.act(target, action)
     except PowerError as exc:
-        return Result(target.node, target.method, action, False, "", target.redact(str(exc)),
-                      time.monotonic() - start)
-    return Result(target.node, target.method, action, True, power, target.redact(message),
-                  time.monotonic() - start)
+        return Result(
+            target.node, target.method, action, False, "", target.redact(str(exc)), time.monotonic() - start
+        )
+    return Result(
+        target.node, target.method, action, True, power, target.redact(message), time.monotonic() - start
+    )
 
 
 def run_all(
@@ -85,8 +87,14 @@ def run_all(
                     pending.pop(future)
                     future.cancel()
                     results[target.node] = Result(
-                        target.node, target.method, action, False, "",
-                        f"no answer within {options.timeout:.0f} s", now - begun)
+                        target.node,
+                        target.method,
+                        action,
+                        False,
+                        "",
+                        f"no answer within {options.timeout:.0f} s",
+                        now - begun,
+                    )
                     failed += 1
                     timed_out = True
             if on_progress is not None and (done or timed_out):

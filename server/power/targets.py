@@ -42,7 +42,9 @@ def target_of(node: Node) -> Target:
 def targets(db: Database, patterns: list[str], group: str = "") -> list[Target]:
     """The nodes named by `patterns` and/or in `group`, in name order, without repeats."""
     if not patterns and not group:
-        raise UsageError("name the nodes", hint="e.g. swarmboot power status 'node[001-128]' or --group compute")
+        raise UsageError(
+            "name the nodes", hint="e.g. swarmboot power status 'node[001-128]' or --group compute"
+        )
     names = validate.expand_all(patterns)
     with db.read() as session:
         rows: dict[str, Node] = {}

@@ -38,7 +38,9 @@ class Outcome:
     notices: list[str] = field(default_factory=list)  # conflicts, for the boot menu
 
 
-def note(session: Session, node: Node, kind: str, message: str, details: dict[str, Any], now: dt.datetime) -> None:
+def note(
+    session: Session, node: Node, *, kind: str, message: str, details: dict[str, Any], now: dt.datetime
+) -> None:
     """Add to the node's log, unless its last entry says the same and is recent."""
     last = session.execute(
         select(NodeLog).where(NodeLog.node_id == node.id).order_by(NodeLog.id.desc()).limit(1)
@@ -77,26 +79,44 @@ def bind_by_port(session: Session, mac: str, sightings: list[Sighting], now: dt.
         if len(nodes) > 1:
             message = f"nodes {', '.join(n.name for n in nodes)} all claim {where}: {mac} is not bound"
             for node in nodes:
-                note(session, node, "conflict", message, details, now)
+                note(session, node, kind="conflict", message=message, details=details, now=now)
             outcome.notices.append(message)
             continue
         node = nodes[0]
         if node.macs:
-            message = (f"{mac} was seen on its port ({where}, {sighting.source}) but the node has MAC "
-                       f"{', '.join(m.mac for m in node.macs)}: not rebound")
-            note(session, node, "conflict", message, details, now)
+            message = (
+                f"{mac} was seen on its port ({where}, {sighting.source}) but the node has MAC "
+                f"{', '.join(m.mac for m in node.macs)}: not rebound"
+            )
+            note(session, node, kind="conflict", message=message, details=details, now=now)
             outcome.notices.append(f"node {node.name}: {message}")
             continue
         strangers = sorted(set(sighting.others) - _owned(session, sighting.others))
         if strangers:
-            message = (f"{where} shows several unknown MACs ({', '.join([mac, *strangers])}): "
-                       "not bound; bind one with swarmboot node set")
-            note(session, node, "conflict", message, {**details, "others": strangers}, now)
+            message = (
+                f"{where} shows several unknown MACs ({', '.join([mac, *strangers])}): "
+                "not bound; bind one with swarmboot node set"
+            )
+            note(
+                session,
+                node,
+                kind="conflict",
+                message=message,
+                details={**details, "others": strangers},
+                now=now,
+            )
             outcome.notices.append(f"node {node.name}: {message}")
             continue
         node.macs.append(Mac(mac=mac, position=0))
         session.flush()
-        note(session, node, "bound", f"MAC {mac} bound: seen on {where} ({sighting.source})", details, now)
+        note(
+            session,
+            node,
+            kind="bound",
+            message=f"MAC {mac} bound: seen on {where} ({sighting.source})",
+            details=details,
+            now=now,
+        )
         outcome.node = node.name
         return outcome
     return outcome
@@ -122,18 +142,33 @@ def check_move(session: Session, node: Node, sighting: Sighting, now: dt.datetim
     names = set(sighting.names) | {sighting.port}
     if node.switch_id == sighting.switch_id and node.switch_port in names:
         return
-    message = (f"LLDP says switch {sighting.switch} port {sighting.port}; the inventory says switch "
-               f"{node.switch.name} port {node.switch_port}: not changed")
-    note(session, node, "moved", message,
-         {"switch": sighting.switch, "port": sighting.port, "source": sighting.source}, now)
+    message = (
+        f"LLDP says switch {sighting.switch} port {sighting.port}; the inventory says switch "
+        f"{node.switch.name} port {node.switch_port}: not changed"
+    )
+    note(
+        session,
+        node,
+        kind="moved",
+        message=message,
+        details={"switch": sighting.switch, "port": sighting.port, "source": sighting.source},
+        now=now,
+    )
 
 
 def node_log(session: Session, node: Node, limit: int = 10) -> list[dict[str, Any]]:
-    rows = session.execute(
-        select(NodeLog).where(NodeLog.node_id == node.id).order_by(NodeLog.id.desc()).limit(limit)
-    ).scalars().all()
+    rows = (
+        session.execute(
+            select(NodeLog).where(NodeLog.node_id == node.id).order_by(NodeLog.id.desc()).limit(limit)
+        )
+        .scalars()
+        .all()
+    )
     return [
-        {"at": (r.at if r.at.tzinfo else r.at.replace(tzinfo=dt.UTC)).isoformat(timespec="seconds"),
-         "kind": r.kind, "message": r.message}
+        {
+            "at": (r.at if r.at.tzinfo else r.at.replace(tzinfo=dt.UTC)).isoformat(timespec="seconds"),
+            "kind": r.kind,
+            "message": r.message,
+        }
         for r in reversed(rows)
     ]

@@ -69,7 +69,9 @@ class PortMap:
         with self._lock:
             now = time.monotonic()
             switches = self._switches()
-            stale = [s for s in switches if s[0] not in self.tables or now - self.tables[s[0]].read_at > max_age]
+            stale = [
+                s for s in switches if s[0] not in self.tables or now - self.tables[s[0]].read_at > max_age
+            ]
             if stale:
                 with cf.ThreadPoolExecutor(max_workers=min(16, len(stale))) as pool:
                     for table in pool.map(self._read_one, stale):
@@ -105,13 +107,20 @@ class PortMap:
             for table in tables:
                 if not table.error:  # what the switch no longer has is forgotten
                     current = {e.mac for e in table.entries}
-                    for row in session.execute(select(PortSighting).where(
-                        PortSighting.switch_id == table.switch_id, PortSighting.source == "snmp"
-                    )).scalars():
+                    for row in session.execute(
+                        select(PortSighting).where(
+                            PortSighting.switch_id == table.switch_id, PortSighting.source == "snmp"
+                        )
+                    ).scalars():
                         if row.mac not in current:
                             session.delete(row)
                 for entry in table.entries:
-                    remember(session, entry.mac, table.switch_id, entry.port, entry.names, "snmp", now)
+                    remember(
+                        session,
+                        entry.mac,
+                        Sighting(table.switch_id, table.switch, entry.port, entry.names, "snmp"),
+                        now,
+                    )
 
     def locate(self, mac: str, max_age: float = 2.0) -> list[Sighting]:
         """Where the switches see `mac` now (tables at most `max_age` seconds old)."""
@@ -121,16 +130,14 @@ class PortMap:
         return found
 
 
-def remember(
-    session: Session, mac: str, switch_id: int, port: str, names: tuple[str, ...] | list[str], source: str,
-    now: dt.datetime,
-) -> None:
+def remember(session: Session, mac: str, sighting: Sighting, now: dt.datetime) -> None:
     """Record (or move) the sighting of `mac`."""
     row = session.execute(select(PortSighting).where(PortSighting.mac == mac)).scalar_one_or_none()
     if row is None:
         row = PortSighting(mac=mac)
         session.add(row)
-    row.switch_id, row.port, row.names, row.source, row.seen = switch_id, port, list(names), source, now
+    row.switch_id, row.port, row.names = sighting.switch_id, sighting.port, list(sighting.names)
+    row.source, row.seen = sighting.source, now
 
 
 def lldp_sightings(session: Session, mac: str) -> list[Sighting]:
@@ -178,9 +185,18 @@ def port_report(db: Database, name: str, *, read: bool = True, timeout: float = 
         for row in session.execute(select(PortSighting).where(PortSighting.switch_id == switch_id)).scalars():
             seen = row.seen if row.seen.tzinfo else row.seen.replace(tzinfo=dt.UTC)
             claimed = sorted({n for port in {row.port, *row.names} for n in claims.get(port, [])})
-            rows.append({"port": row.port, "names": list(row.names), "mac": row.mac, "node": owners.get(row.mac, ""),
-                         "claimed_by": claimed, "source": row.source, "seen": seen.isoformat(timespec="seconds"),
-                         "seen_seconds_ago": round((now - seen).total_seconds(), 1)})
+            rows.append(
+                {
+                    "port": row.port,
+                    "names": list(row.names),
+                    "mac": row.mac,
+                    "node": owners.get(row.mac, ""),
+                    "claimed_by": claimed,
+                    "source": row.source,
+                    "seen": seen.isoformat(timespec="seconds"),
+                    "seen_seconds_ago": round((now - seen).total_seconds(), 1),
+                }
+            )
     rows.sort(key=lambda r: (_port_key(r["port"]), r["mac"]))
     return {"switch": name, "snmp": bool(snmp.get("version")), "error": error, "ports": rows}
 

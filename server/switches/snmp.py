@@ -29,11 +29,21 @@ DOT1D_PORT_IFINDEX = (1, 3, 6, 1, 2, 1, 17, 1, 4, 1, 2)
 IF_NAME = (1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 1)
 IF_DESCR = (1, 3, 6, 1, 2, 1, 2, 2, 1, 2)
 STATUS_SELF = 4
-AUTH = {"md5": "usmHMACMD5AuthProtocol", "sha": "usmHMACSHAAuthProtocol",
-        "sha224": "usmHMAC128SHA224AuthProtocol", "sha256": "usmHMAC192SHA256AuthProtocol",
-        "sha384": "usmHMAC256SHA384AuthProtocol", "sha512": "usmHMAC384SHA512AuthProtocol"}
-PRIV = {"des": "usmDESPrivProtocol", "3des": "usm3DESEDEPrivProtocol", "aes": "usmAesCfb128Protocol",
-        "aes192": "usmAesCfb192Protocol", "aes256": "usmAesCfb256Protocol"}
+AUTH = {
+    "md5": "usmHMACMD5AuthProtocol",
+    "sha": "usmHMACSHAAuthProtocol",
+    "sha224": "usmHMAC128SHA224AuthProtocol",
+    "sha256": "usmHMAC192SHA256AuthProtocol",
+    "sha384": "usmHMAC256SHA384AuthProtocol",
+    "sha512": "usmHMAC384SHA512AuthProtocol",
+}
+PRIV = {
+    "des": "usmDESPrivProtocol",
+    "3des": "usm3DESEDEPrivProtocol",
+    "aes": "usmAesCfb128Protocol",
+    "aes192": "usmAesCfb192Protocol",
+    "aes256": "usmAesCfb256Protocol",
+}
 
 
 class SnmpError(SwarmbootError):
@@ -55,7 +65,9 @@ def _mac(octets: Iterable[int]) -> str:
 def _target(settings: dict[str, Any], default_host: str) -> tuple[str, int]:
     address = settings.get("address") or default_host
     if not address:
-        raise SnmpError("the switch has no SNMP address", hint="swarmboot switch set NAME --snmp-address HOST[:PORT]")
+        raise SnmpError(
+            "the switch has no SNMP address", hint="swarmboot switch set NAME --snmp-address HOST[:PORT]"
+        )
     host, sep, port = address.rpartition(":")
     return (host, int(port)) if sep else (address, 161)
 
@@ -84,15 +96,22 @@ async def _walk(engine: Any, auth: Any, target: Any, context: str, root: tuple[i
 
     rows: Rows = []
     async for error, status, index, binds in hl.bulk_walk_cmd(
-        engine, auth, target, hl.ContextData(contextName=context), 0, 50, hl.ObjectType(hl.ObjectIdentity(root)),
-        lexicographicMode=False, lookupMib=False,
+        engine,
+        auth,
+        target,
+        hl.ContextData(contextName=context),
+        0,
+        50,
+        hl.ObjectType(hl.ObjectIdentity(root)),
+        lexicographicMode=False,
+        lookupMib=False,
     ):
         if error:
             raise SnmpError(str(error))
         if status:
             raise SnmpError(f"{status.prettyPrint()} at {binds[int(index) - 1][0] if index else '?'}")
         for oid, value in binds:
-            suffix = tuple(oid)[len(root):]
+            suffix = tuple(oid)[len(root) :]
             if tuple(oid)[: len(root)] == root and suffix:
                 rows.append((suffix, value))
     return rows
@@ -108,15 +127,29 @@ async def _table(settings: dict[str, Any], host: str, port: int, timeout: float)
         context = settings.get("context", "") if settings.get("version") == "3" else ""
         walk = lambda root: _walk(engine, auth, target, context, root)  # noqa: E731
         q_ports, q_status, d_ports, d_status, if_index, names, descrs = await asyncio.gather(
-            walk(DOT1Q_FDB_PORT), walk(DOT1Q_FDB_STATUS), walk(DOT1D_FDB_PORT), walk(DOT1D_FDB_STATUS),
-            walk(DOT1D_PORT_IFINDEX), walk(IF_NAME), walk(IF_DESCR),
+            walk(DOT1Q_FDB_PORT),
+            walk(DOT1Q_FDB_STATUS),
+            walk(DOT1D_FDB_PORT),
+            walk(DOT1D_FDB_STATUS),
+            walk(DOT1D_PORT_IFINDEX),
+            walk(IF_NAME),
+            walk(IF_DESCR),
         )
     finally:
         engine.close_dispatcher()
-    return fdb_entries(q_ports, q_status, d_ports, d_status, if_index, names, descrs)
+    return fdb_entries(
+        q_ports=q_ports,
+        q_status=q_status,
+        d_ports=d_ports,
+        d_status=d_status,
+        if_index=if_index,
+        if_names=names,
+        if_descrs=descrs,
+    )
 
 
 def fdb_entries(
+    *,
     q_ports: list[tuple[tuple[int, ...], Any]],
     q_status: list[tuple[tuple[int, ...], Any]],
     d_ports: list[tuple[tuple[int, ...], Any]],
@@ -129,7 +162,9 @@ def fdb_entries(
     to_ifindex = {suffix[0]: int(v) for suffix, v in if_index if len(suffix) == 1}
     name_of = {suffix[0]: str(v) for suffix, v in if_names if len(suffix) == 1}
     descr_of = {suffix[0]: str(v) for suffix, v in if_descrs if len(suffix) == 1}
-    selfish = {s for s, v in q_status if int(v) == STATUS_SELF} | {s for s, v in d_status if int(v) == STATUS_SELF}
+    selfish = {s for s, v in q_status if int(v) == STATUS_SELF} | {
+        s for s, v in d_status if int(v) == STATUS_SELF
+    }
     learned: dict[str, tuple[int, int]] = {}  # mac -> (bridge port, vlan)
     for suffix, value in q_ports:
         if len(suffix) == 7 and suffix not in selfish and int(value) > 0:
@@ -149,15 +184,20 @@ def fdb_entries(
 def forwarding_table(settings: dict[str, Any], default_host: str, timeout: float = 5.0) -> list[FdbEntry]:
     """Every MAC the switch learned and the port it learned it on. SnmpError if it does not answer."""
     if not settings.get("version"):
-        raise SnmpError("SNMP is not set up for this switch",
-                        hint="swarmboot switch set NAME --snmp-version 2c --snmp-community COMMUNITY")
+        raise SnmpError(
+            "SNMP is not set up for this switch",
+            hint="swarmboot switch set NAME --snmp-version 2c --snmp-community COMMUNITY",
+        )
     host, port = _target(settings, default_host)
     try:
         return asyncio.run(asyncio.wait_for(_table(settings, host, port, timeout), timeout + 1))
     except SnmpError as exc:
-        raise SnmpError(f"the switch at {host}:{port} did not answer SNMP: {exc.message}",
-                        hint="check its SNMP address, version and community or v3 user "
-                        "(swarmboot switch show NAME)") from None
+        raise SnmpError(
+            f"the switch at {host}:{port} did not answer SNMP: {exc.message}",
+            hint="check its SNMP address, version and community or v3 user (swarmboot switch show NAME)",
+        ) from None
     except TimeoutError:
-        raise SnmpError(f"the switch at {host}:{port} did not answer SNMP within {timeout:.0f} s",
-                        hint="check its SNMP address, version and community (swarmboot switch show NAME)") from None
+        raise SnmpError(
+            f"the switch at {host}:{port} did not answer SNMP within {timeout:.0f} s",
+            hint="check its SNMP address, version and community (swarmboot switch show NAME)",
+        ) from None

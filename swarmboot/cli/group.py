@@ -46,7 +46,7 @@ def _options(parser: argparse.ArgumentParser, adding: bool) -> None:
         parser.add_argument(f"--{script}", metavar="FILE", help=f"{script} script (file, '-' for stdin)")
     parser.add_argument("--kernel-args", help="extra kernel arguments")
     parser.add_argument("--power", choices=("ipmi", "redfish", "wol", ""),
-                        help="how `swarmboot power` reaches its nodes (default: IPMI with a BMC address, else WoL)")
+                        help="how `swarmboot power` reaches its nodes (default: IPMI with a BMC, else WoL)")
     parser.add_argument("--console", help="consoles for the kernel, e.g. 'ttyS0,115200 tty0' ('' for none)")
     parser.add_argument(
         "--file",

@@ -17,8 +17,11 @@ BAR = 30
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("power", help="power nodes on, off, cycle, reset them or ask their state",
-                              description=__doc__.split("\n\n")[0])
+    p = subparsers.add_parser(
+        "power",
+        help="power nodes on, off, cycle, reset them or ask their state",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("action", choices=ACTIONS)
     p.add_argument("names", nargs="*", metavar="NODE", help="node names or ranges (node[001-128])")
     p.add_argument("--group", default="", help="every node of this group")
@@ -45,8 +48,10 @@ class ProgressBar:
             return
         self.last = now
         filled = BAR * done // max(1, total)
-        line = (f"power {self.action} [{'#' * filled}{'.' * (BAR - filled)}] {done}/{total} "
-                f"({failed} failed) {now - self.started:.1f} s")
+        line = (
+            f"power {self.action} [{'#' * filled}{'.' * (BAR - filled)}] {done}/{total} "
+            f"({failed} failed) {now - self.started:.1f} s"
+        )
         self.stream.write(("\r" + line + ("\n" if done == total else "")) if self.tty else line + "\n")
         self.stream.flush()
 
@@ -54,11 +59,15 @@ class ProgressBar:
 def summary(results: list[dict[str, Any]], seconds: float) -> str:
     from server import cliutil
 
-    rows = [{**r, "power": r["power"] or "-", "result": "ok" if r["ok"] else f"FAILED: {r['message']}"}
-            for r in results]
+    rows = [
+        {**r, "power": r["power"] or "-", "result": "ok" if r["ok"] else f"FAILED: {r['message']}"}
+        for r in results
+    ]
     failed = [r for r in results if not r["ok"]]
-    lines = [cliutil.table(rows, COLUMNS),
-             f"{len(results)} node(s) in {seconds:.1f} s: {len(results) - len(failed)} ok, {len(failed)} failed"]
+    lines = [
+        cliutil.table(rows, COLUMNS),
+        f"{len(results)} node(s) in {seconds:.1f} s: {len(results) - len(failed)} ok, {len(failed)} failed",
+    ]
     if failed:
         reasons: dict[str, list[str]] = {}
         for r in failed:
@@ -66,7 +75,7 @@ def summary(results: list[dict[str, Any]], seconds: float) -> str:
         lines.append("failures:")
         for message, nodes in sorted(reasons.items(), key=lambda kv: -len(kv[1])):
             shown = ", ".join(nodes[:8]) + (f" and {len(nodes) - 8} more" if len(nodes) > 8 else "")
-            lines.append(f"  {len(nodes)} × {message}: {shown}")
+            lines.append(f"  {len(nodes)} x {message}: {shown}")
     on = sum(1 for r in results if r["power"] == "on")
     off = sum(1 for r in results if r["power"] == "off")
     if on or off:
@@ -93,8 +102,14 @@ def cmd_power(args: argparse.Namespace, settings: Settings) -> int:
     results = [r.to_dict() for r in run_all(chosen, Action(args.action), options, bar)]
     seconds = time.monotonic() - start
     if args.json:
-        cliutil.emit_json({"action": args.action, "seconds": round(seconds, 3),
-                           "concurrency": options.concurrency, "results": results})
+        cliutil.emit_json(
+            {
+                "action": args.action,
+                "seconds": round(seconds, 3),
+                "concurrency": options.concurrency,
+                "results": results,
+            }
+        )
     else:
         print(summary(results, seconds))
     return 0 if all(r["ok"] for r in results) else 1

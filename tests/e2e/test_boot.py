@@ -88,7 +88,8 @@ def test_bios_and_uefi_nodes_pxe_boot_together_into_overlay_and_share_pieces(lab
     """(1) PXE → iPXE → our script → kernel + initramfs → the agent's BitTorrent download → overlay
     root → multi-user → the booted report; (2) two nodes booting at once exchange pieces; (4) one
     of them boots through OVMF (UEFI); (7) n1 is named by its switch port (check_named_by_its_port).
-    The server's link is shaped to 100 Mbit/s (the nodes' links are not), as on a real cluster, so that both nodes are in the swarm at the same time."""
+    The server's link is shaped to 100 Mbit/s (the nodes' links are not), as on a real cluster, so
+    that both nodes are in the swarm at the same time."""
     the_lab, manifest = lab.lab, lab.images.squashfs
     names = ["n1", "n2"]
     the_lab.set_server_rate("100mbit")

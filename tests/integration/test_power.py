@@ -26,7 +26,10 @@ REDFISH_PASSWORD = "Rf-2q8x1-not-shown"
 
 def power(home: Path, *args: str, **env: str) -> tuple[int, dict, str]:
     result = cli(home, "-v", "power", *args, "--json", "--timeout", "4", check=False, **env)
-    assert PASSWORD not in result.stdout + result.stderr and REDFISH_PASSWORD not in result.stdout + result.stderr
+    assert (
+        PASSWORD not in result.stdout + result.stderr
+        and REDFISH_PASSWORD not in result.stdout + result.stderr
+    )
     return result.returncode, json.loads(result.stdout), result.stderr
 
 
@@ -37,8 +40,10 @@ def by_node(report: dict) -> dict[str, dict]:
 @pytest.fixture
 def bmcs(tmp_path: Path):
     # and a "BMC" that never answers: a bound UDP socket that reads nothing (no ICMP refusal)
-    with BmcSim(tmp_path / "bmcs", count=4, password=PASSWORD) as sim, \
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+    with (
+        BmcSim(tmp_path / "bmcs", count=4, password=PASSWORD) as sim,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent,
+    ):
         silent.bind(("127.0.0.1", 0))
         sim.silent = f"127.0.0.1:{silent.getsockname()[1]}"  # type: ignore[attr-defined]
         yield sim
@@ -47,10 +52,34 @@ def bmcs(tmp_path: Path):
 def _ipmi_nodes(home: Path, sim: BmcSim) -> None:
     cli(home, "group", "add", "rack1", "--image", "compute")
     for i, bmc in enumerate(sim.bmcs):
-        cli(home, "node", "add", f"n{i + 1}", "--group", "rack1", "--bmc-address", bmc.address,
-            "--bmc-user", "admin", "--bmc-password", PASSWORD if i < 3 else "wrong-password")
-    cli(home, "node", "add", "dead", "--group", "rack1", "--bmc-address", sim.silent, "--bmc-user", "admin",
-        "--bmc-password", PASSWORD)
+        cli(
+            home,
+            "node",
+            "add",
+            f"n{i + 1}",
+            "--group",
+            "rack1",
+            "--bmc-address",
+            bmc.address,
+            "--bmc-user",
+            "admin",
+            "--bmc-password",
+            PASSWORD if i < 3 else "wrong-password",
+        )
+    cli(
+        home,
+        "node",
+        "add",
+        "dead",
+        "--group",
+        "rack1",
+        "--bmc-address",
+        sim.silent,
+        "--bmc-user",
+        "admin",
+        "--bmc-password",
+        PASSWORD,
+    )
 
 
 @pytest.mark.parametrize("client", ["pyghmi", "ipmitool"])
@@ -63,7 +92,7 @@ def test_ipmi_power_on_off_cycle_reset_status_on_several_bmcs(
     code, report, _ = power(home, "on", "n[1-2]", **env)
     assert code == 0 and [r["power"] for r in report["results"]] == ["on", "on"]
     assert [bmcs.power_of(i) for i in range(3)] == ["on", "on", "off"]  # the simulators' own state
-    code, report, stderr = power(home, "status", "--group", "rack1", **env)
+    code, report, _ = power(home, "status", "--group", "rack1", **env)
     rows = by_node(report)
     assert code == 1  # some failed
     assert {n: rows[n]["power"] for n in ("n1", "n2", "n3")} == {"n1": "on", "n2": "on", "n3": "off"}
@@ -137,7 +166,9 @@ def redfish(tmp_path: Path):
     from ground import run as runmod
 
     auth = tmp_path / "htpasswd"
-    auth.write_text("root:" + bcrypt.hashpw(REDFISH_PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode() + "\n")
+    auth.write_text(
+        "root:" + bcrypt.hashpw(REDFISH_PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode() + "\n"
+    )
     config = tmp_path / "sushy.conf"
     config.write_text(SUSHY_CONFIG.format(auth=str(auth), a=UUID_A, b=UUID_B))
     with socket.socket() as sock:
@@ -145,8 +176,11 @@ def redfish(tmp_path: Path):
         port = sock.getsockname()[1]
     emulator = Path(sys.executable).parent / "sushy-emulator"
     log = open(tmp_path / "sushy.log", "wb")  # noqa: SIM115
-    with runmod.spawn([str(emulator), "--config", str(config), "--fake", "-i", "127.0.0.1", "-p", str(port)],
-                      stdout=log, stderr=log):
+    with runmod.spawn(
+        [str(emulator), "--config", str(config), "--fake", "-i", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=log,
+    ):
         import requests
 
         def up() -> bool:
@@ -163,24 +197,68 @@ def test_redfish_against_sushy_tools_fake_driver(swarmboot_home: Path, redfish: 
     home = swarmboot_home
     cli(home, "group", "add", "rf", "--image", "compute", "--power", "redfish")
     for name, uuid in (("ra", UUID_A), ("rb", UUID_B)):
-        cli(home, "node", "add", name, "--group", "rf", "--bmc-address", f"{redfish}/redfish/v1/Systems/{uuid}",
-            "--bmc-user", "root", "--bmc-password", REDFISH_PASSWORD)
-    cli(home, "node", "add", "rbad", "--group", "rf", "--bmc-address", f"{redfish}/redfish/v1/Systems/{UUID_A}",
-        "--bmc-user", "root", "--bmc-password", "wrong")
-    cli(home, "node", "add", "rwhich", "--group", "rf", "--bmc-address", redfish, "--bmc-user", "root",
-        "--bmc-password", REDFISH_PASSWORD)
-    code, report, _ = power(home, "status", "--group", "rf")
+        cli(
+            home,
+            "node",
+            "add",
+            name,
+            "--group",
+            "rf",
+            "--bmc-address",
+            f"{redfish}/redfish/v1/Systems/{uuid}",
+            "--bmc-user",
+            "root",
+            "--bmc-password",
+            REDFISH_PASSWORD,
+        )
+    cli(
+        home,
+        "node",
+        "add",
+        "rbad",
+        "--group",
+        "rf",
+        "--bmc-address",
+        f"{redfish}/redfish/v1/Systems/{UUID_A}",
+        "--bmc-user",
+        "root",
+        "--bmc-password",
+        "wrong",
+    )
+    cli(
+        home,
+        "node",
+        "add",
+        "rwhich",
+        "--group",
+        "rf",
+        "--bmc-address",
+        redfish,
+        "--bmc-user",
+        "root",
+        "--bmc-password",
+        REDFISH_PASSWORD,
+    )
+    _, report, _ = power(home, "status", "--group", "rf")
     rows = by_node(report)
     assert (rows["ra"]["power"], rows["rb"]["power"]) == ("off", "on") and rows["ra"]["method"] == "redfish"
     assert "refused the credentials (HTTP 401)" in rows["rbad"]["message"]
     assert "has 2 systems: say which one" in rows["rwhich"]["message"]
     assert power(home, "on", "ra")[0] == 0 and power(home, "reset", "rb")[0] == 0
     # the fake driver applies a change after 1-11 s, as hardware would
-    wait_for(lambda: by_node(power(home, "status", "ra")[1])["ra"]["power"] == "on", 20, interval=1,
-             what="node ra to be on")
+    wait_for(
+        lambda: by_node(power(home, "status", "ra")[1])["ra"]["power"] == "on",
+        20,
+        interval=1,
+        what="node ra to be on",
+    )
     assert power(home, "off", "ra")[0] == 0
-    wait_for(lambda: by_node(power(home, "status", "ra")[1])["ra"]["power"] == "off", 20, interval=1,
-             what="node ra to be off")
+    wait_for(
+        lambda: by_node(power(home, "status", "ra")[1])["ra"]["power"] == "off",
+        20,
+        interval=1,
+        what="node ra to be off",
+    )
 
 
 RECEIVER = """
@@ -214,13 +292,21 @@ def test_wake_on_lan_magic_packet_captured_in_a_namespace(swarmboot_home: Path, 
         net.address(head, "eth0", "10.99.0.1/24")
         net.address(node, "eth0", "10.99.0.50/24")
         out = tmp_path / "captured.txt"
-        with node.spawn([sys.executable, str(tmp_path / "receiver.py")], stdout=open(out, "wb")) as receiver:  # noqa: SIM115
+        with node.spawn([sys.executable, str(tmp_path / "receiver.py")], stdout=open(out, "wb")) as receiver:
             wait_for(lambda: "ready" in out.read_text(), 20, what="the receiver")
-            result = head.run([*swarmboot_command(), "power", "on", "w1", "--json"], env=home_env(home),
-                              timeout=60, check=False)
+            result = head.run(
+                [*swarmboot_command(), "power", "on", "w1", "--json"],
+                env=home_env(home),
+                timeout=60,
+                check=False,
+            )
             receiver.wait(timeout=30)
-        off = head.run([*swarmboot_command(), "power", "off", "w1", "--json"], env=home_env(home),
-                       timeout=60, check=False)
+        off = head.run(
+            [*swarmboot_command(), "power", "off", "w1", "--json"],
+            env=home_env(home),
+            timeout=60,
+            check=False,
+        )
     assert result.returncode == 0, result.stdout + result.stderr
     payload, sender = out.read_text().split()[1:3]
     assert bytes.fromhex(payload) == b"\xff" * 6 + bytes.fromhex(mac.replace(":", "")) * 16

@@ -36,28 +36,65 @@ def test_forwarding_table_over_snmp_v2c_and_v3_maps_macs_to_port_names(tmp_path:
     with SwitchSim(tmp_path / "v2", community="sw1-ro") as sim:
         sim.record(PORTS, [(MAC_N1, 1, 10), (MAC_N2, 3, 20)], own_macs=["02:00:00:00:00:01"])
         table = forwarding_table(sim.settings(), "", timeout=5)
-        assert [(e.mac, e.port, e.vlan) for e in table] == [(MAC_N1, "ge-0/0/1", 10), (MAC_N2, "ge-0/0/3", 20)]
+        assert [(e.mac, e.port, e.vlan) for e in table] == [
+            (MAC_N1, "ge-0/0/1", 10),
+            (MAC_N2, "ge-0/0/3", 20),
+        ]
         assert table[0].names == ("ge-0/0/1", "Simulated port ge-0/0/1", "1")
         # a switch without Q-BRIDGE-MIB: BRIDGE-MIB's dot1dTpFdbPort; the file is read again
         sim.record(PORTS, [(MAC_X, 4, 0)], q_bridge=False)
-        assert [(e.mac, e.port) for e in forwarding_table(sim.settings(), "", timeout=5)] == [(MAC_X, "ge-0/0/4")]
+        assert [(e.mac, e.port) for e in forwarding_table(sim.settings(), "", timeout=5)] == [
+            (MAC_X, "ge-0/0/4")
+        ]
         wrong = {**sim.settings(), "community": "guess"}
         with pytest.raises(SnmpError, match="did not answer"):
             forwarding_table(wrong, "", timeout=1)
-    with SwitchSim(tmp_path / "v3", community="sw3", v3_user="swarmboot", v3_auth_key="auth-key-1234",
-                   v3_priv_key="priv-key-1234") as sim:
+    with SwitchSim(
+        tmp_path / "v3",
+        community="sw3",
+        v3_user="swarmboot",
+        v3_auth_key="auth-key-1234",
+        v3_priv_key="priv-key-1234",
+    ) as sim:
         sim.record(PORTS, [(MAC_N2, 2, 1)])
-        assert [(e.mac, e.port) for e in forwarding_table(sim.settings(), "", timeout=5)] == [(MAC_N2, "ge-0/0/2")]
+        assert [(e.mac, e.port) for e in forwarding_table(sim.settings(), "", timeout=5)] == [
+            (MAC_N2, "ge-0/0/2")
+        ]
 
 
 def test_switch_cli_takes_snmp_settings_and_lists_its_ports(swarmboot_home: Path, switch: SwitchSim) -> None:
     home = swarmboot_home
     cli(home, "group", "add", "compute", "--image", "compute")
-    cli(home, "switch", "add", "sw1", "--address", "127.0.0.1", "--snmp-version", "2c",
-        "--snmp-address", switch.address, "--snmp-community", "sw1-ro")
+    cli(
+        home,
+        "switch",
+        "add",
+        "sw1",
+        "--address",
+        "127.0.0.1",
+        "--snmp-version",
+        "2c",
+        "--snmp-address",
+        switch.address,
+        "--snmp-community",
+        "sw1-ro",
+    )
     bad = cli(home, "switch", "set", "sw1", "--snmp-version", "3", check=False)
     assert bad.returncode != 0 and "needs a user" in bad.stderr
-    cli(home, "node", "add", "n2", "--group", "compute", "--mac", MAC_N2, "--switch", "sw1", "--port", "ge-0/0/3")
+    cli(
+        home,
+        "node",
+        "add",
+        "n2",
+        "--group",
+        "compute",
+        "--mac",
+        MAC_N2,
+        "--switch",
+        "sw1",
+        "--port",
+        "ge-0/0/3",
+    )
     cli(home, "node", "add", "n7", "--group", "compute", "--switch", "sw1", "--port", "3")
     switch.record(PORTS, [(MAC_N2, 3, 1), (MAC_X, 4, 1)])
     shown = cli(home, "switch", "show", "sw1").stdout
@@ -86,20 +123,57 @@ def test_a_node_named_by_its_port_is_bound_at_first_boot_and_conflicts_are_never
     home = swarmboot_home
     make_version(settings.images_dir, "compute", 1, size=2**20)
     cli(home, "group", "add", "compute", "--image", "compute")
-    cli(home, "switch", "add", "sw1", "--snmp-version", "2c", "--snmp-address", switch.address,
-        "--snmp-community", "sw1-ro")
+    cli(
+        home,
+        "switch",
+        "add",
+        "sw1",
+        "--snmp-version",
+        "2c",
+        "--snmp-address",
+        switch.address,
+        "--snmp-community",
+        "sw1-ro",
+    )
     cli(home, "node", "add", "n1", "--group", "compute", "--switch", "sw1", "--port", "ge-0/0/1")
-    cli(home, "node", "add", "n2", "--group", "compute", "--mac", MAC_N2, "--switch", "sw1", "--port", "ge-0/0/2")
-    cli(home, "node", "add", "n3", "--group", "compute", "--switch", "sw1", "--port", "3")  # bridge port number
-    switch.record(PORTS, [(MAC_N1, 1, 1), (MAC_X, 2, 1), (MAC_Y, 3, 1), (MAC_N2, 3, 1), ("52:54:00:ee:00:97", 3, 1),
-                          ("52:54:00:ee:00:96", 4, 1)])
+    cli(
+        home,
+        "node",
+        "add",
+        "n2",
+        "--group",
+        "compute",
+        "--mac",
+        MAC_N2,
+        "--switch",
+        "sw1",
+        "--port",
+        "ge-0/0/2",
+    )
+    cli(
+        home, "node", "add", "n3", "--group", "compute", "--switch", "sw1", "--port", "3"
+    )  # bridge port number
+    switch.record(
+        PORTS,
+        [
+            (MAC_N1, 1, 1),
+            (MAC_X, 2, 1),
+            (MAC_Y, 3, 1),
+            (MAC_N2, 3, 1),
+            ("52:54:00:ee:00:97", 3, 1),
+            ("52:54:00:ee:00:96", 4, 1),
+        ],
+    )
     with running_server(home, SWARMBOOT_SNMP_POLL_SECONDS="0") as srv:
         # n1's port shows one MAC: the machine boots as n1, without the menu
         script = _script(srv.url, MAC_N1)
         assert "swarmboot.node=n1" in script and "menu" not in script, script
         node = json.loads(cli(home, "node", "show", "n1", "--json").stdout)
         assert node["macs"] == [MAC_N1]
-        assert node["log"][-1]["kind"] == "bound" and "switch sw1 port ge-0/0/1 (snmp)" in node["log"][-1]["message"]
+        assert (
+            node["log"][-1]["kind"] == "bound"
+            and "switch sw1 port ge-0/0/1 (snmp)" in node["log"][-1]["message"]
+        )
         assert node["state"]["stage"] == "ipxe"
         # n2 has its MAC; another machine on its port is reported, not rebound: it gets the menu
         menu = _script(srv.url, MAC_X)
@@ -113,7 +187,9 @@ def test_a_node_named_by_its_port_is_bound_at_first_boot_and_conflicts_are_never
         assert json.loads(cli(home, "node", "show", "n3", "--json").stdout)["macs"] == []
         # a port no node claims: the menu, with n3 among the unassigned nodes
         menu = _script(srv.url, "52:54:00:ee:00:96")
-        assert "menu swarmboot: unknown machine" in menu and "item n3 n3" in menu and "Switch port" not in menu
+        assert (
+            "menu swarmboot: unknown machine" in menu and "item n3 n3" in menu and "Switch port" not in menu
+        )
         # a MAC no switch sees: the menu
         assert "menu swarmboot" in _script(srv.url, "52:54:00:ee:00:55")
         # the bound node's next boot is an ordinary known-MAC boot
@@ -161,23 +237,44 @@ def test_lldp_frames_in_a_namespace_reach_the_agents_listener_and_name_the_node(
     with NetLab() as net:
         switch_ns, node_ns = net.namespace("sw"), net.namespace("node")
         net.veth(switch_ns, "swp5", node_ns, "eth0")
-        with node_ns.spawn([sys.executable, str(tmp_path / "listener.py"), "eth0", "20"], env=env,
-                           stdout=open(tmp_path / "heard.txt", "wb")) as listener:  # noqa: SIM115
+        with node_ns.spawn(
+            [sys.executable, str(tmp_path / "listener.py"), "eth0", "20"],
+            env=env,
+            stdout=open(tmp_path / "heard.txt", "wb"),
+        ) as listener:
             from tests.helpers.server import wait_for
 
             wait_for(lambda: "listening" in (tmp_path / "heard.txt").read_text(), 20, what="the listener")
             with switch_ns.spawn([sys.executable, str(tmp_path / "sender.py"), "swp5", "swp5"], env=env):
                 listener.wait(timeout=30)
     heard = json.loads((tmp_path / "heard.txt").read_text().splitlines()[-1])
-    assert heard == {"chassis": "02:00:00:00:00:01", "port": "swp5", "port_desc": "rack 1 slot 5",
-                     "system": "leaf-1", "interface": "eth0"}
+    assert heard == {
+        "chassis": "02:00:00:00:00:01",
+        "port": "swp5",
+        "port_desc": "rack 1 slot 5",
+        "system": "leaf-1",
+        "interface": "eth0",
+    }
     # What the agent heard goes with its plan request: the server binds the unknown MAC to the
     # node that claims that port (the switch is known by its LLDP chassis ID) and logs it.
     make_version(settings.images_dir, "compute", 1, size=2**20)
     cli(home, "group", "add", "compute", "--image", "compute")
     cli(home, "switch", "add", "leaf1", "--chassis-id", "02:00:00:00:00:01")
     cli(home, "node", "add", "n5", "--group", "compute", "--switch", "leaf1", "--port", "swp5")
-    cli(home, "node", "add", "n6", "--group", "compute", "--mac", MAC_N2, "--switch", "leaf1", "--port", "swp6")
+    cli(
+        home,
+        "node",
+        "add",
+        "n6",
+        "--group",
+        "compute",
+        "--mac",
+        MAC_N2,
+        "--switch",
+        "leaf1",
+        "--port",
+        "swp6",
+    )
     params = {f"lldp_{k}": v for k, v in heard.items() if k != "interface"}
     with running_server(home, SWARMBOOT_SNMP_POLL_SECONDS="0") as srv:
         answer = requests.get(srv.url + "/api/v1/plan", params={"mac": MAC_N1, **params}, timeout=30)

@@ -31,11 +31,21 @@ def basic(*extra: object) -> tuple[object, ...]:
 
 
 def test_chassis_mac_port_name_description_and_system_name() -> None:
-    info = parse_frame(frame(*basic(sl.LLDPDUPortDescription(description=b"rack 4 node 7"),
-                                    sl.LLDPDUSystemName(system_name=b"leaf-04"))))
+    info = parse_frame(
+        frame(
+            *basic(
+                sl.LLDPDUPortDescription(description=b"rack 4 node 7"),
+                sl.LLDPDUSystemName(system_name=b"leaf-04"),
+            )
+        )
+    )
     assert info == LldpInfo("00:1b:21:aa:bb:cc", "Gi1/0/7", "rack 4 node 7", "leaf-04")
-    assert info.params() == {"lldp_chassis": "00:1b:21:aa:bb:cc", "lldp_port": "Gi1/0/7",
-                             "lldp_port_desc": "rack 4 node 7", "lldp_system": "leaf-04"}
+    assert info.params() == {
+        "lldp_chassis": "00:1b:21:aa:bb:cc",
+        "lldp_port": "Gi1/0/7",
+        "lldp_port_desc": "rack 4 node 7",
+        "lldp_system": "leaf-04",
+    }
 
 
 def test_a_vlan_tag_and_other_id_subtypes() -> None:
@@ -54,8 +64,11 @@ def test_not_lldp_truncated_or_without_a_port_is_none() -> None:
     good = frame(*basic())
     assert parse_frame(good[:12] + b"\x08\x00" + good[14:]) is None  # IPv4 ethertype
     assert parse_frame(good[:20]) is None  # cut inside the port TLV
-    no_port = frame(sl.LLDPDUChassisID(subtype=4, id="00:1b:21:aa:bb:cc"), sl.LLDPDUTimeToLive(ttl=1),
-                    sl.LLDPDUEndOfLLDPDU())
+    no_port = frame(
+        sl.LLDPDUChassisID(subtype=4, id="00:1b:21:aa:bb:cc"),
+        sl.LLDPDUTimeToLive(ttl=1),
+        sl.LLDPDUEndOfLLDPDU(),
+    )
     assert parse_frame(no_port) is None
 
 

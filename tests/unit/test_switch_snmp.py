@@ -20,15 +20,20 @@ def test_q_bridge_ports_map_through_base_port_to_ifname() -> None:
         if_descrs=[((107,), "GigabitEthernet1/0/7")],
     )
     assert [(e.mac, e.port, e.vlan) for e in entries] == [
-        ("52:54:00:aa:00:01", "Gi1/0/7", 10), ("52:54:00:aa:00:02", "Gi1/0/8", 20)]
+        ("52:54:00:aa:00:01", "Gi1/0/7", 10),
+        ("52:54:00:aa:00:02", "Gi1/0/8", 20),
+    ]
     assert entries[0].names == ("Gi1/0/7", "GigabitEthernet1/0/7", "7")
 
 
 def test_bridge_mib_fallback_self_entries_dropped_port_number_when_no_names() -> None:
     entries = fdb_entries(
-        q_ports=[], q_status=[],
+        q_ports=[],
+        q_status=[],
         d_ports=[(MAC_A, 3), (SELF, 0), (MAC_B, 4)],
         d_status=[(MAC_A, 3), (SELF, 4), (MAC_B, 4)],
-        if_index=[], if_names=[], if_descrs=[],
+        if_index=[],
+        if_names=[],
+        if_descrs=[],
     )
     assert [(e.mac, e.port, e.names) for e in entries] == [("52:54:00:aa:00:01", "3", ("3",))]
