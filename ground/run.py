@@ -217,15 +217,17 @@ def spawn(
     stdout: int | object | None = subprocess.DEVNULL,
     stderr: int | object | None = None,
     new_session: bool = True,
+    stdin: int | object | None = subprocess.DEVNULL,
 ) -> Child:
-    """Start a long-running process; use the returned Child as a context manager (or stop() it)."""
+    """Start a long-running process; use the returned Child as a context manager (or stop() it).
+    stdin is closed unless given (None: ours, for an interactive child such as a serial console)."""
     args = _argv(argv)
     if os.sep not in args[0]:
         require_tool(args[0])
     try:
         proc = subprocess.Popen(
             args,
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,  # type: ignore[arg-type]
             stdout=stdout,  # type: ignore[arg-type]
             stderr=stderr,  # type: ignore[arg-type]
             env=dict(env) if env is not None else base_env(extra_env),

@@ -80,6 +80,7 @@ class BmcSim:
     host: str = "127.0.0.1"
     first_port: int = 0  # 0: free ports picked at start
     namespace_argv: tuple[str, ...] = ()  # e.g. ("ip", "netns", "exec", NS): run them inside it
+    sol: dict[int, str] = field(default_factory=dict)  # BMC index -> its serial port ("tcp:HOST:PORT")
     bmcs: list[SimBmc] = field(default_factory=list)
     _children: list[runmod.Child] = field(default_factory=list)
 
@@ -120,6 +121,7 @@ class BmcSim:
                     user=self.user,
                     password=self.password,
                 )
+                + (f'  sol "{self.sol[i]}" 115200\n' if i in self.sol else "")
             )
             conf.chmod(0o600)
             argv = [

@@ -107,6 +107,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = verbs.add_parser("rm", help="remove nodes (NAME may be a range)")
     p.add_argument("names", nargs="+", metavar="NAME")
     p.set_defaults(handler=cmd_rm, remote=True)
+    p = verbs.add_parser("console", help="the node's serial console over IPMI Serial-over-LAN (~. ends it)")
+    p.add_argument("name")
+    p.set_defaults(handler=cmd_console)
     p = verbs.add_parser("status", help="every node's state, stage, download %%, image, last seen, failure")
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -162,6 +165,16 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> None:
     from swarmboot.cli.backend import inventory
 
     cliutil.show(inventory(args, settings).show_node(args.name), args.json)
+
+
+def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
+    from server import cliutil
+    from server.power.console import console
+    from server.power.targets import targets
+
+    (target,) = targets(cliutil.database(settings), [args.name])
+    print(f"swarmboot: console of {args.name} (IPMI SOL at {target.address}); ~. ends it", flush=True)
+    return console(target, settings.ipmi_cipher_suite)
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> None:

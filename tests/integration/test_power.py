@@ -5,6 +5,7 @@ never appear in what the command prints or logs, nor on a command line."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -314,3 +315,52 @@ def test_wake_on_lan_magic_packet_captured_in_a_namespace(swarmboot_home: Path, 
     assert "10.99.0.255:9" in json.loads(result.stdout)["results"][0]["message"]
     refused = json.loads(off.stdout)["results"][0]
     assert off.returncode == 1 and "can only power on" in refused["message"]
+
+
+def test_node_console_over_ipmi_serial_over_lan(swarmboot_home: Path, tmp_path: Path) -> None:
+    """`swarmboot node console` attaches a terminal to ipmi_sim's SOL, whose serial port is a TCP
+    fake here that echoes what it gets; `~.` ends it."""
+    import shlex
+    import subprocess
+    import threading
+
+    from lab.server_process import home_env, swarmboot_command
+
+    serial = socket.socket()
+    serial.bind(("127.0.0.1", 0))
+    serial.listen(1)
+    serial.settimeout(30)
+
+    def echo() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = serial.accept()
+            with conn:
+                conn.settimeout(30)
+                while data := conn.recv(100):
+                    conn.sendall(b"echo:" + data)
+
+    threading.Thread(target=echo, daemon=True).start()
+    sol = {0: f"tcp:127.0.0.1:{serial.getsockname()[1]}"}
+    with BmcSim(tmp_path / "bmcs", count=1, password=PASSWORD, sol=sol) as sim:
+        cli(swarmboot_home, "group", "add", "rack1", "--image", "compute")
+        cli(swarmboot_home, "node", "add", "c1", "--group", "rack1", "--bmc-address", sim.bmcs[0].address,
+            "--bmc-user", "admin", "--bmc-password", PASSWORD)
+        command = shlex.join([*swarmboot_command(), "node", "console", "c1"])
+        out = tmp_path / "console.out"
+        with open(out, "wb") as sink:
+            proc = subprocess.Popen(["script", "-qec", command, "/dev/null"], stdin=subprocess.PIPE,
+                                    stdout=sink, stderr=subprocess.STDOUT, env=home_env(swarmboot_home))
+            assert proc.stdin is not None
+            wait_for(lambda: b"SOL Session operational" in out.read_bytes(), 30, what="the SOL session")
+            proc.stdin.write(b"ping-42\r")
+            proc.stdin.flush()
+            wait_for(lambda: b"echo:ping-42" in out.read_bytes(), 30, what="the echo")
+            proc.stdin.write(b"~.")
+            proc.stdin.flush()
+            proc.wait(timeout=30)
+            proc.stdin.close()
+    serial.close()
+    text = out.read_text(errors="replace")
+    assert proc.returncode == 0, text
+    assert "SOL Session operational" in text and "echo:ping-42" in text, text
+    assert PASSWORD not in text
