@@ -166,6 +166,7 @@ class Lab:
         }
         if self.switch is not None:  # the switch sends LLDP every second: nodes wait for a frame
             env["SWARMBOOT_LLDP_WAIT"] = "5"
+            env["SWARMBOOT_SNMP_TIMEOUT"] = "15"  # snmpsim is Python, on cores shared with QEMU
         return env
 
     def env(self) -> dict[str, str]:

@@ -172,7 +172,7 @@ class SwitchSim:
         log.close()
         self._wait_ready()
 
-    def _wait_ready(self, timeout: float = 30.0) -> None:
+    def _wait_ready(self, timeout: float = 90.0) -> None:
         from server.switches.snmp import SnmpError, forwarding_table
 
         deadline = time.monotonic() + timeout

@@ -99,17 +99,17 @@ def test_switch_cli_takes_snmp_settings_and_lists_its_ports(swarmboot_home: Path
     switch.record(PORTS, [(MAC_N2, 3, 1), (MAC_X, 4, 1)])
     shown = cli(home, "switch", "show", "sw1").stdout
     assert "community: ********" in shown and "sw1-ro" not in shown  # credentials are not printed
-    report = json.loads(cli(home, "switch", "ports", "sw1", "--json").stdout)
+    report = json.loads(cli(home, "switch", "ports", "sw1", "--json", SWARMBOOT_SNMP_TIMEOUT="20").stdout)
     rows = {r["mac"]: r for r in report["ports"]}
     assert report["error"] == "" and set(rows) == {MAC_N2, MAC_X}
     assert rows[MAC_N2]["port"] == "ge-0/0/3" and rows[MAC_N2]["node"] == "n2"
     assert rows[MAC_N2]["claimed_by"] == ["n2", "n7"] and rows[MAC_N2]["source"] == "snmp"
     assert rows[MAC_X]["node"] == "" and rows[MAC_X]["claimed_by"] == []
-    table = cli(home, "switch", "ports", "sw1").stdout
+    table = cli(home, "switch", "ports", "sw1", SWARMBOOT_SNMP_TIMEOUT="20").stdout
     assert "ge-0/0/4" in table and "2 MAC(s) on switch sw1" in table
     # a MAC the switch no longer has is forgotten at the next reading
     switch.record(PORTS, [(MAC_N2, 3, 1)])
-    report = json.loads(cli(home, "switch", "ports", "sw1", "--json").stdout)
+    report = json.loads(cli(home, "switch", "ports", "sw1", "--json", SWARMBOOT_SNMP_TIMEOUT="20").stdout)
     assert [r["mac"] for r in report["ports"]] == [MAC_N2]
 
 
@@ -164,7 +164,7 @@ def test_a_node_named_by_its_port_is_bound_at_first_boot_and_conflicts_are_never
             ("52:54:00:ee:00:96", 4, 1),
         ],
     )
-    with running_server(home, SWARMBOOT_SNMP_POLL_SECONDS="0") as srv:
+    with running_server(home, SWARMBOOT_SNMP_POLL_SECONDS="0", SWARMBOOT_SNMP_TIMEOUT="20") as srv:
         # n1's port shows one MAC: the machine boots as n1, without the menu
         script = _script(srv.url, MAC_N1)
         assert "swarmboot.node=n1" in script and "menu" not in script, script
@@ -276,7 +276,7 @@ def test_lldp_frames_in_a_namespace_reach_the_agents_listener_and_name_the_node(
         "swp6",
     )
     params = {f"lldp_{k}": v for k, v in heard.items() if k != "interface"}
-    with running_server(home, SWARMBOOT_SNMP_POLL_SECONDS="0") as srv:
+    with running_server(home, SWARMBOOT_SNMP_POLL_SECONDS="0", SWARMBOOT_SNMP_TIMEOUT="20") as srv:
         answer = requests.get(srv.url + "/api/v1/plan", params={"mac": MAC_N1, **params}, timeout=30)
         assert answer.status_code == 404 and "bound to node n5" in answer.json()["error"]
         assert "swarmboot.node=n5" in _script(srv.url, MAC_N1)
