@@ -60,6 +60,7 @@ bench: setup
 	$(PY) bench/server.py
 	$(PY) bench/swarm.py --nodes 4,8,16,32 --runs 2 --json bench/results/swarm.json --plot bench/results/swarm.png
 	$(PY) bench/swarm_model.py --from bench/results/swarm.json --fit 4,8,16,32 --json bench/results/swarm_model.json
+	$(PY) bench/power.py --bmcs 500 --runs 2 --json bench/results/power.json
 
 # the disk install's image write against a plain unsquashfs onto the same disk, side by side
 bench-disk: setup

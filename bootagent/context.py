@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from bootagent.disk.install import DiskInstall
@@ -54,6 +54,7 @@ class AgentConfig:
     max_attempts: int = 3
     seed_after: bool = True  # start the seeding process after the download
     progress_every: float = 2.0  # seconds between progress events
+    lldp: bool = True  # listen for LLDP frames on the boot NIC (needs CAP_NET_RAW)
 
 
 class Console:
@@ -126,6 +127,7 @@ class BootContext:
     disk: DiskInstall | None = None  # root mode disk: the install's state (bootagent/disk/install.py)
     timings: dict[str, float] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
+    lldp: Any = None  # bootagent.lldp.LldpListener, opened by the cmdline stage
     warnings: list[str] = field(default_factory=list)  # shown on the console and in the report
     extra_env: dict[str, str] = field(default_factory=dict)  # added by stages (SWARMBOOT_DISKS)
 

@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from bootagent import network, nodefiles, roots, scripts
+from bootagent import lldp, network, nodefiles, roots, scripts
 from bootagent.context import AgentConfig, BootContext, Console, Paths
 from bootagent.download import DownloadStatus, ImageDownload
 from bootagent.errors import DownloadError
@@ -31,6 +31,9 @@ from ground.contract.sets import Stage as Name
 def stage_cmdline(ctx: BootContext) -> StageResult:
     args = cmdline.read_cmdline(ctx.paths.cmdline)
     ctx.args = args
+    if ctx.lldp is None and ctx.config.lldp:  # from now on, LLDP frames are kept for the plan stage
+        ctx.lldp = lldp.LldpListener()
+        ctx.lldp.open()
     ctx.console.debug_enabled = ctx.console.debug_enabled or args.debug
     for warning in args.warnings:
         ctx.console.info(f"warning: {warning}")
@@ -52,6 +55,8 @@ def stage_network(ctx: BootContext) -> StageResult:
     args = ctx.require_args()
     iface = network.find_boot_interface(args.mac, timeout=ctx.config.network_timeout)
     ctx.interface = iface
+    if ctx.lldp is not None:
+        ctx.lldp.join(iface.name)
     ctx.console.info(f"boot interface {iface.name} ({iface.mac}): {' '.join(iface.addresses)}")
     return {"interface": iface.name, "mac": iface.mac, "addresses": list(iface.addresses)}
 
@@ -59,8 +64,11 @@ def stage_network(ctx: BootContext) -> StageResult:
 def stage_plan(ctx: BootContext) -> StageResult:
     args = ctx.require_args()
     mac = args.mac or (ctx.interface.mac if ctx.interface else "")
+    heard = switch_port(ctx)
     client = ServerClient(args.servers, ctx.console)
-    plan, server = client.fetch_plan(mac, args.node, args.plan_timeout, token=args.token)
+    plan, server = client.fetch_plan(
+        mac, args.node, args.plan_timeout, heard.params() if heard else None, token=args.token
+    )
     ctx.plan, ctx.server, ctx.client = plan, server, client
     if ctx.reporter is not None:
         ctx.reporter.set_image(plan.image.name, plan.image.version)
@@ -72,12 +80,33 @@ def stage_plan(ctx: BootContext) -> StageResult:
     )
     if args.token and not plan.secret_files:
         ctx.console.info("note: the plan has no secret files")
-    return {
+    details: dict[str, object] = {
         "server": server,
         "node": plan.node.name,
         "root_mode": plan.root.mode,
         "secret_files": len(plan.secret_files),
     }
+    if heard is not None:
+        details["lldp"] = heard.params()
+    if ctx.lldp is not None:
+        ctx.lldp.close()
+        ctx.lldp = None
+    return details
+
+
+def switch_port(ctx: BootContext) -> lldp.LldpInfo | None:
+    """What LLDP said on the boot NIC (waiting at most swarmboot.lldp_wait after the agent started)."""
+    listener, args = ctx.lldp, ctx.require_args()
+    if listener is None or ctx.interface is None:
+        return None
+    heard = listener.wait(ctx.interface.name, args.lldp_wait)
+    if heard is not None:
+        where = f"switch {heard.system or heard.chassis}, port {heard.port}"
+        desc = f" ({heard.port_desc})" if heard.port_desc else ""
+        ctx.console.info(f"LLDP on {heard.interface}: {where}{desc}")
+    elif listener.error:
+        ctx.console.debug(listener.error)
+    return heard
 
 
 def service_requested(ctx: BootContext) -> bool:

@@ -50,11 +50,20 @@ class ServerClient:
     def __post_init__(self) -> None:
         self.order = list(self.servers)
 
-    def fetch_plan(self, mac: str, node: str, deadline: float, token: str = "") -> tuple[BootPlan, str]:
+    def fetch_plan(
+        self,
+        mac: str,
+        node: str,
+        deadline: float,
+        extra: dict[str, str] | None = None,
+        token: str = "",
+    ) -> tuple[BootPlan, str]:
         """The boot plan and the server that gave it; retries every server until `deadline` seconds.
-        With this boot's `token` the plan carries the node's secrets; the server takes a token
-        once, so a refusal of it (used already: 409, not ours: 403) is final."""
+        `extra`: more parameters (what LLDP said of the node's switch port). With this boot's
+        `token` the plan carries the node's secrets; the server takes a token once, so a refusal
+        of it (used already: 409, not ours: 403) is final."""
         params = {k: v for k, v in (("mac", mac), ("node", node)) if v}
+        params.update(extra or {})
         params["plan_version"] = format_version()  # the server renders for the version we speak
         headers = {TOKEN_HEADER: token} if token else {}
         response, server = self.get("/api/v1/plan", params, deadline, what="the boot plan", headers=headers)

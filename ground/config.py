@@ -57,6 +57,14 @@ SETTINGS: tuple[Setting, ...] = (
             "reverse proxies whose X-Forwarded-For is believed (default: none, not even loopback)"),
     Setting("tracker_peers_per_ip", int, 16, "peers of one swarm the tracker keeps from one IP address"),
     Setting("database_busy_seconds", int, 10, "how long a change waits for another writer (SQLite)"),
+    Setting("snmp_timeout", int, 5, "seconds a switch has to give its forwarding table over SNMP"),
+    Setting("snmp_poll_seconds", int, 300, "seconds between serve's readings of the switches (0: on demand)"),
+    Setting("lldp_wait", int, 0, "seconds the agent waits for an LLDP frame before its plan (0: none)"),
+    Setting("power_concurrency", int, 64, "nodes `swarmboot power` talks to at once"),
+    Setting("power_timeout", int, 10, "seconds one node's BMC has to answer a power action"),
+    Setting("ipmi_client", str, "pyghmi", "IPMI with pyghmi (in process) or ipmitool (a process per node)"),
+    Setting("ipmi_cipher_suite", int, 3, "the RMCP+ cipher suite ipmitool asks for (-1: ipmitool's choice)"),
+    Setting("redfish_verify_tls", bool, True, "verify Redfish BMCs' TLS certificates"),
 )
 
 
@@ -81,6 +89,14 @@ class Settings:
     trusted_proxies: str = ""
     tracker_peers_per_ip: int = 16
     database_busy_seconds: int = 10
+    snmp_timeout: int = 5
+    snmp_poll_seconds: int = 300
+    lldp_wait: int = 0
+    power_concurrency: int = 64
+    power_timeout: int = 10
+    ipmi_client: str = "pyghmi"
+    ipmi_cipher_suite: int = 3
+    redfish_verify_tls: bool = True
     source: tuple[str, ...] = field(default=(), compare=False)
 
     # Derived locations: one definition each, used by every part.
@@ -192,6 +208,12 @@ def _validate(settings: Settings) -> None:
     port = settings.listen.rpartition(":")[2]
     if ":" not in settings.listen or not (port.isascii() and port.isdigit()):
         raise ConfigError(f"listen must be HOST:PORT, not {settings.listen!r}")
+    if settings.ipmi_client not in ("pyghmi", "ipmitool"):
+        raise ConfigError(f"ipmi_client must be 'pyghmi' or 'ipmitool', not {settings.ipmi_client!r}")
+    if settings.power_concurrency < 1 or settings.power_timeout < 1:
+        raise ConfigError("power_concurrency and power_timeout must be at least 1")
+    if not 0 <= settings.lldp_wait <= 300:
+        raise ConfigError(f"lldp_wait must be 0-300 seconds, not {settings.lldp_wait}")
     if settings.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level must be debug, info, warning or error, not {settings.log_level!r}")
 

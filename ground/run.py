@@ -243,6 +243,7 @@ def spawn(
     stdin: int | object | None = subprocess.DEVNULL,
 ) -> Child:
     """Start a long-running process; use the returned Child as a context manager (or stop() it).
+    stdin is closed unless given (None: ours, for an interactive child such as a serial console);
     `stdin=subprocess.PIPE` (with stdout=PIPE) talks to it through `child.proc.stdin/stdout`."""
     args = _argv(argv)
     if os.sep not in args[0]:

@@ -31,6 +31,7 @@ from typing import Any
 from ground import run as runmod
 from ground.config import Settings
 from ground.errors import SwarmbootError
+from lab.labswitch import LabSwitch
 from lab.netns import Namespace, NetLab, parse_rate
 from lab.nshttp import NamespaceHttp, NamespaceHttpError
 from lab.server_process import ServerProcess, ServerProcessError, home_env, start_server, swarmboot_command
@@ -81,6 +82,7 @@ class Lab:
     vms: dict[str, Vm] = field(default_factory=dict)
     timelines: dict[str, ConsoleTimeline] = field(default_factory=dict)
     _http: NamespaceHttp | None = None
+    switch: LabSwitch | None = None
     _taps: int = 0
     _stop_observing: threading.Event = field(default_factory=threading.Event)
     _observer: threading.Thread | None = None
@@ -124,6 +126,11 @@ class Lab:
             self.stop_server()
         except (SwarmbootError, OSError) as error:
             errors.append(f"server: {error}")
+        if self.switch is not None:
+            try:
+                self.switch.close()
+            except (SwarmbootError, OSError) as error:
+                errors.append(f"switch: {error}")
         if self._http is not None:
             self._http.close()
             self._http = None
@@ -153,10 +160,14 @@ class Lab:
     # -- the inventory (through the CLI, as an administrator would) ---------------------------------
     def server_env(self) -> dict[str, str]:
         """What the lab adds to a `swarmboot` command's environment (lab/server_process.py)."""
-        return {
+        env = {
             "SWARMBOOT_SEEDER_LISTEN": f"{self.spec.server_ip}:6880",
             "SWARMBOOT_LOG_LEVEL": self.spec.log_level,
         }
+        if self.switch is not None:  # the switch sends LLDP every second: nodes wait for a frame
+            env["SWARMBOOT_LLDP_WAIT"] = "5"
+            env["SWARMBOOT_SNMP_TIMEOUT"] = "15"  # snmpsim is Python, on cores shared with QEMU
+        return env
 
     def env(self) -> dict[str, str]:
         return home_env(self.spec.home, **self.server_env())
@@ -245,7 +256,7 @@ class Lab:
             raise LabError(f"the lab already has a VM named {name}")
         ns = self.namespace
         self._taps += 1
-        tap = f"sbtap{self._taps}"
+        tap = self.tap_of(name)
         self.netlab.tap(ns, tap)
         self.netlab.attach(ns, tap, BRIDGE)
         spec = VmSpec(name=name, mac=mac, tap=tap, workdir=self.spec.workdir, firmware=firmware,
@@ -255,6 +266,17 @@ class Lab:
         self.timelines[name] = ConsoleTimeline()
         vm.start()
         return vm
+
+    def tap_of(self, name: str) -> str:
+        """The tap (the switch port, lab/labswitch.py) a node is plugged into: named after it."""
+        tap = f"sbtap-{name}"
+        return tap if len(tap) <= 15 else f"sbtap{self._taps}"
+
+    def add_switch(self) -> LabSwitch:
+        """Make the lab's bridge a managed switch (SNMP forwarding table, LLDP on every tap)."""
+        self.switch = LabSwitch(self.namespace, self.spec.workdir, self.spec.server_ip, bridge=BRIDGE)
+        self.switch.start()
+        return self.switch
 
     def stop_vm(self, name: str) -> None:
         self.vms[name].stop()

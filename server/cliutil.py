@@ -18,7 +18,22 @@ def database(settings: Settings) -> Any:
     return Database.from_settings(settings, pool_size=2)
 
 
+SECRET_KEYS = frozenset({"password", "community", "auth_key", "priv_key"})
+HIDDEN = "********"
+
+
+def redact(data: Any) -> Any:
+    """`data` with every credential (BMC passwords, SNMP communities and keys) replaced by
+    asterisks: what the CLI prints never shows one (`inventory export` to a file keeps them)."""
+    if isinstance(data, dict):
+        return {k: (HIDDEN if k in SECRET_KEYS and v else redact(v)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [redact(v) for v in data]
+    return data
+
+
 def emit_json(data: Any) -> None:
+    data = redact(data)
     json.dump(data, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
 
@@ -49,6 +64,7 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
 
 
 def record(data: dict[str, Any], indent: str = "") -> str:
+    data = redact(data)
     lines = []
     for raw_key, value in data.items():
         key = printable(raw_key)

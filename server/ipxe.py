@@ -46,9 +46,10 @@ def cmdline(
     platform: str,
     service: bool,
     token: str = "",
+    lldp_wait: int = 0,
 ) -> str:
     name = node.name if node is not None else ""
-    args = boot_arguments(server_url, name, mac, service=service, token=token)
+    args = boot_arguments(server_url, name, mac, service=service, token=token, lldp_wait=lldp_wait)
     args += ["ip=dhcp", "rd.neednet=1"]
     group_args = node.group.kernel_args if node is not None else ""
     node_args = node.kernel_args if node is not None else ""
@@ -82,6 +83,7 @@ def render_node(
     service: bool,
     group_name: str = "",
     token: str = "",
+    lldp_wait: int = 0,
 ) -> str:
     m = version.manifest
     return (
@@ -100,15 +102,24 @@ def render_node(
             initrd_url=catalog.url(version, m.initramfs.name),
             # every head node sharing the inventory, this one first (the agent fails over)
             cmdline=cmdline(
-                node, version, catalog.server_list, mac, platform=platform, service=service, token=token
+                node, version, catalog.server_list, mac, platform=platform, service=service,
+                token=token, lldp_wait=lldp_wait,
             ),
         )
     )
 
 
 def render_menu(
-    mac: str, platform: str, server_url: str, *, unassigned: list[str], unassigned_total: int, timeout: int
+    mac: str,
+    platform: str,
+    server_url: str,
+    *,
+    unassigned: list[str],
+    unassigned_total: int,
+    timeout: int,
+    notices: list[str] = (),  # type: ignore[assignment]
 ) -> str:
+    """The unknown-machine menu; `notices` (switch-port conflicts) are shown above the choices."""
     return (
         env()
         .get_template("menu.ipxe.j2")
@@ -119,6 +130,7 @@ def render_menu(
             unassigned=unassigned,
             unassigned_total=unassigned_total,
             timeout=timeout,
+            notices=[n.replace("${", "$ {").replace("\n", " ") for n in notices],
         )
     )
 

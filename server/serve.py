@@ -13,6 +13,7 @@ import logging
 import signal
 import socket
 import sys
+import threading
 from types import FrameType
 
 from ground.config import Settings
@@ -55,6 +56,26 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
+def _start_port_poller(state: object, every: int) -> threading.Event | None:
+    """Read every SNMP switch's forwarding table every `every` seconds (sightings for
+    `swarmboot switch ports` and the boot menu's lookups); the Event stops it."""
+    if every <= 0:
+        return None
+    stop = threading.Event()
+
+    def loop() -> None:
+        import logging
+
+        while not stop.wait(every):
+            try:
+                state.ports.read(max_age=every / 2)  # type: ignore[attr-defined]
+            except Exception:  # keep polling whatever happens; the error is logged
+                logging.getLogger(__name__).exception("reading the switches failed")
+
+    threading.Thread(target=loop, name="switch-poller", daemon=True).start()
+    return stop
+
+
 def serve(settings: Settings, listen: str, dhcp_interface: str = "", seeder: bool = True) -> None:
     import uvicorn
 
@@ -85,6 +106,7 @@ def serve(settings: Settings, listen: str, dhcp_interface: str = "", seeder: boo
         )
         state.seeder.start()
         state.listeners.append(state.seeder.request_sync)
+    poller = _start_port_poller(state, settings.snmp_poll_seconds)
     try:
         if dhcp_interface:
             dns = Dnsmasq(settings, db, server_url, dhcp_interface)
@@ -121,6 +143,8 @@ def serve(settings: Settings, listen: str, dhcp_interface: str = "", seeder: boo
         )
         uvicorn.Server(config).run(sockets=[sock])
     finally:
+        if poller is not None:
+            poller.set()
         if dns is not None:
             dns.stop()
         if state.seeder is not None:

@@ -18,6 +18,7 @@ from ground.config import Settings
 from server.catalog import Catalog
 from server.inventory.db import Database
 from server.inventory.models import Node, NodeState, Switch
+from server.switches.ports import PortMap
 from server.tracker import Tracker
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class ServerState:
         self.seeder: Any = None
         self.cluster: Any = None  # server/cluster.py: the other head nodes on this inventory
         self.reloader: Any = None  # server/reload.py: SIGHUP
+        self.ports: PortMap | None = PortMap(self.db, timeout=float(settings.snmp_timeout))
 
     def refresh(self, force: bool = False) -> bool:
         """Pick up inventory and store changes; return True when something changed."""

@@ -3,6 +3,7 @@
     root=swarmboot swarmboot.server=URL[,URL…] swarmboot.node=NAME swarmboot.mac=MAC
     [swarmboot.service=1] [swarmboot.break=STAGE] [swarmboot.debug=1]
     [swarmboot.plan_timeout=SECONDS] [swarmboot.rescue_timeout=SECONDS] [swarmboot.token=TOKEN]
+    [swarmboot.lldp_wait=SECONDS]
 
 `swarmboot.token` is the per-boot token the server put into this node's iPXE script: the agent
 sends it (header TOKEN_HEADER) with the plan request, which then carries the node's secrets (once:
@@ -59,6 +60,7 @@ ARGUMENTS: tuple[Argument, ...] = (
     Argument("plan_timeout", "SECONDS", "how long to keep asking for the boot plan (default 300)"),
     Argument("rescue_timeout", "SECONDS", "how long a rescue or service shell waits (default 3600)"),
     Argument("token", "TOKEN", "this boot's token from the server: the plan's secrets (once) and events"),
+    Argument("lldp_wait", "SECONDS", "wait for an LLDP frame before the plan (default 0: what came)"),
 )
 KNOWN = frozenset(a.name for a in ARGUMENTS)
 
@@ -73,13 +75,14 @@ class AgentArgs:
     debug: bool = False
     plan_timeout: float = 300.0
     rescue_timeout: float = 3600.0
+    lldp_wait: float = 0.0
     root: str = ""
     warnings: tuple[str, ...] = ()  # unknown swarmboot.* arguments, ignored
     token: str = ""  # swarmboot.token: this boot's token (plan secrets, events)
 
 
 def boot_arguments(
-    server_url: str, node: str, mac: str, *, service: bool = False, token: str = ""
+    server_url: str, node: str, mac: str, *, service: bool = False, token: str = "", lldp_wait: int = 0
 ) -> list[str]:
     """What the server's iPXE script puts on the kernel command line for the agent."""
     args = ["root=swarmboot", f"{PREFIX}server={server_url}"]
@@ -90,6 +93,8 @@ def boot_arguments(
         args.append(f"{PREFIX}service=1")
     if token:
         args.append(f"{PREFIX}token={token}")
+    if lldp_wait > 0:
+        args.append(f"{PREFIX}lldp_wait={lldp_wait}")
     return args
 
 
@@ -124,6 +129,16 @@ def _seconds(key: str, value: str) -> float:
         raise CmdlineError(f"{PREFIX}{key}={value!r}: must be a number of seconds", HINT) from None
     if not 0 < seconds <= MAX_SECONDS:  # also refuses nan and inf
         raise CmdlineError(f"{PREFIX}{key}={value!r}: must be between 0 and 86400 seconds", HINT)
+    return seconds
+
+
+def _wait(key: str, value: str) -> float:
+    """Seconds, 0 allowed (do not wait), at most 300."""
+    if value.strip() in ("0", "0.0"):
+        return 0.0
+    seconds = _seconds(key, value)
+    if seconds > 300:
+        raise CmdlineError(f"{PREFIX}{key}={value!r}: at most 300 seconds", HINT)
     return seconds
 
 
@@ -190,6 +205,7 @@ def parse_cmdline(text: str) -> AgentArgs:
         rescue_timeout=(
             _seconds("rescue_timeout", values["rescue_timeout"]) if "rescue_timeout" in values else 3600.0
         ),
+        lldp_wait=_wait("lldp_wait", values["lldp_wait"]) if "lldp_wait" in values else 0.0,
         root=root,
         warnings=warnings,
         token=token,

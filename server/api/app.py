@@ -119,8 +119,12 @@ class HotPath:
                 body = self.state.tracker.announce(scope["query_string"], client[0] if client else "")
                 await _respond(send, 200, TEXT, body)
                 return
-            if path == "/api/v1/plan" and not any(k == TOKEN_KEY for k, _ in scope["headers"]):
-                key = nodes.plan_key(scope["query_string"])
+            query = scope["query_string"]
+            # a token asks for secrets, an LLDP report is recorded: neither comes from the cache
+            if path == "/api/v1/plan" and b"lldp_" not in query and not any(
+                k == TOKEN_KEY for k, _ in scope["headers"]
+            ):
+                key = nodes.plan_key(query)
                 cached = self.state.plan_cache.get(key) if key is not None else None
                 if cached is not None:
                     self.state.counters.plan_cache_hits += 1

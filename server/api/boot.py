@@ -23,6 +23,8 @@ from server.inventory.models import Group, Mac, Node
 from server.inventory.nodes import bind_mac, node_by_mac
 from server.plan import image_version
 from server.state import ServerState
+from server.switches import binding
+from server.switches.ports import lldp_sightings
 
 router = APIRouter()
 log = logging.getLogger(__name__)
@@ -81,7 +83,7 @@ def _node_script(
     try:
         return ipxe.render_node(
             node, version, state.catalog, mac, platform=platform, service=service or node.service,
-            token=token,
+            token=token, lldp_wait=state.settings.lldp_wait,
         )
     except SwarmbootError as exc:
         lines = [exc.message, exc.hint]
@@ -112,6 +114,12 @@ def script_for(
         return _node_script(state, node, mac, platform=platform, service=rescue, address=address)
     if rescue:
         return _rescue_unknown(state, mac, platform)
+    outcome = _by_port(state, mac)
+    if outcome.node:
+        with state.db.read() as session:
+            node = node_by_mac(session, mac)
+        if node is not None:
+            return _node_script(state, node, mac, platform=platform, service=False, address=address)
     names, total = _unassigned(state)
     return ipxe.render_menu(
         mac,
@@ -120,7 +128,20 @@ def script_for(
         unassigned=names,
         unassigned_total=total,
         timeout=state.settings.boot_menu_timeout,
+        notices=outcome.notices,
     )
+
+
+def _by_port(state: ServerState, mac: str) -> binding.Outcome:
+    """Name an unknown machine by its switch port: where the switches (SNMP, read now unless
+    read in the last 2 s) or an agent's LLDP report saw its MAC, and which node claims that port."""
+    sightings = state.ports.locate(mac) if state.ports is not None else []
+    with state.db.read() as session:
+        sightings += lldp_sightings(session, mac)
+    if not sightings:
+        return binding.Outcome()
+    with state.db.write() as session:
+        return binding.bind_by_port(session, mac, sightings, dt.datetime.now(dt.UTC))
 
 
 def _rescue_unknown(state: ServerState, mac: str, platform: str) -> str:
@@ -134,7 +155,8 @@ def _rescue_unknown(state: ServerState, mac: str, platform: str) -> str:
         version = state.catalog.get(group.image, group.image_version)
         if version is not None:
             return ipxe.render_node(
-                None, version, state.catalog, mac, platform=platform, service=True, group_name=group.name
+                None, version, state.catalog, mac, platform=platform, service=True, group_name=group.name,
+                lldp_wait=state.settings.lldp_wait,
             )
     return ipxe.render_message(
         "no rescue image", ["no group has a packed image to start a rescue shell from"], mac, state.server_url

@@ -97,6 +97,7 @@ async def show_node(request: Request, name: str) -> dict[str, Any]:
     data = await run_in_threadpool(crud.show_node, db, name)
     data["state"] = (await run_in_threadpool(events.status, db, [name]))[0]
     data["alerts"] = await run_in_threadpool(events.alerts, db, name)
+    data["log"] = await run_in_threadpool(crud.node_log, db, name)
     return data
 
 

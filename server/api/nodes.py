@@ -21,6 +21,8 @@ from server.inventory import validate
 from server.inventory.models import Node
 from server.inventory.nodes import node_by_mac
 from server.state import ServerState
+from server.switches import binding
+from server.switches.ports import Sighting, remember
 
 router = APIRouter()
 log = logging.getLogger(__name__)
@@ -49,6 +51,39 @@ def _seeder_port(state: ServerState) -> int:
     return int(seeder.port) if seeder is not None else 0
 
 
+LLDP_MAX = 255
+
+
+def _lldp(state: ServerState, mac: str, lldp: dict[str, str]) -> None:
+    """Record where the agent's LLDP frame says the node is plugged in; log a move for a known
+    node, bind an unknown MAC to the node that claims that port (binding.py's rules)."""
+    now = dt.datetime.now(dt.UTC)
+    with state.db.write_state() as session:
+        switch = binding.switch_for_lldp(session, lldp.get("chassis", ""), lldp.get("system", ""))
+        if switch is None:
+            log.debug(
+                "LLDP from %s: switch %r / %r is not in the inventory",
+                mac,
+                lldp.get("chassis"),
+                lldp.get("system"),
+            )
+            return
+        names = tuple(dict.fromkeys(n for n in (lldp.get("port", ""), lldp.get("port_desc", "")) if n))
+        sighting = Sighting(switch.id, switch.name, names[0], names, "lldp")
+        remember(session, mac, sighting, now)
+        node = node_by_mac(session, mac)
+        if node is not None:
+            binding.check_move(session, node, sighting, now)
+            return
+    with state.db.write() as session:
+        outcome = binding.bind_by_port(session, mac, [sighting], now)
+    if outcome.node:
+        raise NotFoundError(
+            f"MAC {mac} was bound to node {outcome.node} by its switch port (LLDP)",
+            hint=f"reboot: the next network boot boots node {outcome.node}",
+        )
+
+
 def _plan_body(
     state: ServerState,
     mac: str | None,
@@ -57,10 +92,16 @@ def _plan_body(
     *,
     token: str = "",
     address: str = "",
+    lldp: dict[str, str] | None = None,
 ) -> bytes:
     """The plan as JSON: the public part, or with the token the node's secrets too (which uses
-    the token up: server/tokens.py)."""
+    the token up: server/tokens.py). `lldp`: what the agent heard of its switch port."""
     minor = plan.negotiate(plan_version)
+    if lldp and mac and lldp.get("port"):
+        for key, value in lldp.items():
+            if len(value) > LLDP_MAX:
+                raise UsageError(f"lldp_{key} is longer than {LLDP_MAX} characters")
+        _lldp(state, validate.mac(mac), lldp)
     if not token:
         with state.db.read() as session:
             row, boot_mac = _node_of(session, mac, node)
@@ -102,19 +143,31 @@ def plan_key(query: bytes) -> bytes | None:
 
 @router.get("/api/v1/plan")
 async def get_plan(
-    request: Request, mac: str | None = None, node: str | None = None, plan_version: str | None = None
+    request: Request,
+    *,
+    mac: str | None = None,
+    node: str | None = None,
+    plan_version: str | None = None,
+    lldp_chassis: str = "",
+    lldp_port: str = "",
+    lldp_port_desc: str = "",
+    lldp_system: str = "",
 ) -> Response:
     """The node's boot plan, rendered for the plan version its agent speaks (`plan_version=1.0`;
-    none: an agent from before negotiation, 1.0)."""
+    none: an agent from before negotiation, 1.0). `lldp_*`: what the LLDP frame the agent heard
+    on its boot NIC says (chassis ID, port ID, port description, system name)."""
     state = state_of(request)
     epoch = state.cache_epoch
     token = request.headers.get(TOKEN_HEADER, "")
+    lldp = {"chassis": lldp_chassis, "port": lldp_port, "port_desc": lldp_port_desc, "system": lldp_system}
     body = await run_in_threadpool(
-        functools.partial(_plan_body, token=token, address=client_ip(request)), state, mac, node, plan_version
+        functools.partial(_plan_body, token=token, address=client_ip(request), lldp=lldp),
+        state, mac, node, plan_version,
     )
     state.counters.plans += 1
     key = plan_key(request.scope["query_string"])
-    if key is not None and not token:  # a plan with secrets is never cached
+    # a plan with secrets is never cached, nor one with an LLDP report (recorded each time)
+    if key is not None and not token and not lldp_port:
         state.cache_plan(key, body, epoch)
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
 

@@ -49,7 +49,7 @@ KINDS: dict[str, Kind] = {
         objects.apply_switch,
         objects.switch_dict,
         objects.switch_in_use,
-        {"address": "", "description": ""},
+        {"address": "", "description": "", "chassis_id": "", "snmp": {}},
     ),
     "group": Kind(
         "group",
@@ -66,6 +66,7 @@ KINDS: dict[str, Kind] = {
             "console": "ttyS0,115200 tty0",
             "files": [],
             "ssh_keys": [],
+            "power": "",
         },
     ),
 }
@@ -74,6 +75,7 @@ NODE_DEFAULTS: dict[str, Any] = {
     "switch": "",
     "port": "",
     "bmc": {"address": "", "user": "", "password": ""},
+    "power": "",
     "service": False,
     "kernel_args": "",
 }
@@ -212,6 +214,13 @@ def remove_nodes(db: Database, patterns: list[str]) -> list[str]:
 def show_node(db: Database, name: str) -> dict[str, Any]:
     with db.read() as session:
         return node_dict(objects.by_name(session, Node, name, "node"))
+
+
+def node_log(db: Database, name: str) -> list[dict[str, Any]]:
+    from server.switches.binding import node_log as entries
+
+    with db.read() as session:
+        return entries(session, objects.by_name(session, Node, name, "node"))
 
 
 def list_nodes(db: Database) -> list[dict[str, Any]]:

@@ -43,6 +43,10 @@ class Switch(Base):
     name: Mapped[str] = mapped_column(String(63), unique=True)
     address: Mapped[str] = mapped_column(String(64), default="")
     description: Mapped[str] = mapped_column(Text, default="")
+    # How the server reads its forwarding table: {} (not at all) or version, address, community
+    # (v2c) or user and auth/priv protocols and keys (v3); server/switches/snmp.py.
+    snmp: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    chassis_id: Mapped[str] = mapped_column(String(255), default="")  # what its LLDP frames carry
 
 
 class Group(Base):
@@ -63,6 +67,7 @@ class Group(Base):
     ssh_keys: Mapped[list[str]] = mapped_column(JSON, default=list)
     # files only a node's own token gets: path, content (base64), mode, owner, group
     secret_files: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    power_method: Mapped[str] = mapped_column(String(16), default="")  # its nodes' default
 
     network: Mapped[Network | None] = relationship(lazy="joined")
 
@@ -79,6 +84,7 @@ class Node(Base):
     bmc_address: Mapped[str] = mapped_column(String(255), default="")
     bmc_user: Mapped[str] = mapped_column(String(255), default="")
     bmc_password: Mapped[str] = mapped_column(String(255), default="")
+    power_method: Mapped[str] = mapped_column(String(16), default="")  # "": the group's
     service: Mapped[bool] = mapped_column(Boolean, default=False)
     kernel_args: Mapped[str] = mapped_column(Text, default="")
 
@@ -212,3 +218,30 @@ class NodeAlert(Base):
     kind: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text, default="")
     address: Mapped[str] = mapped_column(String(64), default="")
+
+
+class PortSighting(Base):
+    """Where a MAC was last seen: a switch's port, from its forwarding table (SNMP) or from the
+    LLDP frame the node's agent heard. Runtime data: not part of export/import."""
+
+    __tablename__ = "port_sightings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mac: Mapped[str] = mapped_column(String(17), unique=True)
+    switch_id: Mapped[int] = mapped_column(ForeignKey("switches.id", ondelete="CASCADE"), index=True)
+    port: Mapped[str] = mapped_column(String(255))  # the name that matched, or the first known
+    names: Mapped[list[str]] = mapped_column(JSON, default=list)  # every name of the port
+    source: Mapped[str] = mapped_column(String(16))  # snmp | lldp
+    seen: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class NodeLog(Base):
+    """Things that happened to a node that its state does not keep: a MAC bound by its switch
+    port, a conflict on its port, a move. Runtime data: not part of export/import."""
+
+    __tablename__ = "node_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    kind: Mapped[str] = mapped_column(String(32))  # bound | conflict | moved
+    message: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

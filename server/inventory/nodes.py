@@ -11,9 +11,11 @@ from sqlalchemy.orm import Session
 from ground.errors import ConflictError, UsageError
 from server.inventory import validate
 from server.inventory.models import Group, Mac, Network, Node, Switch
-from server.inventory.objects import _str, by_name, check_keys
+from server.inventory.objects import _str, by_name, check_keys, power_method
 
-NODE_KEYS = ("name", "group", "macs", "network", "address", "switch", "port", "bmc", "service", "kernel_args")
+NODE_KEYS = (
+    "name", "group", "macs", "network", "address", "switch", "port", "bmc", "power", "service", "kernel_args",
+)
 BMC_KEYS = ("address", "user", "password")
 
 
@@ -87,6 +89,8 @@ def apply_node(session: Session, row: Node, spec: dict[str, Any], alloc: Allocat
             row.bmc_user = _str(bmc["user"], f"{what}.bmc.user")
         if "password" in bmc:
             row.bmc_password = _str(bmc["password"], f"{what}.bmc.password")
+    if "power" in spec:
+        row.power_method = power_method(spec["power"], f"{what}.power")
     if "service" in spec:
         if not isinstance(spec["service"], bool):
             raise UsageError(f"{what}.service: must be true or false")
@@ -164,6 +168,7 @@ def node_dict(row: Node) -> dict[str, Any]:
         "switch": row.switch.name if row.switch else "",
         "port": row.switch_port,
         "bmc": {"address": row.bmc_address, "user": row.bmc_user, "password": row.bmc_password},
+        "power": row.power_method,
         "service": row.service,
         "kernel_args": row.kernel_args,
     }

@@ -21,7 +21,15 @@ from server.inventory.models import Group, Network, Node, Switch
 from server.templates import template_env
 
 NETWORK_KEYS = ("name", "cidr", "gateway", "dns", "domain", "range", "dhcp_range", "mtu")
-SWITCH_KEYS = ("name", "address", "description")
+SWITCH_KEYS = ("name", "address", "description", "snmp", "chassis_id")
+SNMP_KEYS = (
+    "version", "address", "community", "user", "auth_protocol", "auth_key", "priv_protocol", "priv_key",
+    "context",
+)
+SNMP_VERSIONS = ("2c", "3")
+SNMP_AUTH = ("md5", "sha", "sha224", "sha256", "sha384", "sha512")
+SNMP_PRIV = ("des", "3des", "aes", "aes192", "aes256")
+POWER_METHODS = ("ipmi", "redfish", "wol")
 GROUP_KEYS = (
     "name",
     "image",
@@ -34,6 +42,7 @@ GROUP_KEYS = (
     "files",
     "ssh_keys",
     "secret_files",
+    "power",
 )
 ROOT_KEYS = ("mode", "tmpfs_size", "nfs_export", "disk", "partitions", "keep_cache", "layout", "reinstall")
 PARTITION_KEYS = ("label", "size", "fs", "mountpoint", "keep")
@@ -190,10 +199,67 @@ def apply_switch(session: Session, row: Switch, spec: dict[str, Any]) -> None:
         row.address = validate.address(addr, None, "switch address") if addr else ""
     if "description" in spec:
         row.description = _str(spec["description"], "description")
+    if "chassis_id" in spec:
+        row.chassis_id = _str(spec["chassis_id"], "chassis_id").strip()
+    if "snmp" in spec:
+        snmp = spec["snmp"] or {}
+        # a whole setting (export/import, or naming the version) replaces; a part changes those keys
+        base = {} if not snmp or "version" in snmp else dict(row.snmp or {})
+        row.snmp = snmp_settings(snmp, f"switch {row.name}.snmp", base)
+
+
+def snmp_settings(spec: Any, what: str, current: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A switch's SNMP settings, checked: version 2c needs a community, 3 a user (with keys of at
+    least 8 characters for the protocols it names). Keys given as "" are removed; an empty
+    version turns SNMP off."""
+    check_keys(spec, SNMP_KEYS, what)
+    merged = {**(current or {}), **{k: _str(v, f"{what}.{k}") for k, v in spec.items()}}
+    merged = {k: v for k, v in merged.items() if v != ""}
+    version = merged.get("version", "")
+    if not version:
+        return {}
+    if version not in SNMP_VERSIONS:
+        raise UsageError(f"{what}.version: {version!r} is not one of {', '.join(SNMP_VERSIONS)}")
+    if "address" in merged:
+        address = merged["address"]
+        host, _, port = address.rpartition(":") if ":" in address else (address, "", "")
+        validate.address(host, None, f"{what}.address")
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise UsageError(f"{what}.address: {port!r} is not a UDP port", hint="e.g. 10.0.0.2:161")
+    if version == "2c" and not merged.get("community"):
+        raise UsageError(f"{what}: SNMP v2c needs a community", hint="e.g. --snmp-community public")
+    if version == "3":
+        if not merged.get("user"):
+            raise UsageError(f"{what}: SNMP v3 needs a user", hint="--snmp-user NAME --snmp-auth sha:KEY")
+        for proto_key, key_key, allowed in (("auth_protocol", "auth_key", SNMP_AUTH),
+                                            ("priv_protocol", "priv_key", SNMP_PRIV)):
+            proto = merged.get(proto_key, "")
+            if proto and proto not in allowed:
+                raise UsageError(f"{what}.{proto_key}: {proto!r} is not one of {', '.join(allowed)}")
+            if proto and len(merged.get(key_key, "")) < 8:
+                raise UsageError(f"{what}.{key_key}: SNMP v3 keys have at least 8 characters")
+        if merged.get("priv_protocol") and not merged.get("auth_protocol"):
+            raise UsageError(f"{what}: SNMP v3 privacy needs authentication too")
+    return merged
 
 
 def switch_dict(row: Switch) -> dict[str, Any]:
-    return {"name": row.name, "address": row.address, "description": row.description}
+    return {
+        "name": row.name,
+        "address": row.address,
+        "description": row.description,
+        "chassis_id": row.chassis_id,
+        "snmp": dict(row.snmp or {}),
+    }
+
+
+def power_method(value: Any, what: str) -> str:
+    method = _str(value, what).strip().lower()
+    if method and method not in POWER_METHODS:
+        raise UsageError(
+            f"{what}: {method!r} is not a power method", hint="one of: " + ", ".join(POWER_METHODS)
+        )
+    return method
 
 
 def switch_in_use(session: Session, row: Switch) -> list[str]:
@@ -393,6 +459,8 @@ def apply_group(session: Session, row: Group, spec: dict[str, Any]) -> None:
         row.ssh_keys = keys
     if "secret_files" in spec:
         row.secret_files = _secret_files(spec["secret_files"] or [], f"{what}.secret_files")
+    if "power" in spec:
+        row.power_method = power_method(spec["power"], f"{what}.power")
 
 
 def group_dict(row: Group, secrets: bool = False) -> dict[str, Any]:
@@ -414,6 +482,7 @@ def group_dict(row: Group, secrets: bool = False) -> dict[str, Any]:
                                       "bytes": len(base64.b64decode(f["content"]))}
             for f in row.secret_files or []
         ],
+        "power": row.power_method,
     }
 
 

@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "swarmboot.cli.switch",
     "swarmboot.cli.group",
     "swarmboot.cli.node",
+    "swarmboot.cli.power",
     "swarmboot.cli.inventory",
     "swarmboot.cli.serve",
     "swarmboot.cli.dnsmasq",

@@ -103,6 +103,7 @@ class Local:
         data = crud.show_node(self.db, name)
         data["state"] = events.status(self.db, [name], self.catalog())[0]
         data["alerts"] = events.alerts(self.db, name)
+        data["log"] = crud.node_log(self.db, name)
         return data
 
     def list_nodes(self) -> list[dict[str, Any]]:

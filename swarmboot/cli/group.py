@@ -45,6 +45,8 @@ def _options(parser: argparse.ArgumentParser, adding: bool) -> None:
     for script in ("pre", "part", "post"):
         parser.add_argument(f"--{script}", metavar="FILE", help=f"{script} script (file, '-' for stdin)")
     parser.add_argument("--kernel-args", help="extra kernel arguments")
+    parser.add_argument("--power", choices=("ipmi", "redfish", "wol", ""),
+                        help="how `swarmboot power` reaches its nodes (default: IPMI with a BMC, else WoL)")
     parser.add_argument("--console", help="consoles for the kernel, e.g. 'ttyS0,115200 tty0' ('' for none)")
     parser.add_argument(
         "--file",
@@ -156,7 +158,7 @@ def _spec(args: argparse.Namespace, current: dict[str, Any] | None) -> dict[str,
     from server.cliutil import read_text
 
     spec: dict[str, Any] = {}
-    for key in ("image", "image_version", "network", "kernel_args", "console"):
+    for key in ("image", "image_version", "network", "kernel_args", "console", "power"):
         if getattr(args, key) is not None:
             spec[key] = getattr(args, key)
     root = dict(current["root"]) if current else {}

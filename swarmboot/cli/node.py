@@ -52,6 +52,8 @@ def _options(parser: argparse.ArgumentParser, adding: bool) -> None:
     parser.add_argument("--bmc-address", help="BMC address")
     parser.add_argument("--bmc-user", help="BMC user")
     parser.add_argument("--bmc-password", help="BMC password")
+    parser.add_argument("--power", choices=("ipmi", "redfish", "wol", ""),
+                        help="how `swarmboot power` reaches it (default: the group's; '' the group's)")
     parser.add_argument("--kernel-args", help="extra kernel arguments for this node")
     parser.add_argument(
         "--service",
@@ -71,7 +73,7 @@ def _options(parser: argparse.ArgumentParser, adding: bool) -> None:
 
 def _spec(args: argparse.Namespace) -> dict[str, Any]:
     spec: dict[str, Any] = {}
-    for key in ("group", "address", "network", "switch", "port", "service", "kernel_args"):
+    for key in ("group", "address", "network", "switch", "port", "power", "service", "kernel_args"):
         if getattr(args, key) is not None:
             spec[key] = getattr(args, key)
     if args.mac is not None:
@@ -106,6 +108,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = verbs.add_parser("rm", help="remove nodes (NAME may be a range)")
     p.add_argument("names", nargs="+", metavar="NAME")
     p.set_defaults(handler=cmd_rm, remote=True)
+    p = verbs.add_parser("console", help="the node's serial console over IPMI Serial-over-LAN (~. ends it)")
+    p.add_argument("name")
+    p.set_defaults(handler=cmd_console)
     p = verbs.add_parser("status", help="every node's state, stage, download %%, image, last seen, failure")
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -161,6 +166,16 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> None:
     from swarmboot.cli.backend import inventory
 
     cliutil.show(inventory(args, settings).show_node(args.name), args.json)
+
+
+def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
+    from server import cliutil
+    from server.power.console import console
+    from server.power.targets import targets
+
+    (target,) = targets(cliutil.database(settings), [args.name])
+    print(f"swarmboot: console of {args.name} (IPMI SOL at {target.address}); ~. ends it", flush=True)
+    return console(target, settings.ipmi_cipher_suite)
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> None:

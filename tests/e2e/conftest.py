@@ -13,6 +13,9 @@ pack (the frozen agent built and checked, dracut with the swarmboot module): ver
     group disk, disk-uefi, raid: image e2e version 1, root disk (tests/helpers/e2e.py: the layouts)
     n1 overlay (BIOS)   n2 overlay (UEFI)   n3 tmpfs, service mode   n4 overlay, dead server URL
     d1 disk (BIOS)      d2 disk-uefi (UEFI) d3 disk, a disk too small  d4 raid (BIOS, two disks)
+    switch labsw: the lab's bridge as a managed switch (lab/labswitch.py: snmpsim answering from
+    the bridge's real forwarding table, LLDP frames on every tap); n1 has no MAC, only its port
+    (`--switch labsw --port sbtap-n1`): it is named by the tap it boots on
 
 Measured figures (sizes, timelines, agent times) are collected in FIGURES and printed at the end
 of the run ("swarmboot e2e figures"; tests/helpers/e2e.py).
@@ -40,6 +43,7 @@ from tests.helpers.e2e import (
     IMAGE,
     MARKER,
     NODES,
+    PORT_NAMED,
     RAID_LAYOUT,
     E2EImages,
     E2ELab,
@@ -95,6 +99,8 @@ def lab(e2e_images: E2EImages, tmp_path_factory: pytest.TempPathFactory) -> Iter
     spec = LabSpec(home=e2e_images.settings.home, workdir=workdir)
     with Lab(spec) as the_lab:
         the_lab.add_network()
+        switch = the_lab.add_switch()
+        the_lab.cli("switch", "add", "labsw", *switch.cli_args())
         for group, version, root, extra in (
             ("overlay", e2e_images.squashfs.version, "overlay", ()),
             ("tmpfs", e2e_images.tar.version, "tmpfs", ("--ssh-key-file", str(public_key))),
@@ -113,6 +119,10 @@ def lab(e2e_images: E2EImages, tmp_path_factory: pytest.TempPathFactory) -> Iter
             extra = ("--service",) if name == "n3" else ()
             if name == "n4":
                 extra = ("--kernel-args", DEAD_SERVER_ARGS.format(ip=spec.server_ip))
-            the_lab.cli("node", "add", name, "--mac", mac_for(index), "--group", group, *extra)
+            if name == PORT_NAMED:  # no MAC: bound to the one its switch port shows at its first boot
+                extra = ("--switch", "labsw", "--port", the_lab.tap_of(name))
+            else:
+                extra = (*extra, "--mac", mac_for(index))
+            the_lab.cli("node", "add", name, "--group", group, *extra)
         the_lab.start_server()
         yield E2ELab(the_lab, e2e_images, workdir / "id_ed25519", workdir)

@@ -10,6 +10,7 @@ carries the node's console tail and the server log's tail (Lab.evidence).
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -18,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from lab.lab import ssh_argv
+from lab.server_process import swarmboot_command
 from lab.timeline import BootSummary, kernel_clock, timeline_line
-from tests.helpers.e2e import DEAD_SERVER_ARGS, FIGURES, IMAGE, E2EImages, E2ELab
+from tests.helpers.e2e import DEAD_SERVER_ARGS, FIGURES, IMAGE, PORT_NAMED, E2EImages, E2ELab
 
 # The tests' own deadlines (BOOT_TIMEOUT, the console waits) come first, so a failure shows the
 # evidence; pytest-timeout is the last resort (it includes the session fixtures: clone + 2 packs).
@@ -86,9 +88,10 @@ def test_bios_and_uefi_nodes_pxe_boot_together_into_overlay_and_share_pieces(lab
     """(1) PXE → iPXE → our script → kernel + initramfs → the agent's BitTorrent download → overlay
     root → multi-user → the booted report; (2) two nodes booting at once exchange pieces; (4) one
     of them boots through OVMF (UEFI); (7) the server (tracker, seeder, HTTP, dnsmasq) is
-    restarted while they download, and they boot (issue 13). The server's link is shaped to
-    100 Mbit/s (the nodes' links are not), as on a real cluster, so that both nodes are in the
-    swarm at the same time; each one's events carry its boot token (the booted report too)."""
+    restarted while they download, and they boot (issue 13); (8) n1 is named by its switch port
+    (check_named_by_its_port). The server's link is shaped to 100 Mbit/s (the nodes' links are
+    not), as on a real cluster, so that both nodes are in the swarm at the same time; each one's
+    events carry its boot token (the booted report too)."""
     the_lab, manifest = lab.lab, lab.images.squashfs
     names = ["n1", "n2"]
     the_lab.set_server_rate("100mbit")
@@ -136,6 +139,31 @@ def test_bios_and_uefi_nodes_pxe_boot_together_into_overlay_and_share_pieces(lab
     assert between_nodes + seeded >= manifest.piece_size, (
         f"no piece went from one node to the other (tracker: {between_nodes} B, seeders: {seeded} B)\n"
         f"{stats['tracker']['swarms'].get(manifest.info_hash)}")
+    check_named_by_its_port(lab, rows["n1"])
+
+
+def check_named_by_its_port(lab: E2ELab, row: dict) -> None:
+    """(7) n1 was defined by its switch port only: its unknown MAC, seen by the switch (SNMP, from
+    the lab bridge's forwarding table) on n1's tap, was bound to it at its first iPXE request, so it
+    booted as n1 without the menu; the binding is in its log; its agent heard the tap's LLDP frame
+    and sent it with its plan request (same switch, same port: no move logged)."""
+    the_lab, tap = lab.lab, lab.lab.tap_of(PORT_NAMED)
+    console = the_lab.vms[PORT_NAMED].console_text()
+    evidence = the_lab.evidence([PORT_NAMED])
+    assert "unknown machine" not in console, evidence  # no menu
+    node = json.loads(the_lab.cli("node", "show", PORT_NAMED, "--json"))
+    assert node["macs"] == [lab.mac(PORT_NAMED)], node
+    kinds = [entry["kind"] for entry in node["log"]]
+    assert kinds == ["bound"], node["log"]
+    assert f"seen on switch labsw port {tap} (snmp)" in node["log"][0]["message"]
+    assert row["details"].get("lldp", {}).get("lldp_port") == tap, row["details"]
+    assert row["details"]["lldp"].get("lldp_system") == "labsw"
+    ports = json.loads(the_lab.namespace.run(
+        [*swarmboot_command(), "switch", "ports", "labsw", "--json"], env=the_lab.env(), timeout=60).stdout)
+    seen = {(p["mac"], p["port"], p["node"]) for p in ports["ports"]}
+    assert (lab.mac(PORT_NAMED), tap, PORT_NAMED) in seen, ports
+    FIGURES.append(f"{PORT_NAMED}: named by its port ({node['log'][0]['message']}); LLDP heard: "
+                   f"{row['details']['lldp']}")
 
 
 def restart_during_download(lab: E2ELab, names: list[str], outage: float = 5.0) -> dict[str, float]:

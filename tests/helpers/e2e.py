@@ -55,6 +55,7 @@ set -e
 echo "$SWARMBOOT_NODE $SWARMBOOT_IMAGE_VERSION" > /etc/swarmboot-post-ran
 """
 DISK_ARGS = GROUP_ARGS + " rd.retry=20"  # a degraded RAID1 is started after rd.retry*2/3 s
+PORT_NAMED = "n1"  # defined by its switch port only (no MAC): named by the port at its first boot
 
 
 @dataclass

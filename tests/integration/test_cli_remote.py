@@ -48,7 +48,7 @@ def test_the_inventory_verbs_print_the_same_here_and_through_the_api(sb: Sb, tmp
     ok(sb, "network", "add", "cluster", "--cidr", "10.0.0.0/24", "--gateway", "10.0.0.1",
        "--range", "10.0.0.10-10.0.0.200", "--dhcp-range", "10.0.0.201-10.0.0.250")
     assert ok(sb, "switch", "add", "sw1", "--address", "10.0.0.2") == (
-        "name: sw1\naddress: 10.0.0.2\ndescription: -\n")
+        "name: sw1\naddress: 10.0.0.2\ndescription: -\nchassis_id: -\nsnmp: -\n")
     ok(sb, "group", "add", "compute", "--image", "compute", "--root", "tmpfs", "--tmpfs-size", "8G",
        "--post", str(tmp_path / "post.sh"), "--file", f"/etc/motd={tmp_path / 'motd.j2'}:0600",
        "--ssh-key", KEY)
