@@ -26,13 +26,16 @@ __all__ = ["ServerProcess", "boot_token", "cli", "cli_env", "running_server", "t
 TOKEN_ARG = re.compile(r"swarmboot\.token=([A-Za-z0-9_-]+)")
 
 
-def boot_token(srv: ServerProcess, mac: str) -> str:
+def boot_token(srv: ServerProcess, mac: str, address: str = "") -> str:
     """What a node gets when it boots: its iPXE script (from the server, as iPXE asks for it), and
     in it this boot's token (kernel argument swarmboot.token). The node must have no reserved
-    address (or be asked for from it): the server gives no token to another address."""
+    address, or the script must be asked for from it: the server gives no token to another
+    address. `address`: the node's own, sent as X-Forwarded-For (the server must trust loopback
+    as a proxy: SWARMBOOT_TRUSTED_PROXIES=127.0.0.1)."""
     import requests
 
-    script = requests.get(f"{srv.url}/boot/ipxe", params={"mac": mac}, timeout=30).text
+    headers = {"X-Forwarded-For": address} if address else {}
+    script = requests.get(f"{srv.url}/boot/ipxe", params={"mac": mac}, headers=headers, timeout=30).text
     match = TOKEN_ARG.search(script)
     assert match, f"no swarmboot.token in the iPXE script of {mac}:\n{script}"
     return match.group(1)

@@ -22,10 +22,11 @@ import requests
 from ground import run as runmod
 from ground.config import Settings
 from lab.packed import make_version
-from tests.helpers.server import cli, running_server, wait_for
+from tests.helpers.server import ServerProcess, boot_token, cli, running_server, token_headers, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 MAC = "52:54:00:15:00:01"
+MAC2 = "52:54:00:15:00:02"
 
 
 def _inventory(home: Path) -> None:
@@ -33,22 +34,28 @@ def _inventory(home: Path) -> None:
     cli(home, "network", "add", "net", "--cidr", "10.15.0.0/24", "--range", "10.15.0.10-10.15.0.99")
     cli(home, "group", "add", "compute", "--image", "compute")
     cli(home, "node", "add", "n1", "--group", "compute", "--mac", MAC)
-    cli(home, "node", "add", "n[2-3]", "--group", "compute")
+    cli(home, "node", "add", "n2", "--group", "compute", "--mac", MAC2)
+    cli(home, "node", "add", "n3", "--group", "compute")
 
 
-def _event(url: str, node: str, **event: Any) -> None:
-    response = requests.post(f"{url}/api/v1/nodes/{node}/events", json=event, timeout=10)
+def _event(url: str, node: str, token: str, **event: Any) -> None:
+    response = requests.post(
+        f"{url}/api/v1/nodes/{node}/events", json=event, headers=token_headers(token), timeout=10
+    )
     assert response.status_code == 200, response.text
 
 
-def _boot(url: str) -> None:
-    """n1 goes through a whole boot (iPXE script, stages with durations, booted); n2 fails."""
-    assert requests.get(f"{url}/boot/ipxe", params={"mac": MAC}, timeout=10).status_code == 200
+def _boot(server: ServerProcess) -> None:
+    """n1 goes through a whole boot (iPXE script, stages with durations, booted); n2 fails. Each
+    posts its events with the token of its boot, as the agent does."""
+    url = server.url
+    # n1 and n2 have reserved addresses: their scripts come "from" them, through loopback as a proxy
+    one, two = boot_token(server, MAC, "10.15.0.10"), boot_token(server, MAC2, "10.15.0.11")
     for stage, seconds in (("network", 1.5), ("plan", 0.2), ("download", 12.0), ("root", 0.8)):
-        _event(url, "n1", stage=stage, status="start")
-        _event(url, "n1", stage=stage, status="done", duration=seconds)
-    _event(url, "n1", stage="booted", status="done", details={"hostname": "n1"})
-    _event(url, "n2", stage="download", status="failed", duration=3.0, message="no peers\nat all")
+        _event(url, "n1", one, stage=stage, status="start")
+        _event(url, "n1", one, stage=stage, status="done", duration=seconds)
+    _event(url, "n1", one, stage="booted", status="done", details={"hostname": "n1"})
+    _event(url, "n2", two, stage="download", status="failed", duration=3.0, message="no peers\nat all")
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +64,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Any:
     _inventory(home)
     config = home / "swarmboot.toml"
     config.write_text("boot_menu_timeout = 30\n")
-    with running_server(home, SWARMBOOT_CONFIG=str(config)) as server:
-        _boot(server.url)
+    with running_server(home, SWARMBOOT_CONFIG=str(config), SWARMBOOT_TRUSTED_PROXIES="127.0.0.1") as server:
+        _boot(server)
         # one cached plan (built once, then from the cache) and one announce
         for _ in range(2):
             assert (
