@@ -207,7 +207,10 @@ def test_the_database_and_its_wal_are_private_and_exports_leave_secrets_out(
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     # an import of the file without secrets keeps the password the database has
     assert sb(capsys, "inventory", "import", str(plain))[0] == 0
-    assert "s3cret" in sb(capsys, "node", "show", "n1", "--json")[1]
+    again = tmp_path / "inv-again.yaml"
+    assert sb(capsys, "inventory", "export", str(again), "--secrets")[0] == 0
+    assert "s3cret" in again.read_text()
+    assert "s3cret" not in sb(capsys, "node", "show", "n1", "--json")[1]
 
 
 # -- image rm -------------------------------------------------------------------------------------

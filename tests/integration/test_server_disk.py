@@ -15,7 +15,7 @@ import requests
 
 from ground.config import Settings
 from lab.packed import make_version
-from tests.helpers.server import ServerProcess, cli, running_server
+from tests.helpers.server import TOKEN_ARG, ServerProcess, boot_token, cli, running_server, token_headers
 
 MAC = "52:54:00:00:10:01"
 LAYOUT = """
@@ -56,12 +56,26 @@ def server(settings: Settings, swarmboot_home: Path, tmp_path: Path) -> Any:
         yield srv
 
 
+_TOKENS: dict[str, str] = {}
+
+
 def script(srv: ServerProcess, platform: str = "pcbios") -> str:
-    return requests.get(f"{srv.url}/boot/ipxe", params={"mac": MAC, "platform": platform}, timeout=30).text
+    """The node's iPXE script; a script that boots the agent carries this boot's token, which the
+    node's events must send (each script issues a new one)."""
+    text = requests.get(f"{srv.url}/boot/ipxe", params={"mac": MAC, "platform": platform}, timeout=30).text
+    match = TOKEN_ARG.search(text)
+    if match:
+        _TOKENS[srv.url] = match.group(1)
+    return text
 
 
 def event(srv: ServerProcess, **body: Any) -> None:
-    assert requests.post(f"{srv.url}/api/v1/nodes/d1/events", json=body, timeout=10).status_code == 200
+    token = _TOKENS.get(srv.url) or boot_token(srv, MAC)
+    _TOKENS[srv.url] = token
+    response = requests.post(
+        f"{srv.url}/api/v1/nodes/d1/events", json=body, headers=token_headers(token), timeout=10
+    )
+    assert response.status_code == 200, response.text
 
 
 def install(srv: ServerProcess, version: int, sha256: str) -> None:

@@ -130,9 +130,10 @@ def test_objects_ranges_and_allocation(capsys: pytest.CaptureFixture[str], tmp_p
     assert len({n["address"] for n in nodes}) == 129
     stor = json.loads(ok(capsys, "node", "show", "stor1", "--json"))
     assert stor["macs"] == ["52:54:00:00:10:01", "52:54:00:00:10:02"]
-    # the BMC password is kept (the export has it) but never printed
+    # the BMC password is kept (an export with --secrets has it) but never printed
     assert stor["switch"] == "sw1" and stor["bmc"]["password"] == "********"
-    assert "s3cret: yes" in ok(capsys, "inventory", "export", "-")
+    assert "s3cret: yes" not in ok(capsys, "inventory", "export", "-")
+    assert "s3cret: yes" in ok(capsys, "inventory", "export", "-", "--secrets")
     assert stor["state"]["state"] == "new"
     group = json.loads(ok(capsys, "group", "show", "storage", "--json"))
     assert group["root"]["partitions"][2] == {
