@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ground.contract.cmdline import TOKEN_HEADER  # noqa: E402
 from lab.packed import make_version  # noqa: E402
 from lab.server_process import running_server  # noqa: E402
 
@@ -43,7 +44,7 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def make_inventory(home: Path, nodes: int) -> None:
+def make_inventory(home: Path, nodes: int) -> dict[str, str]:
     from ground.config import Settings
     from server.inventory import crud
     from server.inventory.db import Database
@@ -60,15 +61,33 @@ def make_inventory(home: Path, nodes: int) -> None:
             ],
         },
     )
+    tokens = issue_tokens(db)
     db.close()
+    return tokens
+
+
+def issue_tokens(db: Any) -> dict[str, str]:
+    """Each node's boot token, as its iPXE script would bring it (server/tokens.py): events need
+    it (the generator sends it like the agent does)."""
+    import datetime as dt
+
+    from sqlalchemy import select
+
+    from server import tokens
+    from server.inventory.models import Node
+
+    now = dt.datetime.now(dt.UTC)
+    with db.write() as session:
+        nodes = session.execute(select(Node)).scalars().all()
+        return {n.name: tokens.issue(session, n, n.address, now) for n in nodes}
 
 
 class Events:
     """Posts events at `rate` per second (paced, several keep-alive connections)."""
 
-    def __init__(self, url: str, names: list[str], rate: float, threads: int = 4) -> None:
+    def __init__(self, url: str, tokens: dict[str, str], rate: float, threads: int = 4) -> None:
         self.parts = urlsplit(url)
-        self.names, self.rate, self.threads = names, rate, threads
+        self.tokens, self.names, self.rate, self.threads = tokens, sorted(tokens), rate, threads
         self.sent = 0
         self.errors = 0
         self._stop = threading.Event()
@@ -107,9 +126,8 @@ class Events:
                 }
             )
             try:
-                conn.request(
-                    "POST", f"/api/v1/nodes/{name}/events", body, {"Content-Type": "application/json"}
-                )
+                headers = {"Content-Type": "application/json", TOKEN_HEADER: self.tokens[name]}
+                conn.request("POST", f"/api/v1/nodes/{name}/events", body, headers)
                 response = conn.getresponse()
                 response.read()
                 ok = response.status == 200
@@ -193,9 +211,8 @@ def main() -> int:
         home = Path(tmp) / "home"
         make_version(home / "images", "compute", 1, size=2**20)
         t0 = time.monotonic()
-        make_inventory(home, args.nodes)
+        node_tokens = make_inventory(home, args.nodes)
         print(f"inventory of {args.nodes} nodes in {time.monotonic() - t0:.1f} s", flush=True)
-        names = [f"node{i:05d}" for i in range(args.nodes)]
         with running_server(home, env={"SWARMBOOT_SEEDER_LISTEN": "127.0.0.1:0"}) as server:
             viewer = (home / "viewer.token").read_text().strip()
             t0 = time.monotonic()
@@ -206,15 +223,16 @@ def main() -> int:
                 f"/status with {args.nodes} nodes: {len(html)} bytes in {time.monotonic() - t0:.3f} s",
                 flush=True,
             )
-            events = Events(server.url, names, args.rate)
+            events = Events(server.url, node_tokens, args.rate)
             results = [phase("baseline", server, events, args.seconds, [])]
             pages = [Page(server.url, viewer) for _ in range(args.pages)]
             for page in pages:
                 page.start()
                 page.ready.wait(10)
             results.append(phase("pages", server, events, args.seconds, pages))
+            first_rows = {n: node_tokens[n] for n in sorted(node_tokens)[:100]}  # the default view's
             results.append(
-                phase("on-page", server, Events(server.url, names[:100], args.rate), args.seconds, pages)
+                phase("on-page", server, Events(server.url, first_rows, args.rate), args.seconds, pages)
             )
             if args.screenshot:
                 screenshot(server.url, viewer, args.screenshot)

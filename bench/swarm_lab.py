@@ -46,6 +46,11 @@ def node_name(i: int) -> str:
     return f"n{i:03d}"
 
 
+def node_mac(i: int) -> str:
+    """Node i's MAC: what it asks its iPXE script (and in it its boot token) for."""
+    return f"52:54:00:77:{i >> 8:02x}:{i & 0xFF:02x}"
+
+
 def inventory(nodes: int, image: str) -> dict[str, Any]:
     """The benchmark's inventory (`swarmboot inventory import --replace`): one network, one
     switch, one group of exactly these nodes on the image, at the namespaces' addresses."""
@@ -55,7 +60,13 @@ def inventory(nodes: int, image: str) -> dict[str, Any]:
         "switches": [{"name": "sw1", "address": "", "description": "the benchmark's bridge"}],
         "groups": [{"name": "bench", "image": image, "network": "bench"}],
         "nodes": [
-            {"name": node_name(i), "group": "bench", "address": node_ip(i), "switch": "sw1"}
+            {
+                "name": node_name(i),
+                "group": "bench",
+                "address": node_ip(i),
+                "switch": "sw1",
+                "macs": [node_mac(i)],
+            }
             for i in range(1, nodes + 1)
         ],
     }
@@ -157,7 +168,7 @@ def start_drivers(
             "--server", server.url, "--image", image["name"], "--version", str(image["version"]),
             "--file", image["file"], "--sha256", image["sha256"], "--size", str(image["size"]),
             "--listen", f"{node_ip(i)}:{NODE_PORT}", "--dir", str(ndir),
-            "--node", node_name(i), "--index", str(i - 1),
+            "--node", node_name(i), "--mac", node_mac(i), "--index", str(i - 1),
             "--go", str(work / f"{mode}-n{i}.go"), "--stop", str(work / f"{mode}.stop"),
             "--result", str(result), *extra,
         ]

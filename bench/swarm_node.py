@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -220,9 +221,24 @@ def _reporter(args: argparse.Namespace, console: Console, servers: tuple[str, ..
     if not args.report:
         return None
     reporter = Reporter(console, servers, timeout=3.0, heartbeat_seconds=10.0)
+    reporter.token = boot_token(servers, args.mac)
     reporter.set_events_url(f"{servers[0]}/api/v1/nodes/{args.node}/events")
     reporter.start()
     return reporter
+
+
+def boot_token(servers: tuple[str, ...], mac: str) -> str:
+    """This boot's token, as a node gets it: from the iPXE script the first server that answers
+    renders for its MAC (swarmboot.token=…); events without it are refused."""
+    if not mac:
+        return ""
+    for server in servers:
+        with contextlib.suppress(requests.RequestException):
+            script = requests.get(f"{server}/boot/ipxe", params={"mac": mac}, timeout=5).text
+            match = re.search(r"swarmboot\.token=([A-Za-z0-9_-]+)", script)
+            if match:
+                return match.group(1)
+    raise RuntimeError(f"no server gave a boot token to {mac} (tried {', '.join(servers)})")
 
 
 def by_peer(dl: ImageDownload) -> dict[str, int]:
@@ -299,6 +315,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--result", required=True)
     p.add_argument("--settings", default="", help="JSON: libtorrent setting overrides (experiments)")
     p.add_argument("--node", default="", help="the node's name in the inventory (its plan)")
+    p.add_argument("--mac", default="", help="the node's MAC: --report first gets its iPXE script's token")
     p.add_argument("--index", type=int, default=0, help="0-based node index (for --stripes)")
     p.add_argument("--stripes", type=int, default=0, help="0: the plan's hint; K: first K own; -1: none")
     p.add_argument("--trace-blocks", action="store_true")

@@ -34,9 +34,11 @@ SWARMBOOT_OMIT = (
 )
 # What the agent and the rescue shell need: the root modes (loop, squashfs, overlay), local disks
 # (for the disk mode, the cache and the rescue shell: SATA/NVMe/SAS/virtio controllers, ext4, xfs,
-# vfat), keyboards on USB.
+# vfat with the code pages a mount asks for: Debian's kernel mounts FAT with iocharset=ascii by
+# default, and without nls_ascii the ESP does not mount: "IO charset ascii not found", seen in
+# QEMU), keyboards on USB.
 STORAGE_DRIVERS = (
-    "loop squashfs overlay ext4 xfs vfat nls_cp437 nls_iso8859_1 raid1 md_mod efivarfs "
+    "loop squashfs overlay ext4 xfs vfat nls_cp437 nls_iso8859_1 nls_ascii nls_utf8 raid1 md_mod efivarfs "
     "ahci nvme sd_mod sr_mod virtio_blk virtio_scsi virtio_pci megaraid_sas mpt3sas "
     "usbhid hid_generic xhci_pci xhci_hcd ehci_pci ehci_hcd ohci_pci uhci_hcd"
 )

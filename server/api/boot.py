@@ -48,8 +48,11 @@ def _mac_or_message(state: ServerState, mac: str | None) -> tuple[str | None, st
 
 
 def _node_script(
-    state: ServerState, node: Node, mac: str, *, platform: str, service: bool, address: str
+    state: ServerState, node: Node, mac: str, *, platform: str, service: bool, address: str,
+    bound_now: bool = False,
 ) -> str:
+    """`bound_now`: this request gave the machine its name (its switch port, or the menu), so it
+    cannot have the node's reserved address yet (DHCP gave it a dynamic one): it gets the token."""
     try:
         version = image_version(node.group, state.catalog)
     except SwarmbootError as exc:
@@ -73,7 +76,8 @@ def _node_script(
         if local:  # the disk boots without the network: no token (no plan is fetched)
             token = ""
         else:  # this boot's token (server/tokens.py): on the kernel command line, for this node only
-            token = tokens.issue(session, node, address, now) if tokens.may_issue(node, address) else ""
+            allowed = bound_now or tokens.may_issue(node, address)
+            token = tokens.issue(session, node, address, now) if allowed else ""
             if not token:
                 log.warning("node %s: iPXE script asked for from %s, not its address %s: no token "
                             "(no secrets)", node.name, address, node.address)
@@ -119,7 +123,9 @@ def script_for(
         with state.db.read() as session:
             node = node_by_mac(session, mac)
         if node is not None:
-            return _node_script(state, node, mac, platform=platform, service=False, address=address)
+            return _node_script(
+                state, node, mac, platform=platform, service=False, address=address, bound_now=True
+            )
     names, total = _unassigned(state)
     return ipxe.render_menu(
         mac,
@@ -181,7 +187,7 @@ def choose(
     with state.db.read() as session:
         bound = node_by_mac(session, mac)
     assert bound is not None
-    return _node_script(state, bound, mac, platform=platform, service=False, address=address)
+    return _node_script(state, bound, mac, platform=platform, service=False, address=address, bound_now=True)
 
 
 @router.get("/boot/start.ipxe", response_class=IpxeScript)

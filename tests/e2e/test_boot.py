@@ -28,7 +28,9 @@ from tests.helpers.e2e import DEAD_SERVER_ARGS, FIGURES, IMAGE, PORT_NAMED, E2EI
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1500)]
 MB = 1_000_000
 INITRAMFS_GOAL = 45 * MB
-BUNDLE_GOAL = 25 * MB
+# 23.2 MB before the disk mode; its partitioner (pyparted with libparted, libdevmapper, libblkid,
+# pyudev) adds 2.7 MB: 25.9 MB measured
+BUNDLE_GOAL = 27 * MB
 NIC_DRIVERS = ("virtio_net", "e1000", "e1000e", "igb", "ixgbe", "i40e", "ice", "bnxt_en", "tg3", "r8169",
                "mlx4_en", "mlx5_core", "vmxnet3")
 BOOT_TIMEOUT = 720  # two TCG guests on two shared cores; measured 130-180 s
@@ -74,7 +76,7 @@ def test_pack_puts_the_agent_and_the_nic_drivers_into_a_lean_initramfs(e2e_image
     modules = {re.sub(r"\.ko(\.\w+)?$", "", Path(p).name).replace("-", "_") for p in listing if ".ko" in p}
     missing = [d for d in NIC_DRIVERS if d not in modules]
     assert not missing, f"NIC drivers missing from the initramfs: {missing}"
-    assert {"squashfs", "overlay", "loop"} <= modules
+    assert {"squashfs", "overlay", "loop", "vfat", "nls_ascii"} <= modules  # the ESP mounts (disk mode)
     size = e2e_images.squashfs.initramfs.size
     FIGURES.append(f"initramfs {size / MB:.1f} MB ({len(modules)} kernel modules); agent bundle "
                    f"{e2e_images.bundle_size / MB:.1f} MB (libtorrent: {e2e_images.bundle_libtorrent}); "

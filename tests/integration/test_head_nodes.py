@@ -100,7 +100,6 @@ def test_a_swarm_completes_through_the_other_head_node_when_one_dies(tmp_path: P
         env = {"SWARMBOOT_DATABASE_URL": url}
         doc = swarm_lab.inventory(N, "bench")
         doc["networks"][0]["range"] = "10.77.1.1-10.77.1.250"
-        doc["nodes"][0]["macs"] = ["52:54:00:77:00:01"]
         (tmp_path / "inv.json").write_text(json.dumps(doc))
         server_process_cli(homes[0], env, "inventory", "import", str(tmp_path / "inv.json"))
         with NetLab() as lab:

@@ -21,6 +21,7 @@ from server.inventory.db import Database
 from tests.helpers.server import ServerProcess, boot_token, cli, running_server, token_headers
 
 MAC_A, MAC_B, MAC_C = "52:54:00:00:14:01", "52:54:00:00:14:02", "52:54:00:00:14:03"
+MAC_D = "52:54:00:00:14:04"
 MUNGE = bytes(range(256)) * 4  # 1 KiB of binary, as a munge.key is
 
 
@@ -34,6 +35,7 @@ def server(settings: Settings, swarmboot_home: Path, tmp_path: Path) -> Any:
     crud.add_nodes(db, ["a"], {"group": "g", "macs": [MAC_A]})
     crud.add_nodes(db, ["b"], {"group": "g", "macs": [MAC_B]})
     crud.add_nodes(db, ["c"], {"group": "g", "macs": [MAC_C], "address": "10.14.0.30"})
+    crud.add_nodes(db, ["d"], {"group": "g", "address": "10.14.0.40"})  # no MAC yet: named at its console
     db.close()
     key = tmp_path / "munge.key"
     key.write_bytes(MUNGE)
@@ -127,3 +129,13 @@ def test_a_node_with_a_reserved_address_gets_no_token_from_another_address(serve
     script = requests.get(f"{server.url}/boot/ipxe", params={"mac": MAC_C}, timeout=30).text
     assert "swarmboot.node=c" in script and "swarmboot.token=" not in script
     assert plan(server, MAC_C).status_code == 200  # it still boots, with the public plan
+
+
+def test_a_machine_named_in_this_request_gets_its_token_at_a_dynamic_address(server: ServerProcess) -> None:
+    """Named by the boot menu (or its switch port) in this very request, the machine cannot have
+    the node's reserved address yet: DHCP gave it a dynamic one. The naming is the evidence."""
+    chosen = {"mac": MAC_D, "node": "d"}
+    script = requests.get(f"{server.url}/boot/ipxe/choose", params=chosen, timeout=30).text
+    assert "swarmboot.node=d" in script and "swarmboot.token=" in script, script
+    again = requests.get(f"{server.url}/boot/ipxe", params={"mac": MAC_D}, timeout=30).text
+    assert "swarmboot.node=d" in again and "swarmboot.token=" not in again  # later boots: its address only
