@@ -79,6 +79,7 @@ class BootSummary:
     from_web_seed: int  # HTTP (BEP 19), a lower bound (sampled)
     reused: bool
     seeder_uploaded: int  # what the node's seeding process sent to other nodes before switch_root
+    uploaded: int  # what the node sent to other nodes while it downloaded (its own count)
     agent_seconds: float
     agent_own_seconds: float  # the agent without the transfer
     stages: dict[str, float]
@@ -97,6 +98,7 @@ class BootSummary:
             from_web_seed=int(_num(download.get("from_web_seeds"))),
             reused=bool(download.get("reused")),
             seeder_uploaded=int(_num(seeder.get("uploaded"))),
+            uploaded=int(_num(download.get("uploaded"))),
             agent_seconds=_num(agent.get("agent_seconds")),
             agent_own_seconds=_num(agent.get("without_transfer_seconds")),
             stages={k: _num(v) for k, v in (agent.get("stages") or {}).items()},

@@ -43,14 +43,15 @@ def partitions(disk: Path) -> dict[str, dict]:
 @contextlib.contextmanager
 def mounted(disk: Path, name: str, fstype: str = "ext4") -> Iterator[Path]:
     """The partition called `name` of a (stopped) node's disk, mounted read-only (its journal
-    replayed first, if the node was powered off hard)."""
+    replayed first, if the node was powered off hard: the kernel replays it on a read-only mount
+    only when the device is writable, so the loop device is; "cannot mount /dev/loop0 read-only"
+    otherwise, seen after a QEMU node was stopped)."""
     part = partitions(disk)[name]
     device = output(
         [
             "losetup",
             "--find",
             "--show",
-            "--read-only",
             "--offset",
             str(part["offset"]),
             "--sizelimit",
