@@ -171,10 +171,10 @@ def test_a_reinstall_keeps_the_data_partition_byte_for_byte_and_formats_the_rest
         stack.mount(first.plan.dev(data.path), mnt, "xfs")
         (mnt / "precious").write_bytes(os.urandom(3 * MiB))
     stack.unwind()
-    before = sha256(file, data.start, data.size)
     kept = install.kept_records(first)
-    loops.close()
+    loops.close()  # detached first: what the loop devices still buffered is in the file now
     loops.devices.clear()
+    before = sha256(file, data.start, data.size)
     second = install_once(file, loops, LAYOUT, kept)
     data2 = second.plan.find("data")
     assert (data2.start, data2.size, data2.number, data2.keep) == (data.start, data.size, data.number, True)
