@@ -8,7 +8,7 @@ What is checked comes from the booted system's own report (`boot`: agent or disk
 virtual disks read on the host (tests/helpers/disk.py: sfdisk, a read-only mount at the
 partition's offset), never from the agent's word alone. One BIOS node goes through most steps in
 sequence; the UEFI node, RAID1 and the cache variant too, all `full` (make test-full): the agent
-crashed in libtorrent (SIGSEGV at checking_resume_data, on the kept cache partition) in 1 of 3
+crashed in libtorrent (SIGSEGV at checking_resume_data, on the kept cache partition) in 1 of 2
 runs of the reinstall, and a crash reboots the node, which ends the lab's QEMU."""
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def figure_install(name: str, row: dict[str, Any]) -> dict[str, Any]:
     return install
 
 
-@pytest.mark.full  # the frozen agent crashed in libtorrent (SIGSEGV) in 1 of 3 runs of the reinstall
+@pytest.mark.full  # the frozen agent crashed in libtorrent (SIGSEGV) in 1 of 2 runs of the reinstall
 def test_a_bios_node_installs_boots_from_disk_without_the_server_and_reinstalls_keeping_data(
     lab: E2ELab,
 ) -> None:
