@@ -21,7 +21,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import signal
 import sys
 import time
@@ -39,6 +38,7 @@ from bootagent.errors import DownloadError  # noqa: E402
 from bootagent.report import Reporter  # noqa: E402
 from bootagent.seeder import start_seeder  # noqa: E402
 from bootagent.server import ServerClient  # noqa: E402
+from lab.server_process import token_in  # noqa: E402
 
 TRACE_EVERY = 0.25  # seconds between progress samples
 STOP_POLL = 0.2
@@ -234,10 +234,9 @@ def boot_token(servers: tuple[str, ...], mac: str) -> str:
         return ""
     for server in servers:
         with contextlib.suppress(requests.RequestException):
-            script = requests.get(f"{server}/boot/ipxe", params={"mac": mac}, timeout=5).text
-            match = re.search(r"swarmboot\.token=([A-Za-z0-9_-]+)", script)
-            if match:
-                return match.group(1)
+            token = token_in(requests.get(f"{server}/boot/ipxe", params={"mac": mac}, timeout=5).text)
+            if token:
+                return token
     raise RuntimeError(f"no server gave a boot token to {mac} (tried {', '.join(servers)})")
 
 

@@ -27,11 +27,20 @@ from pathlib import Path
 from typing import Any
 
 from ground import run as runmod
+from ground.contract.cmdline import PREFIX
 from ground.errors import SwarmbootError
 from lab.netns import Namespace
 from lab.nshttp import NamespaceHttp, NamespaceHttpError, http_request
 
 URL_LINE = re.compile(r"swarmboot: serving on (http://\S+)")
+# the boot token on the kernel command line of a node's iPXE script (ground/contract/cmdline.py)
+TOKEN_ARG = re.compile(rf"{re.escape(PREFIX)}token=([A-Za-z0-9_-]+)")
+
+
+def token_in(script: str) -> str:
+    """The boot token an iPXE script gives its node ("" for a script without one)."""
+    match = TOKEN_ARG.search(script)
+    return match.group(1) if match else ""
 
 
 class ServerProcessError(SwarmbootError):

@@ -11,7 +11,6 @@ share); here: loopback, the seeder on a free port, environment variables as keyw
 from __future__ import annotations
 
 import contextlib
-import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,10 +19,9 @@ from typing import Any
 
 from ground import run as runmod
 from lab import server_process
-from lab.server_process import ServerProcess, home_env, swarmboot_command
+from lab.server_process import ServerProcess, home_env, swarmboot_command, token_in
 
 __all__ = ["ServerProcess", "boot_token", "cli", "cli_env", "running_server", "token_headers", "wait_for"]
-TOKEN_ARG = re.compile(r"swarmboot\.token=([A-Za-z0-9_-]+)")
 
 
 def boot_token(srv: ServerProcess, mac: str, address: str = "") -> str:
@@ -36,9 +34,9 @@ def boot_token(srv: ServerProcess, mac: str, address: str = "") -> str:
 
     headers = {"X-Forwarded-For": address} if address else {}
     script = requests.get(f"{srv.url}/boot/ipxe", params={"mac": mac}, headers=headers, timeout=30).text
-    match = TOKEN_ARG.search(script)
-    assert match, f"no swarmboot.token in the iPXE script of {mac}:\n{script}"
-    return match.group(1)
+    token = token_in(script)
+    assert token, f"no swarmboot.token in the iPXE script of {mac}:\n{script}"
+    return token
 
 
 def token_headers(token: str) -> dict[str, str]:

@@ -15,7 +15,8 @@ import requests
 
 from ground.config import Settings
 from lab.packed import make_version
-from tests.helpers.server import TOKEN_ARG, ServerProcess, boot_token, cli, running_server, token_headers
+from lab.server_process import token_in
+from tests.helpers.server import ServerProcess, boot_token, cli, running_server, token_headers
 
 MAC = "52:54:00:00:10:01"
 LAYOUT = """
@@ -63,9 +64,8 @@ def script(srv: ServerProcess, platform: str = "pcbios") -> str:
     """The node's iPXE script; a script that boots the agent carries this boot's token, which the
     node's events must send (each script issues a new one)."""
     text = requests.get(f"{srv.url}/boot/ipxe", params={"mac": MAC, "platform": platform}, timeout=30).text
-    match = TOKEN_ARG.search(text)
-    if match:
-        _TOKENS[srv.url] = match.group(1)
+    if token := token_in(text):
+        _TOKENS[srv.url] = token
     return text
 
 
