@@ -1,7 +1,8 @@
 """Node tokens: a node sees only its own plan's secrets and posts only its own events.
 
 - `issue()`: when the server renders a node's iPXE script (for that node's MAC; when the node has a
-  reserved address, only for a request from that address) it makes a new random token for this
+  reserved address, only for a request from that address, or for the request that just gave the
+  machine its name: `may_issue`) it makes a new random token for this
   boot, keeps its sha256 (the token itself is only in that script, on the node's kernel command
   line), and forgets the previous one.
 - `use_for_secrets()`: the plan request that carries the token gets the node's secrets (the
@@ -63,9 +64,12 @@ def issue(session: Session, node: Node, address: str, now: dt.datetime) -> str:
     return token
 
 
-def may_issue(node: Node, address: str) -> bool:
-    """A node with a reserved address gets a token only in a script its own address asked for."""
-    return not node.address or node.address == address
+def may_issue(node: Node, address: str, named_now: bool = False) -> bool:
+    """A node with a reserved address gets a token only in a script its own address asked for, or
+    in the request that named the machine (`named_now`: by its switch port or the boot menu), which
+    cannot come from the reserved address yet (DHCP gave it a dynamic one): the naming is the
+    evidence."""
+    return named_now or not node.address or node.address == address
 
 
 def alert(  # noqa: PLR0917 - what the alert is: all of it

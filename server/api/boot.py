@@ -49,10 +49,9 @@ def _mac_or_message(state: ServerState, mac: str | None) -> tuple[str | None, st
 
 def _node_script(
     state: ServerState, node: Node, mac: str, *, platform: str, service: bool, address: str,
-    bound_now: bool = False,
+    named_now: bool = False,
 ) -> str:
-    """`bound_now`: this request gave the machine its name (its switch port, or the menu), so it
-    cannot have the node's reserved address yet (DHCP gave it a dynamic one): it gets the token."""
+    """`named_now`: this request gave the machine its name (tokens.may_issue)."""
     try:
         version = image_version(node.group, state.catalog)
     except SwarmbootError as exc:
@@ -76,7 +75,7 @@ def _node_script(
         if local:  # the disk boots without the network: no token (no plan is fetched)
             token = ""
         else:  # this boot's token (server/tokens.py): on the kernel command line, for this node only
-            allowed = bound_now or tokens.may_issue(node, address)
+            allowed = tokens.may_issue(node, address, named_now=named_now)
             token = tokens.issue(session, node, address, now) if allowed else ""
             if not token:
                 log.warning("node %s: iPXE script asked for from %s, not its address %s: no token "
@@ -124,7 +123,7 @@ def script_for(
             node = node_by_mac(session, mac)
         if node is not None:
             return _node_script(
-                state, node, mac, platform=platform, service=False, address=address, bound_now=True
+                state, node, mac, platform=platform, service=False, address=address, named_now=True
             )
     names, total = _unassigned(state)
     return ipxe.render_menu(
@@ -187,7 +186,7 @@ def choose(
     with state.db.read() as session:
         bound = node_by_mac(session, mac)
     assert bound is not None
-    return _node_script(state, bound, mac, platform=platform, service=False, address=address, bound_now=True)
+    return _node_script(state, bound, mac, platform=platform, service=False, address=address, named_now=True)
 
 
 @router.get("/boot/start.ipxe", response_class=IpxeScript)

@@ -135,7 +135,8 @@ def test_bios_and_uefi_nodes_pxe_boot_together_into_overlay_and_share_pieces(lab
     from_seeder = sum(t["uploaded"] for t in stats["seeder"]["torrents"])
     over_http = stats["http_bytes"].get(f"{IMAGE}/{manifest.version}/image.squashfs", 0)
     FIGURES.append(f"swarm of n1+n2: nodes uploaded {between_nodes / 2**20:.1f} MiB to each other "
-                   f"while downloading (tracker) + {seeded / 2**20:.1f} MiB from their seeding processes; "
+                   f"while downloading (their count or the tracker's) + {seeded / 2**20:.1f} MiB from their "
+                   "seeding processes; "
                    f"server seeder {from_seeder / 2**20:.0f} MiB, HTTP web seed {over_http / 2**20:.0f} MiB")
     assert between_nodes + seeded >= manifest.piece_size, (
         f"no piece went from one node to the other (nodes: {between_nodes} B, seeders: {seeded} B)\n"
