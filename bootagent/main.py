@@ -157,6 +157,10 @@ def stage_part(ctx: BootContext) -> StageResult:
 
 def stage_download(ctx: BootContext) -> StageResult:
     plan = ctx.require_plan()
+    if plan.root.mode == "nfs":  # the root is the server's export: nothing to fetch, nothing to seed
+        source = plan.root.nfs.source if plan.root.nfs else ""
+        ctx.console.info(f"download skipped: the root is mounted over NFS from {source}")
+        return {"skipped": "nfs", "source": source}
     config = ctx.config
     client = ctx.client or ServerClient(ctx.require_args().servers, ctx.console)
     cache = ctx.disk.cache_dir if ctx.disk is not None else None
@@ -222,18 +226,22 @@ def stage_download(ctx: BootContext) -> StageResult:
 
 def stage_root(ctx: BootContext) -> StageResult:
     plan = ctx.require_plan()
-    if ctx.image_file is None:
+    nfs = plan.root.mode == "nfs"
+    if ctx.image_file is None and not nfs:
         raise RuntimeError("the root stage needs the downloaded image")
     if ctx.mounts is not None:  # a retry after a failure: start clean
         unwind_mounts(ctx)
     ctx.paths.sysroot.mkdir(parents=True, exist_ok=True)
     ctx.mounts = roots.build_root(
-        plan.root, ctx.image_file, plan.image.format, ctx.paths.sysroot, ctx.paths.mounts_dir, ctx.disk
+        plan.root, ctx.image_file or Path(), plan.image.format, ctx.paths.sysroot, ctx.paths.mounts_dir,
+        ctx.disk, say=ctx.console.info,
     )
     if plan.root.mode == "tmpfs" or (plan.root.mode == "disk" and ctx.disk and not ctx.disk.cache_dir):
         # the archive is unpacked (into RAM, or onto the disk): free its RAM once seeding stops
         (ctx.paths.run_dir / "cleanup-files").write_text(f"{ctx.image_file}\n")
     details: dict[str, object] = {"mode": plan.root.mode, "sysroot": str(ctx.paths.sysroot)}
+    if nfs and plan.root.nfs is not None:
+        details["source"] = f"nfs {plan.root.nfs.source}"
     if ctx.disk is not None:
         details["install_timings"] = dict(ctx.disk.timings)
         details["bootloader"] = ctx.disk.bootloader

@@ -114,6 +114,10 @@ class MountStack:
             ) from exc
         self.push(f"mount {target}", lambda: self._unmount(target))
 
+    def mounted(self, target: Path) -> None:
+        """Take over the unmount of a mount made elsewhere (the nfs mode's, with its retries)."""
+        self.push(f"mount {target}", lambda: self._unmount(target))
+
     def bind(self, source: Path, target: Path) -> None:
         """A recursive bind mount (e.g. /dev into an installed root for its bootloader)."""
         target.mkdir(parents=True, exist_ok=True)

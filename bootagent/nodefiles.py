@@ -174,6 +174,8 @@ def render_report_script(
 # Written by the swarmboot agent: tells the server this node reached multi-user.
 run={shlex.quote(run_dir)}
 fstype=$(findmnt -n -o FSTYPE / 2>/dev/null || stat -f -c %T /)
+# the overlay's lower layer (overlay and nfs modes): "squashfs /dev/loop0", "nfs4 SERVER:/PATH"
+lower=$(findmnt -n -o FSTYPE,SOURCE -M "$run/mnt/lower" 2>/dev/null | tr -s ' ' | tr -d '"\\')
 kernel=$(uname -r)
 read -r uptime _ < /proc/uptime
 host=$(hostname)
@@ -181,9 +183,9 @@ host=$(hostname)
 case " $(cat /proc/cmdline) " in *" root=swarmboot "*) boot=agent ;; *) boot=disk ;; esac
 part() {{ if [ -s "$run/$1" ]; then cat "$run/$1"; else echo null; fi; }}
 body=$(printf '{{"stage":"booted","status":"done","duration":%s,"message":"","image":"%s",\
-"version":%s,"details":{{"root_fstype":"%s","kernel":"%s","uptime":%s,"hostname":"%s","boot":"%s",\
+"version":%s,"details":{{"root_fstype":"%s","root_lower":"%s","kernel":"%s","uptime":%s,"hostname":"%s","boot":"%s",\
 "download":%s,"seeder":%s,"agent":%s}}}}' \\
-  "$uptime" {shlex.quote(image)} {int(version)} "$fstype" "$kernel" "$uptime" "$host" "$boot" \\
+  "$uptime" {shlex.quote(image)} {int(version)} "$fstype" "$lower" "$kernel" "$uptime" "$host" "$boot" \\
   "$(part download.json)" "$(part seeder.json)" "$(part timings.json)")
 i=0
 while [ $i -lt 20 ]; do

@@ -35,6 +35,7 @@ class RootBuilder:
         self.mounts_dir = mounts_dir
         self.stack = stack
         self.install = install  # the disk mode's state from the part stage (bootagent/disk/install.py)
+        self.say: Any = print  # the console (the nfs mode's retries)
 
     @classmethod
     def formats(cls) -> tuple[ImageFormat, ...]:
@@ -65,14 +66,18 @@ def builder_for(spec: RootSpec, image_format: str) -> type[RootBuilder]:
 
 
 def build_root(  # noqa: PLR0917
-    spec: RootSpec, image_file: Path, image_format: str, sysroot: Path, mounts_dir: Path, install: Any = None
+    spec: RootSpec, image_file: Path, image_format: str, sysroot: Path, mounts_dir: Path, install: Any = None,
+    say: Any = None,
 ) -> MountStack:
     """Build the root; on failure undo every mount made so far (errors of the undo become notes
     of the exception) and re-raise. On success the caller owns the stack."""
     cls = builder_for(spec, image_format)
     stack = MountStack()
     with stack.guard():
-        cls(spec, mounts_dir, stack, install).build(image_file, image_format, sysroot)
+        builder = cls(spec, mounts_dir, stack, install)
+        if say is not None:
+            builder.say = say
+        builder.build(image_file, image_format, sysroot)
         check_root(sysroot)
     return stack
 
@@ -148,6 +153,33 @@ class TmpfsRoot(RootBuilder):
                 if full
                 else "the image file may be damaged: re-pack it",
             ) from exc
+
+
+class NfsRoot(RootBuilder):
+    """The server's read-only NFS export of the packed version (lower) + overlayfs with a tmpfs
+    upper: nothing is downloaded; what the node writes stays in its RAM."""
+
+    mode = RootMode.NFS
+
+    def fstype(self) -> str:
+        return "overlay"
+
+    def build(self, image_file: Path, image_format: str, sysroot: Path) -> None:
+        from bootagent import nfs
+
+        export = self.spec.nfs
+        if export is None:
+            raise RootError("the plan's root mode is nfs but it names no export (root.nfs)",
+                            hint="the server renders it: upgrade the server to this swarmboot")
+        lower, rw = self.mounts_dir / "lower", self.mounts_dir / "rw"
+        nfs.mount_export(export, lower, say=self.say)
+        self.stack.mounted(lower)
+        self.stack.mount("tmpfs", rw, "tmpfs", f"size={self.spec.tmpfs_size},mode=0755")
+        (rw / "upper").mkdir(mode=0o755, exist_ok=True)
+        (rw / "work").mkdir(mode=0o755, exist_ok=True)
+        self.stack.mount(
+            "overlay", sysroot, "overlay", f"lowerdir={lower},upperdir={rw / 'upper'},workdir={rw / 'work'}"
+        )
 
 
 class DiskRoot(RootBuilder):

@@ -48,6 +48,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("hooks_dir", Path, Path("/etc/swarmboot/hooks"), "site hooks that replace built-in ones"),
     Setting("log_level", str, "info", "debug, info, warning or error"),
     Setting("seeder_listen", str, "0.0.0.0:6880", "HOST:PORT the server's BitTorrent seeder listens on"),
+    Setting("nfs_port", int, 2049, "TCP port of the NFS export (NFSv4) for groups in nfs root mode"),
     Setting("seeder_upload_rate", int, 0, "seeder upload limit in bytes/s (0: none; the LAN default)"),
     Setting("boot_menu_timeout", int, 30, "seconds the unknown-machine boot menu waits before local boot"),
     Setting("rescue_group", str, "", "group whose image starts the rescue shell of unknown machines"),
@@ -81,6 +82,7 @@ class Settings:
     hooks_dir: Path = Path("/etc/swarmboot/hooks")
     log_level: str = "info"
     seeder_listen: str = "0.0.0.0:6880"
+    nfs_port: int = 2049
     seeder_upload_rate: int = 0
     boot_menu_timeout: int = 30
     rescue_group: str = ""

@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 from builder.torrent import make_torrent
@@ -50,8 +51,10 @@ def make_version(
     seed: int | None = None,
     set_current: bool = True,
     piece_size: int | None = None,
+    tree_hook: Callable[[Path], None] | None = None,
 ) -> Manifest:
-    """Pack a version of image `name` holding `size` bytes of random (incompressible) data."""
+    """Pack a version of image `name` holding `size` bytes of random (incompressible) data;
+    `tree_hook(tree)` may add to the tree before it is packed (owners, modes, links)."""
     rng = random.Random(f"{name}/{version}" if seed is None else seed)
     image_dir = images_dir / name
     (image_dir / "rootfs").mkdir(parents=True, exist_ok=True)
@@ -62,6 +65,8 @@ def make_version(
     (tree / "etc" / "hostname").write_text(f"{name}\n")
     (tree / "etc" / "os-release").write_text(f'NAME="swarmboot test image {name}"\nVERSION_ID="{version}"\n')
     _random_file(tree / "payload.bin", size, rng)
+    if tree_hook is not None:
+        tree_hook(tree)
     squash = vdir / "image.squashfs"
     runmod.run(
         ["mksquashfs", tree, squash, "-noappend", "-no-progress", "-quiet", "-comp", "zstd"], timeout=300

@@ -23,6 +23,7 @@ from ground.contract.plan import (
     BootPlan,
     ImageRef,
     Interface,
+    NfsExport,
     NodeFile,
     NodeInfo,
     PlanError,
@@ -167,7 +168,10 @@ def negotiate(asked: str | None) -> int:
     return min(minor, PLAN_MINOR)
 
 
-def root_spec(group: Group, minor: int, node: Node | None = None) -> RootSpec:
+def root_spec(
+    group: Group, minor: int, node: Node | None = None, *, version: Version | None = None,
+    server_url: str = "", nfs_port: int = 0,
+) -> RootSpec:
     opts = group.root_options or {}
     mode = RootMode(opts.get("mode", "overlay"))
     if ROOT_MODE_SINCE[mode] > minor:
@@ -186,7 +190,34 @@ def root_spec(group: Group, minor: int, node: Node | None = None) -> RootSpec:
         spec["layout"] = layout_of(opts)
         if node is not None:
             spec["kept"] = install.kept_partitions(object_session(node), node)
+    if mode is RootMode.NFS and version is not None:
+        spec["nfs"] = nfs_export(group, version, server_url, nfs_port)
     return RootSpec(**spec)
+
+
+def nfs_export(group: Group, version: Version, server_url: str, nfs_port: int) -> NfsExport:
+    """Where a node of a group in nfs mode mounts its root from: this server's export of the
+    version (server/nfs.py), when this server exports NFS roots."""
+    from server import nfs
+
+    if version.manifest.format != ImageFormat.SQUASHFS:
+        raise PlanRenderError(
+            f"group {group.name}: the nfs root mode exports a squashfs; {group.image} version "
+            f"{version.number} is {version.manifest.format}",
+            hint=f"pack it as squashfs (swarmboot image pack {group.image} --format squashfs), "
+            f"or pin a squashfs version: swarmboot group set {group.name} --image-version N",
+        )
+    if not nfs_port:
+        raise PlanRenderError(
+            f"group {group.name} boots from NFS, and this server does not export NFS roots "
+            "(swarmboot serve --no-nfs)",
+            hint="run swarmboot serve without --no-nfs, or set another root mode: "
+            f"swarmboot group set {group.name} --root overlay",
+        )
+    try:
+        return nfs.plan_export(version.image, version.number, server_url, nfs_port)
+    except nfs.NfsError as exc:
+        raise PlanRenderError(str(exc), hint=exc.hint) from None
 
 
 def build(
@@ -198,6 +229,7 @@ def build(
     minor: int = PLAN_MINOR,
     secret_files: tuple[NodeFile, ...] = (),
     seeder_port: int = 0,
+    nfs_port: int = 0,
 ) -> BootPlan:
     """The node's plan for an agent of plan version PLAN_MAJOR.minor (PlanRenderError: it cannot
     be built, e.g. a template error, or a feature that agent lacks). `secret_files`: the secrets
@@ -229,7 +261,7 @@ def build(
             events_url=f"{server_url}/api/v1/nodes/{node.name}/events", heartbeat_seconds=HEARTBEAT_SECONDS
         ),
         interfaces=interfaces(node, boot_mac),
-        root=root_spec(group, minor, node),
+        root=root_spec(group, minor, node, version=version, server_url=server_url, nfs_port=nfs_port),
         scripts=Scripts(pre=group.pre_script, part=group.part_script, post=group.post_script),
         files=render_files(node, version, server_url),
         ssh_authorized_keys=tuple(group.ssh_keys),

@@ -76,7 +76,22 @@ def _start_port_poller(state: object, every: int) -> threading.Event | None:
     return stop
 
 
-def serve(settings: Settings, listen: str, dhcp_interface: str = "", seeder: bool = True) -> None:
+def _nfs_server(settings: Settings, sock: socket.socket, state: object, db: object) -> object:
+    """nfs-ganesha for the groups in nfs mode, on the address serve listens on (server/nfs.py)."""
+    from server import nfs
+    from server.events import running_versions
+
+    catalog = state.catalog  # type: ignore[attr-defined]
+    server = nfs.NfsServer(settings.home, sock.getsockname()[0], settings.nfs_port,
+                           lambda: nfs.wanted_exports(db, catalog), lambda: running_versions(db))  # type: ignore[arg-type]
+    server.start()
+    state.listeners.append(server.request_sync)  # type: ignore[attr-defined]
+    return server
+
+
+def serve(
+    settings: Settings, listen: str, dhcp_interface: str = "", seeder: bool = True, nfs: bool = True
+) -> None:
     import uvicorn
 
     from server import auth, journal
@@ -106,6 +121,8 @@ def serve(settings: Settings, listen: str, dhcp_interface: str = "", seeder: boo
         )
         state.seeder.start()
         state.listeners.append(state.seeder.request_sync)
+    if nfs:
+        state.nfs = _nfs_server(settings, sock, state, db)
     poller = _start_port_poller(state, settings.snmp_poll_seconds)
     try:
         if dhcp_interface:
@@ -149,6 +166,8 @@ def serve(settings: Settings, listen: str, dhcp_interface: str = "", seeder: boo
             dns.stop()
         if state.seeder is not None:
             state.seeder.stop()
+        if state.nfs is not None:
+            state.nfs.stop()
         db.close()
         sock.close()
         sys.stdout.flush()

@@ -57,6 +57,7 @@ class ServerState:
         self.event_listeners: list[Callable[[dict[str, Any], dict[str, Any]], None]] = []
         self._lock = threading.Lock()
         self.seeder: Any = None
+        self.nfs: Any = None  # server/nfs.py's NfsServer (None: serve --no-nfs, or not serving)
         self.cluster: Any = None  # server/cluster.py: the other head nodes on this inventory
         self.reloader: Any = None  # server/reload.py: SIGHUP
         self.ports: PortMap | None = PortMap(self.db, timeout=float(settings.snmp_timeout))

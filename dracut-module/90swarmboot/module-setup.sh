@@ -24,7 +24,8 @@ depends() {
 }
 
 installkernel() {
-    hostonly='' instmods loop squashfs overlay raid1 md_mod efivarfs
+    # nfs, nfsv4 (and sunrpc through them): the nfs root mode's kernel client, in every initramfs
+    hostonly='' instmods loop squashfs overlay raid1 md_mod efivarfs nfs nfsv4
 }
 
 install() {

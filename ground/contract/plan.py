@@ -33,7 +33,8 @@ from ground.contract.sets import ImageFormat, RootMode
 from ground.inputs import digits
 
 PLAN_MAJOR = 1
-PLAN_MINOR = 2  # 1.1: the disk root mode (issue 10); 1.2: node secrets, file encoding, seeder port (issue 13)
+PLAN_MINOR = 3  # 1.1: the disk root mode (issue 10); 1.2: node secrets, file encoding, seeder port
+# (issue 13); 1.3: the nfs root mode (issue 11)
 LEGACY_VERSION = (1, 0)  # what an agent that does not say which version it speaks gets
 PLAN_VERSION = PLAN_MAJOR  # the `version` field: the major
 
@@ -41,7 +42,10 @@ PLAN_VERSION = PLAN_MAJOR  # the `version` field: the major
 # minor cannot boot it (tests/unit/test_contract.py: every mode has an entry).
 DISK_SINCE = 1  # the disk root mode and its fields
 SECRETS_SINCE = 2  # secret_files, NodeFile.encoding, torrent.seeder_port
-ROOT_MODE_SINCE: dict[RootMode, int] = {RootMode.OVERLAY: 0, RootMode.TMPFS: 0, RootMode.DISK: DISK_SINCE}
+NFS_SINCE = 3  # the nfs root mode and root.nfs
+ROOT_MODE_SINCE: dict[RootMode, int] = {
+    RootMode.OVERLAY: 0, RootMode.TMPFS: 0, RootMode.DISK: DISK_SINCE, RootMode.NFS: NFS_SINCE,
+}
 
 
 def since(minor: int) -> dict[str, int]:
@@ -105,6 +109,22 @@ class ImageRef:
 
 
 @dataclass(frozen=True)
+class NfsExport:
+    """Where the nfs root mode mounts the packed version from: rendered by the server, which
+    exports the version read-only (server/nfs.py). `server` is an IP address; `options` are
+    the mount options besides ro, addr and port (e.g. "vers=4.2,proto=tcp,hard,timeo=100")."""
+
+    server: str
+    path: str
+    port: int = 2049
+    options: str = ""
+
+    @property
+    def source(self) -> str:
+        return f"{self.server}:{self.path}"
+
+
+@dataclass(frozen=True)
 class RootSpec:
     """How the agent builds the root at /sysroot, with the mode's parameters."""
 
@@ -114,6 +134,7 @@ class RootSpec:
     # node reported them after its last install (the agent refuses to go on if one changed)
     layout: DiskLayout | None = field(default=None, metadata=since(DISK_SINCE))
     kept: tuple[KeptPartition, ...] = field(default=(), metadata=since(DISK_SINCE))
+    nfs: NfsExport | None = field(default=None, metadata=since(NFS_SINCE))  # nfs mode: the export
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,11 @@ class RootMode(StrEnum):
     OVERLAY = "overlay"  # squashfs (loop) + overlayfs with a tmpfs upper layer
     TMPFS = "tmpfs"  # tar.zst unpacked into a tmpfs
     DISK = "disk"  # installed to the node's local disk (the group's layout), booted from it after
+    NFS = "nfs"  # the server's read-only NFS export of the packed version + overlayfs, tmpfs upper
 
 
 # Root modes on the roadmap that no agent can boot yet: the inventory names them in its refusal.
-PLANNED_ROOT_MODES: dict[str, str] = {
-    "nfs": "a read-only NFS export of the packed version under a tmpfs overlay",
-}
+PLANNED_ROOT_MODES: dict[str, str] = {}
 
 
 class ImageFormat(StrEnum):
@@ -38,6 +37,7 @@ ROOT_MODE_FORMATS: dict[RootMode, tuple[ImageFormat, ...]] = {
     RootMode.OVERLAY: (ImageFormat.SQUASHFS,),
     RootMode.TMPFS: (ImageFormat.TAR_ZST,),
     RootMode.DISK: (ImageFormat.SQUASHFS, ImageFormat.TAR_ZST),
+    RootMode.NFS: (ImageFormat.SQUASHFS,),  # the server exports the squashfs, loop-mounted
 }
 
 

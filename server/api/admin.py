@@ -69,6 +69,7 @@ async def stats(request: Request) -> dict[str, Any]:
             "swarms": state.tracker.stats(),
         },
         "seeder": seeder,
+        "nfs": state.nfs.stats() if state.nfs is not None else {},
         "http_bytes": dict(state.counters.http_bytes),
         "plans": {"built": state.counters.plans, "cache_hits": state.counters.plan_cache_hits},
         "events": state.counters.events,

@@ -51,6 +51,12 @@ def _seeder_port(state: ServerState) -> int:
     return int(seeder.port) if seeder is not None else 0
 
 
+def _nfs_port(state: ServerState) -> int:
+    """The port of this server's NFS export (0: it exports none, serve --no-nfs)."""
+    exporter = getattr(state, "nfs", None)
+    return int(exporter.port) if exporter is not None else 0
+
+
 LLDP_MAX = 255
 
 
@@ -106,7 +112,8 @@ def _plan_body(
         with state.db.read() as session:
             row, boot_mac = _node_of(session, mac, node)
             result = plan.build(
-                row, state.catalog, state.server_url, boot_mac, minor=minor, seeder_port=_seeder_port(state)
+                row, state.catalog, state.server_url, boot_mac, minor=minor, seeder_port=_seeder_port(state),
+                nfs_port=_nfs_port(state),
             )
         return json.dumps(result.to_dict(minor), separators=(",", ":")).encode()
     refused = None
@@ -117,7 +124,7 @@ def _plan_body(
             secrets = tokens.secret_files(session, row)
             result = plan.build(
                 row, state.catalog, state.server_url, boot_mac, minor=minor, secret_files=secrets,
-                seeder_port=_seeder_port(state),
+                seeder_port=_seeder_port(state), nfs_port=_nfs_port(state),
             )
     if refused is not None:  # the alert is committed; now the refusal
         state.counters.token_refusals += 1

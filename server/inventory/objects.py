@@ -44,7 +44,7 @@ GROUP_KEYS = (
     "secret_files",
     "power",
 )
-ROOT_KEYS = ("mode", "tmpfs_size", "nfs_export", "disk", "partitions", "keep_cache", "layout", "reinstall")
+ROOT_KEYS = ("mode", "tmpfs_size", "disk", "partitions", "keep_cache", "layout", "reinstall")
 PARTITION_KEYS = ("label", "size", "fs", "mountpoint", "keep")
 FILE_KEYS = ("path", "template", "mode", "owner", "group")
 SECRET_FILE_KEYS = ("path", "content", "mode", "owner", "group")
@@ -276,7 +276,7 @@ def _root(spec: Any, what: str) -> dict[str, Any]:
         spec = {"mode": spec}
     check_keys(spec, ROOT_KEYS, what)
     root: dict[str, Any] = {"mode": validate.root_mode(_str(spec.get("mode", "overlay"), f"{what}.mode"))}
-    for key in ("tmpfs_size", "nfs_export", "disk"):
+    for key in ("tmpfs_size", "disk"):
         if spec.get(key):
             root[key] = _str(spec[key], f"{what}.{key}")
     if "keep_cache" in spec:

@@ -28,7 +28,6 @@ def _options(parser: argparse.ArgumentParser, adding: bool) -> None:
         "--root", metavar="{" + ",".join(names(RootMode)) + "}", help="root mode (default overlay)"
     )
     parser.add_argument("--tmpfs-size", help="tmpfs size (tmpfs mode, overlay upper layer), e.g. 75%% or 8G")
-    parser.add_argument("--nfs-export", help="nfs mode: SERVER:/path of the unpacked image")
     parser.add_argument("--disk", help="disk mode: target device (/dev/sda or auto)")
     parser.add_argument(
         "--partition",
@@ -168,7 +167,7 @@ def _spec(args: argparse.Namespace, current: dict[str, Any] | None) -> dict[str,
             root = {}
         root["mode"] = args.root
         changed = True
-    for key in ("tmpfs_size", "nfs_export", "disk"):
+    for key in ("tmpfs_size", "disk"):
         if getattr(args, key) is not None:
             root[key] = getattr(args, key)
             changed = True

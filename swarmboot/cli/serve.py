@@ -17,6 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--listen", help="HOST:PORT to listen on (default: the 'listen' setting; port 0: any)")
     p.add_argument("--dhcp-interface", help="run dnsmasq for DHCP/TFTP on this interface")
     p.add_argument("--no-seeder", action="store_true", help="do not seed images (HTTP web seed only)")
+    p.add_argument("--no-nfs", action="store_true",
+                   help="do not export NFS roots (nodes of groups in nfs mode cannot boot from this server)")
     p.set_defaults(handler=cmd_serve)
 
 
@@ -28,4 +30,5 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
         args.listen or settings.listen,
         args.dhcp_interface or settings.dhcp_interface,
         seeder=not args.no_seeder,
+        nfs=not args.no_nfs,
     )

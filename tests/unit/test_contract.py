@@ -127,6 +127,19 @@ def test_the_full_1_2_golden_document_sets_every_field_and_round_trips_exactly()
     assert older | {"files": None} == golden("plan-v1.1-full.json") | {"files": None}
 
 
+def test_the_full_1_3_golden_document_sets_every_field_of_the_nfs_mode_and_round_trips() -> None:
+    """1.3 (issue 11): the nfs root mode and root.nfs, the export the server renders."""
+    doc = golden("plan-v1.3-full.json")
+    assert document_paths(doc) == field_paths(BootPlan, minor=3), "a field was added or renamed"
+    plan = BootPlan.from_dict(doc)
+    assert plan.to_dict(3) == doc
+    assert plan.root.mode is RootMode.NFS and plan.root.nfs is not None
+    assert plan.root.nfs.source == "10.1.0.1:/swarmboot/compute/3" and plan.root.nfs.port == 2049
+    older = plan.to_dict(2)  # an agent of 1.2 gets no root.nfs (and the server refuses it the mode)
+    assert "nfs" not in older["root"]
+    assert older | {"root": None, "minor": None} == golden("plan-v1.2-full.json") | {"root": None, "minor": None}
+
+
 def test_the_minimal_golden_document_decodes_to_the_defaults_and_back() -> None:
     doc = golden("plan-v1.0-minimal.json")
     plan = BootPlan.from_dict(doc)
