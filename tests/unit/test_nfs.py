@@ -4,6 +4,7 @@ tests/integration/test_nfs_export.py and tests/e2e/test_nfs.py."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,7 @@ def test_the_waits_between_attempts_double_up_to_a_cap_with_jitter() -> None:
     assert sum(high) < 90  # the whole retry is bounded: about a minute
 
 
-def refusing(stderr: str, succeed_at: int = 0):  # noqa: ANN201
+def refusing(stderr: str, succeed_at: int = 0) -> tuple[Callable[..., None], list[list[str]]]:
     calls: list[list[str]] = []
 
     def runner(argv: list[str], timeout: float) -> None:
