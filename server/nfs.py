@@ -338,7 +338,8 @@ class NfsServer:
 
 def wanted_exports(db: Any, catalog: Any) -> list[Export]:
     """The exports the inventory asks for: the version of each group in nfs mode (its pinned one
-    or its image's current one), to the networks of the group and of its nodes."""
+    or its image's current one), to the networks of the group and of its nodes (when neither names
+    one: every network of the inventory; none at all: nobody)."""
     from sqlalchemy import select
 
     from server.inventory.models import Group, Network, Node
@@ -355,6 +356,8 @@ def wanted_exports(db: Any, catalog: Any) -> list[Export]:
             networks = set(session.scalars(of_nodes.where(Node.group_id == group.id)).all())
             if group.network is not None:
                 networks.add(group.network.cidr)
+            if not networks:  # nodes on dynamic addresses only: the cluster's networks
+                networks = set(session.scalars(select(Network.cidr)).all())
             previous = found.get(version.key)
             clients = tuple(sorted(networks | set(previous.clients if previous else ())))
             found[version.key] = Export(version.image, version.number,

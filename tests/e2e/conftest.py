@@ -11,8 +11,10 @@ pack (the frozen agent built and checked, dracut with the swarmboot module): ver
     group overlay  image e2e version 1, root overlay
     group tmpfs    image e2e version 2, root tmpfs, the test's SSH key
     group disk, disk-uefi, raid: image e2e version 1, root disk (tests/helpers/e2e.py: the layouts)
+    group nfs      image e2e version 1, root nfs (the server's export), a probe unit (NFS_POST)
     n1 overlay (BIOS)   n2 overlay (UEFI)   n3 tmpfs, service mode   n4 overlay, dead server URL
     d1 disk (BIOS)      d2 disk-uefi (UEFI) d3 disk, a disk too small  d4 raid (BIOS, two disks)
+    n5 nfs (BIOS)       n6 nfs (UEFI)
     switch labsw: the lab's bridge as a managed switch (lab/labswitch.py: snmpsim answering from
     the bridge's real forwarding table, LLDP frames on every tap); n1 has no MAC, only its port
     (`--switch labsw --port sbtap-n1`): it is named by the tap it boots on
@@ -42,6 +44,7 @@ from tests.helpers.e2e import (
     GROUP_ARGS,
     IMAGE,
     MARKER,
+    NFS_POST,
     NODES,
     PORT_NAMED,
     RAID_LAYOUT,
@@ -115,6 +118,11 @@ def lab(e2e_images: E2EImages, tmp_path_factory: pytest.TempPathFactory) -> Iter
                         "--image-version", str(e2e_images.squashfs.version), "--root", "disk",
                         "--layout", str(workdir / layout), "--post", str(workdir / "post.sh"),
                         "--console", LAB_CONSOLE, "--kernel-args", DISK_ARGS)
+        (workdir / "nfs-post.sh").write_text(NFS_POST)
+        the_lab.cli("group", "add", "nfs", "--image", IMAGE,
+                    "--image-version", str(e2e_images.squashfs.version), "--root", "nfs", "--network", "lab",
+                    "--post", str(workdir / "nfs-post.sh"),
+                    "--console", LAB_CONSOLE, "--kernel-args", GROUP_ARGS)
         for name, (index, group, _firmware) in NODES.items():
             extra = ("--service",) if name == "n3" else ()
             if name == "n4":

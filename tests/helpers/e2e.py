@@ -21,6 +21,9 @@ NODES: dict[str, tuple[int, str, Firmware]] = {  # name: (index for the MAC, gro
     "n2": (2, "overlay", "uefi"),
     "n3": (3, "tmpfs", "bios"),
     "n4": (4, "overlay", "bios"),
+    # the nfs root mode (tests/e2e/test_nfs.py)
+    "n5": (5, "nfs", "bios"),
+    "n6": (6, "nfs", "uefi"),
     # the disk mode (tests/e2e/test_disk.py)
     "d1": (11, "disk", "bios"),
     "d2": (12, "disk-uefi", "uefi"),
@@ -55,6 +58,40 @@ set -e
 echo "$SWARMBOOT_NODE $SWARMBOOT_IMAGE_VERSION" > /etc/swarmboot-post-ran
 """
 DISK_ARGS = GROUP_ARGS + " rd.retry=20"  # a degraded RAID1 is started after rd.retry*2/3 s
+# The nfs group's post script (in the initramfs, before switch_root): a unit of the booted system
+# that writes a file on / (it must land in the overlay's RAM layer), then every 2 s drops the page
+# cache and reads two files from the NFS root again, and says so on the serial console.
+NFS_POST = """\
+#!/bin/sh
+set -e
+cat > "$SYSROOT/etc/systemd/system/nfs-probe.service" <<'UNIT'
+[Unit]
+Description=swarmboot e2e: read the NFS root every 2 s, say so on the console
+After=multi-user.target
+[Service]
+ExecStart=/usr/local/sbin/nfs-probe
+[Install]
+WantedBy=multi-user.target
+UNIT
+mkdir -p "$SYSROOT/etc/systemd/system/multi-user.target.wants" "$SYSROOT/usr/local/sbin"
+ln -sf ../nfs-probe.service "$SYSROOT/etc/systemd/system/multi-user.target.wants/nfs-probe.service"
+cat > "$SYSROOT/usr/local/sbin/nfs-probe" <<'PROBE'
+#!/bin/sh
+echo "written on $(hostname)" > /root/written-on-node
+where=$(stat -f -c %T /run/swarmboot/mnt/rw/upper/root/written-on-node 2>/dev/null || echo missing)
+echo "nfs-probe written: upper=$where su=$(stat -c %a /usr/bin/su)" > /dev/ttyS0
+i=0
+while [ $i -lt 900 ]; do
+  echo 3 > /proc/sys/vm/drop_caches
+  sum=$(cat /usr/lib/x86_64-linux-gnu/libc.so.6 /usr/bin/bash | sha256sum | cut -c1-12)
+  read -r up _ < /proc/uptime
+  echo "nfs-probe $i up=$up sum=$sum" > /dev/ttyS0
+  i=$((i + 1))
+  sleep 2
+done
+PROBE
+chmod 755 "$SYSROOT/usr/local/sbin/nfs-probe"
+"""
 PORT_NAMED = "n1"  # defined by its switch port only (no MAC): named by the port at its first boot
 
 
