@@ -263,11 +263,22 @@ def _iso(value: dt.datetime | None) -> str:
     return value.isoformat(timespec="seconds")
 
 
+def root_source(node: Node, details: dict[str, Any]) -> str:
+    """The root mode of the node's group, and for nfs where the root is mounted from, as the
+    booted system reported it ("nfs 10.0.0.1:/swarmboot/IMAGE/VERSION")."""
+    mode = str((node.group.root_options or {}).get("mode", "overlay"))
+    lower = str(details.get("root_lower") or "")
+    if mode == "nfs" and lower.startswith("nfs"):
+        return f"nfs {lower.rsplit(maxsplit=1)[-1]}"
+    return mode
+
+
 def state_dict(node: Node, state: NodeState | None, now: dt.datetime) -> dict[str, Any]:
     if state is None:
         return {
             "name": node.name,
             "group": node.group.name,
+            "root": root_source(node, {}),
             "state": "new",
             "stage": "",
             "status": "",
@@ -291,9 +302,11 @@ def state_dict(node: Node, state: NodeState | None, now: dt.datetime) -> dict[st
     if shown == "provisioning" and last is not None and now - last > SILENT_AFTER:
         shown = "silent"
     # What nodes sent, with anything that cannot be encoded replaced (rows from before the checks)
+    details = clean(state.details or {})
     return {
         "name": node.name,
         "group": node.group.name,
+        "root": root_source(node, details),
         "state": shown,
         "stage": state.stage,
         "status": state.status,
@@ -305,7 +318,7 @@ def state_dict(node: Node, state: NodeState | None, now: dt.datetime) -> dict[st
         "boot_started": _iso(state.boot_started),
         "message": clean(state.message),
         "address": state.address,
-        "details": clean(state.details or {}),
+        "details": details,
     }
 
 

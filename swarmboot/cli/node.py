@@ -26,6 +26,7 @@ STATUS_COLUMNS = [
     ("stage", "STAGE"),
     ("download", "DOWNLOAD"),
     ("image", "IMAGE"),
+    ("root", "ROOT"),
     ("installed", "ON DISK"),
     ("seen", "LAST SEEN"),
     ("alerts", "ALERTS"),
@@ -233,6 +234,7 @@ def status_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
                 "stage": f"{row['stage']} {row['status']}".strip() or "-",
                 "message": row["message"] or "-",
                 "installed": disk_column(row.get("install")),
+                "root": row.get("root") or "-",
             }
         )
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))

@@ -11,6 +11,7 @@ cache, and says so on the console: tests/helpers/e2e.py NFS_POST):
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 
@@ -112,7 +113,7 @@ def check_restart(lab: E2ELab, sums: dict[str, str]) -> None:
     back = time.monotonic() - restarted
     for name in NAMES:
         lines = after[name]
-        gaps = [b[1] - a[1] for a, b in zip(lines, lines[1:], strict=False)]
+        gaps = [b[1] - a[1] for a, b in itertools.pairwise(lines)]
         text = the_lab.vms[name].console_text()[marks[name]:]
         kernel = sorted(set(re.findall(r"nfs: server \S+ (not responding, still trying|OK)", text)))
         assert {s for _i, _up, s in lines} == {sums[name]}, lines  # the same bytes, never an error
@@ -129,7 +130,8 @@ def check_new_version(lab: E2ELab, sums: dict[str, str]) -> None:
     (settings.images_dir / IMAGE / "rootfs" / MARKER).write_text("3\n")
     started = time.monotonic()
     newer = pack(settings, IMAGE).manifest
-    FIGURES.append(f"version {newer.version} packed in {time.monotonic() - started:.0f} s while n5 and n6 ran")
+    took = time.monotonic() - started
+    FIGURES.append(f"version {newer.version} packed in {took:.0f} s while n5 and n6 ran")
     the_lab.cli("group", "set", "nfs", "--image-version", str(newer.version))
     nfs = exported(lab, {lab.images.squashfs.version, newer.version})
     assert all(e["clients"] == [the_lab.spec.subnet] for e in nfs["exports"]), nfs
