@@ -18,8 +18,14 @@ OUTPUT_TAIL = 40  # lines of output kept in the failure message
 
 
 def script_argv(path: Path, text: str) -> list[str]:
-    """Run a script with its own interpreter when it has a #! line, with /bin/sh otherwise."""
-    return [str(path)] if text.startswith("#!") else ["/bin/sh", "-e", str(path)]
+    """Run a script with its own interpreter when it has a #! line, with /bin/sh -e otherwise. The
+    interpreter is called with the script as its argument, as the kernel would (the #! line's
+    interpreter and its one optional argument): dracut mounts /run noexec, so the script itself
+    cannot be executed from there."""
+    if not text.startswith("#!"):
+        return ["/bin/sh", "-e", str(path)]
+    interpreter, _, argument = text[2:].split("\n", 1)[0].strip().partition(" ")
+    return [interpreter, *([argument.strip()] if argument.strip() else []), str(path)]
 
 
 def run_script(ctx: BootContext, which: str, chroot: Path | None = None) -> str:

@@ -81,6 +81,19 @@ def test_a_shebang_picks_the_interpreter_and_a_timeout_is_bounded(tmp_path: Path
         run_script(ctx, "post")
 
 
+def test_a_script_runs_through_its_interpreter_so_a_noexec_run_dir_is_no_obstacle(tmp_path: Path) -> None:
+    """dracut mounts /run noexec: the agent hands the script to its #! interpreter, as the kernel
+    would (the e2e's post script failed with 'Permission denied' when it was executed itself)."""
+    from bootagent.scripts import script_argv
+
+    assert script_argv(Path("/run/x.sh"), "#!/bin/sh\n") == ["/bin/sh", "/run/x.sh"]
+    assert script_argv(Path("/run/x.sh"), "#! /bin/bash -eu \nls\n") == ["/bin/bash", "-eu", "/run/x.sh"]
+    assert script_argv(Path("/run/x.py"), "#!/usr/bin/env python3\n") == ["/usr/bin/env", "python3", "/run/x.py"]
+    assert script_argv(Path("/run/x.sh"), "echo hi\n") == ["/bin/sh", "-e", "/run/x.sh"]
+    ctx, _ = context(tmp_path, {"post": "#!/bin/sh\necho ran\n"})
+    assert run_script(ctx, "post").strip() == "ran"
+
+
 def test_a_script_killed_by_a_signal_says_so(tmp_path: Path) -> None:
     ctx, _ = context(tmp_path, {"post": "echo before\nkill -KILL $$\n"})
     with pytest.raises(ScriptError, match="post script was killed by SIGKILL") as caught:
