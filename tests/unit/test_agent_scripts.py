@@ -88,7 +88,8 @@ def test_a_script_runs_through_its_interpreter_so_a_noexec_run_dir_is_no_obstacl
 
     assert script_argv(Path("/run/x.sh"), "#!/bin/sh\n") == ["/bin/sh", "/run/x.sh"]
     assert script_argv(Path("/run/x.sh"), "#! /bin/bash -eu \nls\n") == ["/bin/bash", "-eu", "/run/x.sh"]
-    assert script_argv(Path("/run/x.py"), "#!/usr/bin/env python3\n") == ["/usr/bin/env", "python3", "/run/x.py"]
+    env = ["/usr/bin/env", "python3", "/run/x.py"]
+    assert script_argv(Path("/run/x.py"), "#!/usr/bin/env python3\n") == env
     assert script_argv(Path("/run/x.sh"), "echo hi\n") == ["/bin/sh", "-e", "/run/x.sh"]
     ctx, _ = context(tmp_path, {"post": "#!/bin/sh\necho ran\n"})
     assert run_script(ctx, "post").strip() == "ran"
