@@ -86,6 +86,7 @@ def test_two_nodes_boot_from_the_nfs_export_and_keep_their_root_through_a_restar
                            f"{details.get('uptime')} s; agent {agent.get('agent_seconds')} s; stages "
                            f"{agent.get('stages')}")
         assert len(set(sums.values())) == 1, sums  # both read the same bytes
+        record_boot_reads(lab)
         listing = the_lab.namespace.run(
             ["nfs-ls", f"nfs://{server_ip}/swarmboot/{IMAGE}/{manifest.version}/root?version=4"],
             timeout=60).stdout
@@ -96,6 +97,20 @@ def test_two_nodes_boot_from_the_nfs_export_and_keep_their_root_through_a_restar
         for name in NAMES:
             if name in the_lab.vms:
                 the_lab.vms[name].stop()
+
+
+def record_boot_reads(lab: E2ELab) -> None:
+    """What n5's boot read from the export (its page cache of the export's files, listed by its
+    probe) into the lab's workdir: bench/nfs_root.py replays such a list (bench/data/)."""
+    vm = lab.lab.vms["n5"]
+    done = vm.wait_for(r"nfs-boot-read done", timeout=600)
+    reads = re.findall(r"nfs-boot-read: (\d+) (.+?)\r?$", vm.console_text()[:done.start()], re.MULTILINE)
+    assert reads, "n5 listed nothing it read from NFS"
+    (lab.workdir / "nfs-boot-read.txt").write_text("".join(f"{size} {path}\n" for size, path in reads))
+    total = sum(int(size) for size, _path in reads)
+    FIGURES.append(f"n5's boot read {len(reads)} files, {total / 2**20:.1f} MiB from the NFS export "
+                   f"(the squashfs is {lab.images.squashfs.image_file.size / 2**20:.0f} MiB); list in "
+                   f"{lab.workdir / 'nfs-boot-read.txt'}")
 
 
 def check_restart(lab: E2ELab, sums: dict[str, str]) -> None:

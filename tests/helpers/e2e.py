@@ -59,8 +59,9 @@ echo "$SWARMBOOT_NODE $SWARMBOOT_IMAGE_VERSION" > /etc/swarmboot-post-ran
 """
 DISK_ARGS = GROUP_ARGS + " rd.retry=20"  # a degraded RAID1 is started after rd.retry*2/3 s
 # The nfs group's post script (in the initramfs, before switch_root): a unit of the booted system
-# that writes a file on / (it must land in the overlay's RAM layer), then every 2 s drops the page
-# cache and reads two files from the NFS root again, and says so on the serial console.
+# that writes a file on / (it must land in the overlay's RAM layer), lists (n5 only) what the boot
+# read from the export (the page cache of its files: bench/nfs_root.py replays it), then every 2 s
+# drops the page cache and reads two files from the NFS root again, and says so on the console.
 NFS_POST = """\
 #!/bin/sh
 set -e
@@ -80,6 +81,17 @@ cat > "$SYSROOT/usr/local/sbin/nfs-probe" <<'PROBE'
 echo "written on $(hostname)" > /root/written-on-node
 where=$(stat -f -c %T /run/swarmboot/mnt/rw/upper/root/written-on-node 2>/dev/null || echo missing)
 echo "nfs-probe written: upper=$where su=$(stat -c %a /usr/bin/su)" > /dev/ttyS0
+if [ "$(hostname)" = n5 ]; then  # what the boot read from NFS: the page cache of the export's files
+  lower=/run/swarmboot/mnt/lower
+  mountpoint -q "$lower" || lower=/
+  cd "$lower"
+  find . -xdev -type f -size +0 -not -path './usr/share/doc/*' -not -path './usr/share/man/*' \
+      -not -path './usr/share/locale/*' -print0 | xargs -0 fincore -b -n -o RES,FILE 2>/dev/null \
+      | awk '$1 > 0 {res = $1; $1 = ""; path = substr($0, 2); sub(/^\\.\\//, "", path);
+             print "nfs-boot-read: " res " " path}' > /dev/ttyS0
+  echo "nfs-boot-read done" > /dev/ttyS0
+  cd /
+fi
 i=0
 while [ $i -lt 900 ]; do
   echo 3 > /proc/sys/vm/drop_caches
