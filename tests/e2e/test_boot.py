@@ -27,7 +27,9 @@ from tests.helpers.e2e import DEAD_SERVER_ARGS, FIGURES, IMAGE, PORT_NAMED, E2EI
 # evidence; pytest-timeout is the last resort (it includes the session fixtures: clone + 2 packs).
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1500)]
 MB = 1_000_000
-INITRAMFS_GOAL = 45 * MB
+# 44.6 MB before the nfs root mode; its kernel client (nfs, nfsv4, sunrpc, grace, fscache, ...) adds
+# 1.1 MB: 45.7 MB measured
+INITRAMFS_GOAL = 47 * MB
 # 23.2 MB before the disk mode; its partitioner (pyparted with libparted, libdevmapper, libblkid,
 # pyudev) adds 2.7 MB: 25.9 MB measured
 BUNDLE_GOAL = 27 * MB
@@ -77,12 +79,13 @@ def test_pack_puts_the_agent_and_the_nic_drivers_into_a_lean_initramfs(e2e_image
     missing = [d for d in NIC_DRIVERS if d not in modules]
     assert not missing, f"NIC drivers missing from the initramfs: {missing}"
     assert {"squashfs", "overlay", "loop", "vfat", "nls_ascii"} <= modules  # the ESP mounts (disk mode)
+    assert {"nfs", "nfsv4", "sunrpc"} <= modules  # the nfs root mode's kernel client
     size = e2e_images.squashfs.initramfs.size
     FIGURES.append(f"initramfs {size / MB:.1f} MB ({len(modules)} kernel modules); agent bundle "
                    f"{e2e_images.bundle_size / MB:.1f} MB (libtorrent: {e2e_images.bundle_libtorrent}); "
                    f"image {e2e_images.squashfs.image_file.size / MB:.0f} MB squashfs, "
                    f"{e2e_images.tar.image_file.size / MB:.0f} MB tar.zst")
-    assert size <= INITRAMFS_GOAL, f"initramfs {size / MB:.1f} MB > 45 MB"
+    assert size <= INITRAMFS_GOAL, f"initramfs {size / MB:.1f} MB > {INITRAMFS_GOAL / MB:.0f} MB"
     assert e2e_images.bundle_size <= BUNDLE_GOAL or "wheel" in e2e_images.bundle_libtorrent
 
 
