@@ -53,10 +53,15 @@ def detect_network_stack(sysroot: Path) -> str:
     return NONE
 
 
-def render_networkd(ifaces: list[NetIface]) -> dict[str, str]:
+def render_networkd(ifaces: list[NetIface], network_root: bool = False) -> dict[str, str]:
+    """One .network file per interface. `network_root` (the nfs mode: / is on the network):
+    networkd keeps the address the initramfs configured instead of dropping it while it starts
+    (systemd.network(5), KeepConfiguration: "useful for network root filesystems")."""
     files = {}
     for i, iface in enumerate(ifaces):
         lines = ["[Match]", f"MACAddress={iface.mac}", "", "[Network]"]
+        if network_root:
+            lines.append("KeepConfiguration=yes")
         if iface.address:
             lines.append(f"Address={iface.address}")
             if iface.gateway:
@@ -273,11 +278,18 @@ def enable_unit(sysroot: Path, unit: str, target: str, source: str) -> None:
         link.symlink_to(source)
 
 
-def network_files(sysroot: Path, ifaces: list[NetIface]) -> tuple[str, dict[str, str]]:
+def network_files(
+    sysroot: Path, ifaces: list[NetIface], network_root: bool = False
+) -> tuple[str, dict[str, str]]:
     stack = detect_network_stack(sysroot)
     if stack == NONE:
         return stack, {}
-    files = RENDERERS[stack](ifaces)
+    files = render_networkd(ifaces, network_root) if stack == NETWORKD else RENDERERS[stack](ifaces)
+    if network_root and stack == NM:  # NetworkManager: keep what the initramfs set up (NM >= 1.26)
+        files["etc/NetworkManager/conf.d/90-swarmboot-network-root.conf"] = (
+            "# Written by the swarmboot agent: / is on the network (nfs root mode).\n"
+            "[device]\nkeep-configuration=yes\n"
+        )
     if stack == IFUPDOWN:
         main = sysroot / "etc/network/interfaces"
         text = main.read_text() if main.is_file() else "auto lo\niface lo inet loopback\n"
@@ -314,7 +326,7 @@ def write_node_files(
     write_file(sysroot, "etc/hostname", node.hostname + "\n")
     write_file(sysroot, "etc/hosts", render_hosts(node.hostname, node.domain, static))
     write_file(sysroot, "etc/machine-id", machine_id(node.name) + "\n", 0o444)
-    stack, files = network_files(sysroot, ifaces)
+    stack, files = network_files(sysroot, ifaces, network_root=plan.root.mode == "nfs")
     for rel, content in files.items():
         write_file(sysroot, rel, content, 0o600 if rel.endswith(".nmconnection") else 0o644)
     if stack == NETWORKD:

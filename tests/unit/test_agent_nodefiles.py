@@ -46,6 +46,13 @@ def test_networkd_files_match_by_mac() -> None:
         "Gateway=10.0.0.1" in static and "DNS=10.0.0.2\nDNS=10.0.0.3" in static and "MTUBytes=9000" in static
     )
     assert "DHCP=yes" in dhcp and "\nAddress=" not in dhcp
+    assert "KeepConfiguration" not in static + dhcp
+
+
+def test_on_a_network_root_networkd_keeps_the_initramfs_address() -> None:
+    """The nfs mode: / is on the network; networkd must not drop the address while it starts."""
+    for text in render_networkd([STATIC, DHCP], network_root=True).values():
+        assert "[Network]\nKeepConfiguration=yes\n" in text
 
 
 def test_ifupdown_stanzas() -> None:
