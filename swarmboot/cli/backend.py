@@ -43,6 +43,7 @@ class Inventory(Protocol):
     def export(self, secrets: bool = False) -> dict[str, Any]: ...
     def import_(self, data: dict[str, Any], replace: bool) -> dict[str, int]: ...
     def targets(self, port: int) -> list[dict[str, Any]]: ...
+    def plan(self, name: str) -> dict[str, Any]: ...
 
 
 class Local:
@@ -143,6 +144,20 @@ class Local:
         from server import events
 
         return events.booted_targets(self.db, port)
+
+    def plan(self, name: str) -> dict[str, Any]:
+        """The plan `serve` with these settings renders for the node (nfs: at nfs_port)."""
+        from server import plan
+        from server.catalog import Catalog
+        from server.inventory import objects
+        from server.inventory.models import Node
+
+        url = self.settings.effective_server_url
+        catalog = Catalog(self.settings.images_dir, url)
+        catalog.refresh()
+        with self.db.read() as session:
+            node = objects.by_name(session, Node, name, "node")
+            return plan.build(node, catalog, url, nfs_port=self.settings.nfs_port).to_dict()
 
 
 def token_for(args: argparse.Namespace, settings: Settings) -> str:

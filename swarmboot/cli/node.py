@@ -126,6 +126,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--interval", type=float, default=2.0, help="seconds between checks")
     p.add_argument("--json", action="store_true", help="print the nodes' status as JSON at the end")
     p.set_defaults(handler=cmd_wait, remote=True)
+    p = verbs.add_parser("plan", help="the node's boot plan as the server renders it (JSON, no secrets)")
+    p.add_argument("name")
+    p.set_defaults(handler=cmd_plan, remote=True)
     p = verbs.add_parser("targets", help="booted nodes as a Prometheus file_sd target list (JSON)")
     p.add_argument("--port", type=int, default=9100, help="port to scrape on each node (default 9100)")
     p.add_argument("--output", metavar="FILE", help="write FILE atomically instead of printing")
@@ -328,6 +331,15 @@ def cmd_wait(args: argparse.Namespace, settings: Settings) -> int:
     why = f"{len(failed)} failed" if failed else f"not every node was {args.state} after {args.timeout:.0f} s"
     print(f"swarmboot: {why}", file=sys.stderr)
     return 1
+
+
+def cmd_plan(args: argparse.Namespace, settings: Settings) -> None:
+    """The public part of the node's plan: root mode and its source (root.nfs: the export), image,
+    files, scripts. Secrets only ever go to the node, with its boot token."""
+    from server import cliutil
+    from swarmboot.cli.backend import inventory
+
+    cliutil.emit_json(inventory(args, settings).plan(args.name))
 
 
 def cmd_targets(args: argparse.Namespace, settings: Settings) -> None:

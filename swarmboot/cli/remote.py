@@ -129,3 +129,8 @@ class Remote:
 
     def targets(self, port: int) -> list[dict[str, Any]]:
         return self.call("GET", "/api/v1/prometheus/targets", params={"port": port})
+
+    def plan(self, name: str) -> dict[str, Any]:
+        from ground.contract.plan import format_version
+
+        return self.call("GET", "/api/v1/plan", params={"node": name, "plan_version": format_version()})

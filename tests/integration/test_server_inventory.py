@@ -320,3 +320,27 @@ def test_a_root_mode_no_agent_can_boot_is_refused_by_cli_and_import(
     code, _out, err = sb(capsys, "group", "add", "g4", "--image", "x", "--root", "nfs")
     assert code == 0, err
     assert json.loads(ok(capsys, "group", "show", "g4", "--json"))["root"] == {"mode": "nfs"}
+
+
+def test_node_plan_shows_the_root_and_for_nfs_where_it_is_mounted_from(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`swarmboot node plan` prints what the server renders (no secrets); an nfs group's plan names
+    the export, and `node status` the mode; with NFS off the refusal says what to do."""
+    import os
+
+    from lab.packed import make_version
+
+    make_version(Path(os.environ["SWARMBOOT_HOME"]) / "images", "img", 1, size=1 << 20)
+    monkeypatch.setenv("SWARMBOOT_SERVER_URL", "http://10.1.0.1:8080")
+    ok(capsys, "network", "add", "lab", "--cidr", "10.1.0.0/24")
+    ok(capsys, "group", "add", "diskless", "--image", "img", "--root", "nfs")
+    ok(capsys, "node", "add", "n1", "--group", "diskless", "--mac", "52:54:00:00:01:01")
+    plan = json.loads(ok(capsys, "node", "plan", "n1"))
+    assert plan["root"]["mode"] == "nfs" and plan["minor"] == 3
+    assert plan["root"]["nfs"]["server"] == "10.1.0.1" and plan["root"]["nfs"]["path"] == "/swarmboot/img/1"
+    assert "secret_files" not in plan or plan["secret_files"] == []
+    assert json.loads(ok(capsys, "node", "status", "n1", "--json"))[0]["root"] == "nfs"
+    monkeypatch.setenv("SWARMBOOT_NFS_PORT", "0")
+    code, _out, err = sb(capsys, "node", "plan", "n1")
+    assert code != 0 and "does not export NFS roots" in err and "--root overlay" in err
