@@ -9,7 +9,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup host-packages completion test test-full test-unit lint demo demo-disk bench bench-disk fuzz clean
+.PHONY: setup host-packages completion test test-full test-unit lint demo demo-disk bench bench-disk bench-nfs fuzz clean
 
 setup: host-packages $(STAMP) completion
 
@@ -61,6 +61,11 @@ bench: setup
 	$(PY) bench/swarm.py --nodes 4,8,16,32 --runs 2 --json bench/results/swarm.json --plot bench/results/swarm.png
 	$(PY) bench/swarm_model.py --from bench/results/swarm.json --fit 4,8,16,32 --json bench/results/swarm_model.json
 	$(PY) bench/power.py --bmcs 500 --runs 2 --json bench/results/power.json
+	$(PY) bench/nfs_root.py --nodes 4,8,16 --json bench/results/nfs_root.json
+
+# the nfs root against BitTorrent: time and the server's bytes for N = 4, 8, 16 (docs/agent.md)
+bench-nfs: setup
+	$(PY) bench/nfs_root.py --nodes 4,8,16
 
 # the disk install's image write against a plain unsquashfs onto the same disk, side by side
 bench-disk: setup
