@@ -32,6 +32,7 @@ BOOT_PACKAGES: tuple[str, ...] = (
     "ca-certificates",
     "e2fsprogs",
     "util-linux",
+    "util-linux-extra",  # fincore: what a node's boot read into its page cache (the nfs mode's tuning)
 )
 
 # The disk root mode (docs/agent.md, "The disk mode"): what the agent runs in the initramfs to
