@@ -86,10 +86,11 @@ if [ "$(hostname)" = n5 ]; then  # what the boot read from NFS: the page cache o
   mountpoint -q "$lower" || lower=/
   cd "$lower"
   find . -xdev -type f -size +0 -not -path './usr/share/doc/*' -not -path './usr/share/man/*' \
-      -not -path './usr/share/locale/*' -print0 | xargs -0 fincore -b -n -o RES,FILE 2>/dev/null \
+      -not -path './usr/share/locale/*' -print0 | xargs -0 fincore -b -n -o RES,FILE 2>/run/fincore.err \
       | awk '$1 > 0 {res = $1; $1 = ""; path = substr($0, 2); sub(/^\\.\\//, "", path);
              print "nfs-boot-read: " res " " path}' > /dev/ttyS0
-  echo "nfs-boot-read done" > /dev/ttyS0
+  echo "nfs-boot-read done: lower=$lower fincore=$(command -v fincore)" \\
+       "errors=$(wc -l < /run/fincore.err) $(head -c 200 /run/fincore.err | tr -s '\\n' ' ')" > /dev/ttyS0
   cd /
 fi
 i=0
