@@ -18,6 +18,11 @@ their read size, and one file filling the squashfs to the real image's size; `--
 every size (file count kept) to keep the run short and the emulated traffic under what two
 cores can shape (FACTS.md: ~0.8 Gbit/s in all).
 
+Status: the list is not recorded yet. The e2e's recording (its probe runs `fincore` over the
+export's files on n5) has so far listed nothing ("fincore: write error" from its pipeline), so
+bench/data/nfs-boot-read.txt does not exist and this benchmark has not been run; pass a list with
+`--list` (format above; a line "# image_size=BYTES" gives the squashfs size).
+
 Printed per N: `nfs N=… last=…s server_bytes=… | bittorrent last=…s server_bytes=… | ratio …`,
 and which one costs the server less. Everything is removed at the end.
 """
