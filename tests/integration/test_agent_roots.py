@@ -109,13 +109,17 @@ def test_tmpfs_too_small_says_so(tree: Path, tmp_path: Path) -> None:
 
 
 def test_registry_knows_the_modes_and_refuses_a_wrong_format(tmp_path: Path) -> None:
-    assert {"overlay", "tmpfs"} <= set(RootBuilder.registry)
+    assert {"overlay", "tmpfs", "disk", "nfs"} <= set(RootBuilder.registry)
     with pytest.raises(RootError, match="needs an image in format squashfs"):
         build_root(
             RootSpec(mode="overlay"), tmp_path / "x.tar.zst", "tar.zst", tmp_path / "s", tmp_path / "m"
         )
-    with pytest.raises(RootError, match="'nfs' is not in this agent"):
+    with pytest.raises(RootError, match="needs an image in format squashfs"):
+        build_root(RootSpec(mode="nfs"), tmp_path / "x", "tar.zst", tmp_path / "s", tmp_path / "m")
+    # nfs joined the set (issue 11): a plan in nfs mode must name the export the server renders
+    with pytest.raises(RootError, match="names no export") as failed:
         build_root(RootSpec(mode="nfs"), tmp_path / "x", "squashfs", tmp_path / "s", tmp_path / "m")
+    assert "upgrade the server" in failed.value.hint
 
 
 def test_a_busy_unmount_is_retried_until_it_is_free(tmp_path: Path) -> None:
