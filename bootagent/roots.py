@@ -47,6 +47,16 @@ class RootBuilder:
     def fstype(self) -> str:
         raise NotImplementedError
 
+    def overlay_over(self, lower: Path, rw: Path, sysroot: Path) -> None:
+        """A tmpfs of the plan's size at `rw` and the overlay of `lower` with its upper at
+        `sysroot` (the overlay and nfs modes: what the node writes stays in its RAM)."""
+        self.stack.mount("tmpfs", rw, "tmpfs", f"size={self.spec.tmpfs_size},mode=0755")
+        (rw / "upper").mkdir(mode=0o755, exist_ok=True)
+        (rw / "work").mkdir(mode=0o755, exist_ok=True)
+        self.stack.mount(
+            "overlay", sysroot, "overlay", f"lowerdir={lower},upperdir={rw / 'upper'},workdir={rw / 'work'}"
+        )
+
 
 def builder_for(spec: RootSpec, image_format: str) -> type[RootBuilder]:
     cls = RootBuilder.registry.get(spec.mode)  # type: ignore[call-overload]
@@ -109,12 +119,7 @@ class OverlayRoot(RootBuilder):
         lower, rw = self.mounts_dir / "lower", self.mounts_dir / "rw"
         device = self.stack.loop(image_file)
         self.stack.mount(device, lower, "squashfs", "ro")
-        self.stack.mount("tmpfs", rw, "tmpfs", f"size={self.spec.tmpfs_size},mode=0755")
-        (rw / "upper").mkdir(mode=0o755, exist_ok=True)
-        (rw / "work").mkdir(mode=0o755, exist_ok=True)
-        self.stack.mount(
-            "overlay", sysroot, "overlay", f"lowerdir={lower},upperdir={rw / 'upper'},workdir={rw / 'work'}"
-        )
+        self.overlay_over(lower, rw, sysroot)
 
 
 class TmpfsRoot(RootBuilder):
@@ -174,12 +179,7 @@ class NfsRoot(RootBuilder):
         lower, rw = self.mounts_dir / "lower", self.mounts_dir / "rw"
         nfs.mount_export(export, lower, say=self.say)
         self.stack.mounted(lower)
-        self.stack.mount("tmpfs", rw, "tmpfs", f"size={self.spec.tmpfs_size},mode=0755")
-        (rw / "upper").mkdir(mode=0o755, exist_ok=True)
-        (rw / "work").mkdir(mode=0o755, exist_ok=True)
-        self.stack.mount(
-            "overlay", sysroot, "overlay", f"lowerdir={lower},upperdir={rw / 'upper'},workdir={rw / 'work'}"
-        )
+        self.overlay_over(lower, rw, sysroot)
 
 
 class DiskRoot(RootBuilder):
