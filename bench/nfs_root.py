@@ -18,10 +18,10 @@ their read size, and one file filling the squashfs to the real image's size; `--
 every size (file count kept) to keep the run short and the emulated traffic under what two
 cores can shape (FACTS.md: ~0.8 Gbit/s in all).
 
-Status: the list is not recorded yet. The e2e's recording (its probe runs `fincore` over the
-export's files on n5) has so far listed nothing ("fincore: write error" from its pipeline), so
-bench/data/nfs-boot-read.txt does not exist and this benchmark has not been run; pass a list with
-`--list` (format above; a line "# image_size=BYTES" gives the squashfs size).
+The list (bench/data/nfs-boot-read.txt) is the e2e's: its n5 writes it to the console after its
+boot, tests/e2e/test_nfs.py saves it as the lab's nfs-boot-read.txt; copy that here to refresh it.
+`--list` takes another ("BYTES PATH" lines; a line "# image_size=BYTES" gives the squashfs size).
+Results and the crossover: docs/server.md, "NFS or BitTorrent".
 
 Printed per N: `nfs N=… last=…s server_bytes=… | bittorrent last=…s server_bytes=… | ratio …`,
 and which one costs the server less. Everything is removed at the end.
@@ -42,8 +42,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))  # before bench/: its server.py is not the server package
+
+from server.nfs import GRACE_SECONDS, unmount_all  # noqa: E402  (before swarm: it puts bench/ first again)
+
+# isort: split
 
 import swarm  # noqa: E402
 import swarm_lab  # noqa: E402
@@ -115,6 +119,23 @@ def wait_exported(server: swarm_lab.ServerProcess, timeout: float = 60) -> None:
     raise SwarmbootError(f"the server did not export the version within {timeout} s: {nfs}")
 
 
+def wait_grace_over(topo: swarm_lab.Topology, reader: Path, listing: Path) -> None:
+    """nfs-ganesha restarted with clients on record (the previous N's) is in its grace period: opens
+    fail with NFS4ERR_GRACE (a kernel client waits it out). One file read until that is over."""
+    probe = listing.with_name("probe.txt")
+    probe.write_text(listing.read_text().splitlines()[0] + "\n")
+    url = f"nfs://{swarm_lab.SERVER_IP}/swarmboot/{IMAGE}/1?version=4"
+    end = time.monotonic() + GRACE_SECONDS + 30
+    while True:
+        done = subprocess.run(topo.node_ns[0].argv([reader, url, probe]), capture_output=True, text=True,
+                              timeout=60, check=False)
+        if done.returncode == 0:
+            return
+        if "GRACE" not in done.stderr or time.monotonic() > end:
+            raise SwarmbootError(f"the NFS export cannot be read: {done.stderr.strip()}")
+        time.sleep(1)
+
+
 def nfs_phase(topo: swarm_lab.Topology, reader: Path, listing: Path, timeout: float) -> dict[str, Any]:
     """Every node reads the boot's files at once; the last one's time and the server's bytes."""
     url = f"nfs://{swarm_lab.SERVER_IP}/swarmboot/{IMAGE}/1?version=4"
@@ -154,6 +175,7 @@ def bench(  # noqa: PLR0917
         server = swarm_lab.start_server(topo.server, home)
         try:
             wait_exported(server)
+            wait_grace_over(topo, reader, listing)
             swarm_lab.wait_seeding(server, image["info_hash"])
             nfs = nfs_phase(topo, reader, listing, timeout=max(120.0, 4 * n * image["read_bytes"] /
                                                               rep.payload_rate(args.server_link_bit)))
@@ -205,8 +227,6 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(line(row), flush=True)
     finally:
-        from server.nfs import unmount_all
-
         unmount_all(work / "home")
         shutil.rmtree(work, ignore_errors=True)
     if args.json:

@@ -103,16 +103,21 @@ def record_boot_reads(lab: E2ELab) -> None:
     """What n5's boot read from the export (its page cache of the export's files, listed by its
     probe) into the lab's workdir: bench/nfs_root.py replays such a list (bench/data/)."""
     vm = lab.lab.vms["n5"]
-    done = vm.wait_for(r"nfs-boot-read done(.*)", timeout=600)
+    done = vm.wait_for(r"nfs-boot-read done: files=(\d+)(.*)", timeout=600)
     reads = re.findall(r"nfs-boot-read: (\d+) (.+?)\r?$", vm.console_text()[:done.start()], re.MULTILINE)
-    if not reads:  # seen so far: nothing listed (being looked into); the rest of the test goes on
+    if not reads:
         FIGURES.append(f"n5 listed nothing it read from NFS: {done.group(0).strip()}")
         return
-    (lab.workdir / "nfs-boot-read.txt").write_text("".join(f"{size} {path}\n" for size, path in reads))
+    if len(reads) != int(done.group(1)):  # a console line lost (e.g. to a getty's hangup)
+        FIGURES.append(f"n5 listed {done.group(1)} files read from NFS, the console shows {len(reads)}")
+    image_size = lab.images.squashfs.image_file.size
+    listing = lab.workdir / "nfs-boot-read.txt"
+    header = "# what a Debian 12 boot into multi-user read from its NFS root (n5, tests/e2e/test_nfs.py)\n"
+    body = "".join(f"{size} {path}\n" for size, path in reads)
+    listing.write_text(f"{header}# image_size={image_size}\n{body}")
     total = sum(int(size) for size, _path in reads)
     FIGURES.append(f"n5's boot read {len(reads)} files, {total / 2**20:.1f} MiB from the NFS export "
-                   f"(the squashfs is {lab.images.squashfs.image_file.size / 2**20:.0f} MiB); list in "
-                   f"{lab.workdir / 'nfs-boot-read.txt'}")
+                   f"(the squashfs is {image_size / 2**20:.0f} MiB); list in {listing}")
 
 
 def check_restart(lab: E2ELab, sums: dict[str, str]) -> None:

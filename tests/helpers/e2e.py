@@ -68,7 +68,7 @@ set -e
 cat > "$SYSROOT/etc/systemd/system/nfs-probe.service" <<'UNIT'
 [Unit]
 Description=swarmboot e2e: read the NFS root every 2 s, say so on the console
-After=multi-user.target
+After=multi-user.target serial-getty@ttyS0.service
 [Service]
 ExecStart=/usr/local/sbin/nfs-probe
 [Install]
@@ -82,16 +82,24 @@ echo "written on $(hostname)" > /root/written-on-node
 where=$(stat -f -c %T /run/swarmboot/mnt/rw/upper/root/written-on-node 2>/dev/null || echo missing)
 echo "nfs-probe written: upper=$where su=$(stat -c %a /usr/bin/su)" > /dev/ttyS0
 if [ "$(hostname)" = n5 ]; then  # what the boot read from NFS: the page cache of the export's files
+  # Into a file first, then line by line to the console: serial-getty's vhangup() of ttyS0 makes
+  # a console fd opened before it fail with EIO (a pipeline writing there lost the whole list).
   lower=/run/swarmboot/mnt/lower
   mountpoint -q "$lower" || lower=/
   cd "$lower"
   find . -xdev -type f -size +0 -not -path './usr/share/doc/*' -not -path './usr/share/man/*' \
-      -not -path './usr/share/locale/*' -print0 | xargs -0 fincore -b -n -o RES,FILE 2>/run/fincore.err \
-      | awk '$1 > 0 {res = $1; $1 = ""; path = substr($0, 2); sub(/^\\.\\//, "", path);
-             print "nfs-boot-read: " res " " path}' > /dev/ttyS0
-  echo "nfs-boot-read done: lower=$lower fincore=$(command -v fincore)" \\
-       "errors=$(wc -l < /run/fincore.err) $(head -c 200 /run/fincore.err | tr -s '\\n' ' ')" > /dev/ttyS0
+      -not -path './usr/share/locale/*' -print0 \
+      | xargs -0 fincore --bytes --noheadings --raw --output RES,FILE \
+      > /run/boot-read.txt 2>/run/fincore.err || true
   cd /
+  n=0
+  while read -r res path; do
+    [ "$res" -gt 0 ] 2>/dev/null || continue
+    echo "nfs-boot-read: $res ${path#./}" > /dev/ttyS0
+    n=$((n + 1))
+  done < /run/boot-read.txt
+  echo "nfs-boot-read done: files=$n lower=$lower errors=$(wc -l < /run/fincore.err)" \
+       "$(head -c 200 /run/fincore.err | tr -s '\\n' ' ')" > /dev/ttyS0
 fi
 i=0
 while [ $i -lt 900 ]; do
