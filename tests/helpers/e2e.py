@@ -82,8 +82,9 @@ echo "written on $(hostname)" > /root/written-on-node
 where=$(stat -f -c %T /run/swarmboot/mnt/rw/upper/root/written-on-node 2>/dev/null || echo missing)
 echo "nfs-probe written: upper=$where su=$(stat -c %a /usr/bin/su)" > /dev/ttyS0
 if [ "$(hostname)" = n5 ]; then  # what the boot read from NFS: the page cache of the export's files
-  # Into a file first, then line by line to the console: serial-getty's vhangup() of ttyS0 makes
-  # a console fd opened before it fail with EIO (a pipeline writing there lost the whole list).
+  # Into a file first, then line by line to the console: a pipeline writing to ttyS0 lost the whole
+  # list (fincore: write error), most likely serial-getty's vhangup() of the tty (EIO on an fd
+  # opened before it); each line opening the console anew got all of it.
   lower=/run/swarmboot/mnt/lower
   mountpoint -q "$lower" || lower=/
   cd "$lower"
