@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 from bootagent import lan_tuning
 from bootagent.errors import DownloadError, DownloadStalled, DownloadTimeout, ImageHashMismatch
-from bootagent.hashing import StreamingHash, sha256_file
+from bootagent.hashing import PieceReader, StreamingHash, sha256_file
 from bootagent.recovery import Reachability, SeederWatch
 from bootagent.stripes import TOP_PRIORITY, StripePolicy
 from bootagent.torrent_meta import parse_torrent
@@ -121,7 +121,7 @@ class ImageDownload:
         self.seeder = SeederWatch("", 0.0)
         self.reach = Reachability(self.meta.tracker_url, "", self.meta.web_seeds)
         self._needed = False  # some missing piece has no source among the connected peers
-        self._fd: int | None = None
+        self._read = PieceReader(self.path)
         self._peer_bytes: dict[tuple[Any, int], int] = {}
         self._peer_sampled = 0.0
         self._started = 0.0
@@ -268,9 +268,7 @@ class ImageDownload:
 
     def close(self) -> None:
         """Stop downloading/seeding and drop the session."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._read.close()
         if self.session is not None:
             if self.handle is not None:
                 with contextlib.suppress(RuntimeError):
@@ -425,11 +423,6 @@ class ImageDownload:
     def _hash_ahead(self, budget: int) -> int:
         """Feed the streaming sha256 with the pieces verified and on disk; how many."""
         return self.hash.feed(self.handle.have_piece, self._read, budget)
-
-    def _read(self, offset: int, length: int) -> bytes:
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
-        return os.pread(self._fd, length, offset)
 
     def _finish(self) -> Path:
         if self.verified:

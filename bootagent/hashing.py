@@ -10,6 +10,7 @@ piece read back is used only when its SHA-1 is the torrent's: then these are the
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +23,28 @@ def sha256_file(path: Path, chunk: int = HASH_CHUNK) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+class PieceReader:
+    """Reads the image file back as libtorrent writes it: b"" while the file does not exist yet
+    (a piece can be verified in libtorrent's cache before its disk thread has created the file)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def __call__(self, offset: int, length: int) -> bytes:
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                return b""
+        return os.pread(self._fd, length, offset)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class StreamingHash:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bootagent.errors import DownloadError
-from bootagent.hashing import StreamingHash, sha256_file
+from bootagent.hashing import PieceReader, StreamingHash, sha256_file
 from bootagent.stripes import DEFAULT_PRIORITY, SERVER_FALLBACK, TOP_PRIORITY, StripePolicy
 from bootagent.torrent_meta import parse_torrent
 from bootagent.web_seed import WEB_SEED_NO_PEERS, WEB_SEED_STALL, WebSeedFallback
@@ -95,6 +95,19 @@ def test_the_streaming_hash_takes_final_pieces_in_order_within_its_budget() -> N
     h.feed(have.__contains__, read, budget=10**6)
     assert h.complete and h.hashed == len(data)
     assert h.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_the_image_file_reads_as_not_there_yet_until_libtorrent_creates_it(tmp_path: Path) -> None:
+    # a CI run: a node verified a piece in libtorrent's cache, the server died before the file was
+    # written, and the hash's read raised FileNotFoundError instead of the stall naming the server
+    image = tmp_path / "image.squashfs"
+    data = b"x" * 1024
+    h = StreamingHash(1, 1024, 1024, lambda k: hashlib.sha1(data).digest())
+    read = PieceReader(image)
+    assert h.feed(lambda k: True, read, budget=10**6) == 0 and not h.complete
+    image.write_bytes(data)
+    assert h.feed(lambda k: True, read, budget=10**6) == 1 and h.complete
+    read.close()
 
 
 def test_sha256_file(tmp_path: Path) -> None:
