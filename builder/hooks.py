@@ -36,14 +36,14 @@ HOOK_TIMEOUT = 3600.0
 class HookError(SwarmbootError):
     """A hook failed; the message names it and shows its output."""
 
-    def __init__(self, phase: str, name: str, detail: str, output: str = "") -> None:
+    def __init__(self, phase: str, name: str, detail: str, output: str = "", hint: str = "") -> None:
         tail = "\n".join(output.strip().splitlines()[-30:])
         message = f"hook {phase}/{name} failed: {detail}"
         if tail:
             message += "\n" + "\n".join("  | " + line for line in tail.splitlines())
         super().__init__(
             message,
-            hint="fix the hook (or the recipe) and run create again; nothing was kept",
+            hint=hint or "fix the hook (or the recipe) and run create again; nothing was kept",
         )
         self.phase = phase
         self.name = name
@@ -127,7 +127,7 @@ def run_hook(hook: Hook, ctx: BuildContext) -> None:
             raise HookError(hook.phase, hook.name, f"exit code {error.returncode}",
                             error.stdout + error.stderr) from error
         except SwarmbootError as error:
-            raise HookError(hook.phase, hook.name, error.message) from error
+            raise HookError(hook.phase, hook.name, error.message, hint=error.hint) from error
         return
     if hook.chroot:
         _run_in_image(hook, ctx)

@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 from builder.chroot import ChrootSpec, exec_in_image
 from builder.create import check_new_name
+from builder.create import image_json as image_info
 from builder.kernel import image_kernel_version
 from builder.treeops import copy_tree, remove_tree, staging_path
 from ground.config import Settings
@@ -24,14 +25,6 @@ class ImageSummary:
     kernel_version: str
     current: int | None
     versions: list[int]
-
-
-def image_info(store: ImageStore, name: str) -> dict[str, Any]:
-    path = store.image_dir(name) / "image.json"
-    try:
-        return dict(json.loads(path.read_text()))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
 
 
 def list_images(settings: Settings) -> list[ImageSummary]:
@@ -69,6 +62,7 @@ def show_text(settings: Settings, name: str) -> str:
         f"image     {name}",
         f"rootfs    {store.rootfs(name)}",
         f"release   {info.get('release', '?')} from {info.get('mirror', '?')}",
+        f"origin    {describe_origin(info)}",
         f"kernel    {image_kernel_version(store.rootfs(name)) or '-'}",
         f"packages  {', '.join(info.get('packages', [])) or '(base only)'}",
         f"recipe    {info.get('recipe') or '-'}",
@@ -84,6 +78,16 @@ def show_text(settings: Settings, name: str) -> str:
             f"info-hash {manifest.info_hash}"
         )
     return "\n".join(lines)
+
+
+def describe_origin(info: dict[str, Any]) -> str:
+    """Where the tree came from, for `image show` (images made before origins: a mirror)."""
+    origin = info.get("origin") or {"kind": "mirror"}
+    if origin.get("kind") == "oci":
+        return f"container image {origin.get('source')} ({origin.get('digest') or 'digest unknown'})"
+    if origin.get("kind") == "image":
+        return f"a copy of image {origin.get('base')} (as of {origin.get('base_created') or '?'})"
+    return f"bootstrapped with {info.get('bootstrapper') or '?'}"
 
 
 def remove_image(settings: Settings, name: str) -> None:

@@ -1,6 +1,8 @@
 """Recipes: what to add to an image beyond the base (TOML, validated once when read).
 
+    base = "compute"               # optional: start from a copy of that image's tree, not a mirror
     packages = ["htop", "openmpi-bin"]
+    debs = ["debs/site-tools_1.2_all.deb"]   # local .deb files (relative to the recipe), with apt
 
     [[files]]                      # copied in during post-install (paths relative to the recipe)
     source = "files/motd"
@@ -28,6 +30,7 @@ from typing import Any
 from builder.packages import check_package_names
 from ground.errors import UsageError
 from ground.inputs import bad_text
+from ground.store import check_name
 
 PHASES: tuple[str, ...] = ("install", "packages", "post-install", "configure")
 HOOK_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # fullmatch: not `$` (a trailing newline)
@@ -57,6 +60,8 @@ class RecipeHook:
 class Recipe:
     path: Path | None = None
     packages: tuple[str, ...] = ()
+    base: str = ""  # an image whose tree this one starts from
+    debs: tuple[Path, ...] = ()  # local .deb files (absolute), installed in the packages phase
     files: tuple[RecipeFile, ...] = ()
     hooks: tuple[RecipeHook, ...] = ()
     text: str = ""  # the file as read, kept in image.json
@@ -80,11 +85,11 @@ def parse_recipe(text: str, path: Path) -> Recipe:
         data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise RecipeError(f"{where}: not valid TOML: {exc}") from exc
-    unknown = set(data) - {"packages", "files", "hooks"}
+    unknown = set(data) - {"base", "packages", "debs", "files", "hooks"}
     if unknown:
         raise RecipeError(
             f"{where}: unknown key(s): {', '.join(sorted(unknown))}",
-            hint="a recipe has 'packages', 'files' and 'hooks' (see docs/builder.md)",
+            hint="a recipe has 'base', 'packages', 'debs', 'files' and 'hooks' (see docs/builder.md)",
         )
     base = path.parent
     packages = data.get("packages", [])
@@ -95,6 +100,13 @@ def parse_recipe(text: str, path: Path) -> Recipe:
     except UsageError as error:
         raise RecipeError(f"{where}: {error.message}", hint=error.hint) from None
     files = tuple(_parse_file(entry, base, where) for entry in _table_list(data, "files", where))
+    debs = tuple(_parse_deb(entry, base, where) for entry in _string_list(data, "debs", where))
+    base_image = data.get("base", "")
+    if base_image != "":
+        try:
+            check_name(base_image)
+        except UsageError as error:
+            raise RecipeError(f"{where}: 'base': {error.message}", hint=error.hint) from None
     hooks_table = data.get("hooks", {})
     if not isinstance(hooks_table, dict):
         raise RecipeError(f"{where}: 'hooks' must be a table of phases")
@@ -109,7 +121,24 @@ def parse_recipe(text: str, path: Path) -> Recipe:
     dupes = {f"{p}/{n}" for p, n in names if names.count((p, n)) > 1}
     if dupes:
         raise RecipeError(f"{where}: hook names must be unique per phase: {', '.join(sorted(dupes))}")
-    return Recipe(path=path, packages=tuple(packages), files=files, hooks=tuple(hooks), text=text)
+    return Recipe(path=path, packages=tuple(packages), base=base_image, debs=debs, files=files,
+                  hooks=tuple(hooks), text=text)
+
+
+def _string_list(data: dict[str, Any], key: str, where: str) -> list[str]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise RecipeError(f"{where}: '{key}' must be a list of strings")
+    return value
+
+
+def _parse_deb(entry: str, base: Path, where: str) -> Path:
+    _check_path(entry, "a 'debs' entry", where)
+    path = (base / entry).resolve()
+    if path.suffix != ".deb" or not path.is_file():
+        raise RecipeError(f"{where}: 'debs' names {entry!r}: not a .deb file ({path})",
+                          hint="give .deb files, relative to the recipe")
+    return path
 
 
 def _table_list(data: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:

@@ -1,9 +1,12 @@
 """The built-in hooks of `image create`, by phase (see builder/hooks.py for how they run).
 
-    install       10-bootstrap            mmdebstrap (all packages, dracut diverted) or debootstrap
+    install       10-bootstrap            the tree from its origin (builder/origin.py): mmdebstrap (all
+                                          packages, dracut diverted) or debootstrap; a base image's
+                                          copy; a container image's layers
     packages      10-sources              full sources.list: RELEASE, -updates, -security
                   20-divert-dracut        /usr/bin/dracut a no-op (mmdebstrap did it already)
                   30-packages             apt-get install whatever is still missing
+                  40-local-debs           the recipe's `debs` (local .deb files), with apt
     post-install  10-dracut-modules       the repository's dracut-module/* into modules.d
                   20-files                the recipe's [[files]]
     configure     10-policy-rc-d          /usr/sbin/policy-rc.d → /run/lchroot/policy-rc.d
@@ -20,9 +23,10 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from builder.bootstrap import DIVERT_DRACUT, bootstrap
+from builder.bootstrap import DIVERT_DRACUT
 from builder.dracut_module import sync_modules
 from builder.hooks import Builtin
+from builder.origin import fill_tree
 from builder.sources import render_sources_list
 from ground.contract.image import AGENT_MOUNT_POINT
 from ground.run import run
@@ -33,11 +37,6 @@ if TYPE_CHECKING:
 POLICY_LINK_TARGET = "/run/lchroot/policy-rc.d"
 DIVERTED_DRACUT = "/usr/bin/dracut.swarmboot-real"
 APT_TIMEOUT = 3600.0
-
-
-def bootstrap_tree(ctx: BuildContext) -> None:
-    bootstrap(ctx.bootstrapper, ctx.release, ctx.mirrors, ctx.rootfs, packages=ctx.packages,
-              workdir=ctx.staging)
 
 
 def write_sources(ctx: BuildContext) -> None:
@@ -75,6 +74,34 @@ def install_missing_packages(ctx: BuildContext) -> None:
         timeout=APT_TIMEOUT,
         stderr=-2,
     )
+
+
+DEBS_INSIDE = "/tmp/swarmboot-debs"
+
+
+def install_local_debs(ctx: BuildContext) -> None:
+    """The recipe's `debs`: apt installs them with their dependencies (then they are removed)."""
+    debs = ctx.recipe.debs if ctx.recipe else ()
+    if not debs:
+        return
+    inside = ctx.rootfs / DEBS_INSIDE.lstrip("/")
+    inside.mkdir(parents=True, exist_ok=True)
+    try:
+        for deb in debs:
+            shutil.copy2(deb, inside / deb.name)
+        from builder.chroot import run_in_image
+
+        spec = ctx.chroot_spec()
+        run_in_image(spec, ["apt-get", "update", "-q"], timeout=APT_TIMEOUT, stderr=-2)
+        run_in_image(
+            spec,
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends",
+             *(f"{DEBS_INSIDE}/{deb.name}" for deb in debs)],
+            timeout=APT_TIMEOUT,
+            stderr=-2,
+        )
+    finally:
+        shutil.rmtree(inside, ignore_errors=True)
 
 
 def install_dracut_modules(ctx: BuildContext) -> None:
@@ -157,10 +184,11 @@ def clean_tree(ctx: BuildContext) -> None:
 
 # The built-in hooks, by phase and name (site and recipe hooks of the same name replace them).
 BUILTIN_HOOKS: tuple[Builtin, ...] = (
-    Builtin("install", "10-bootstrap", bootstrap_tree),
+    Builtin("install", "10-bootstrap", fill_tree),
     Builtin("packages", "10-sources", write_sources),
     Builtin("packages", "20-divert-dracut", divert_dracut),
     Builtin("packages", "30-packages", install_missing_packages),
+    Builtin("packages", "40-local-debs", install_local_debs),
     Builtin("post-install", "10-dracut-modules", install_dracut_modules),
     Builtin("post-install", "20-files", copy_recipe_files),
     Builtin("configure", "10-policy-rc-d", link_policy_rc_d),

@@ -1,4 +1,4 @@
-"""`swarmboot image …`: create, shell, pack, list, show, rm, clone, rollback (builder/)."""
+"""`swarmboot image …`: create, import, shell, pack, diff, list, show, rm, clone, rollback (builder/)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--packages", default="", help="extra packages, comma-separated")
     create.add_argument("--recipe", type=Path, help="recipe file (TOML): packages, files, hooks")
     create.set_defaults(handler=cmd_create)
+
+    imp = verbs.add_parser(
+        "import", help="make an image from a container image (OCI/Docker archive, OCI layout, registry)")
+    imp.add_argument("name")
+    imp.add_argument("source", help="oci-archive:FILE, docker-archive:FILE, oci:DIR[:TAG] or docker://REF")
+    imp.add_argument("--mirror", default="", help="Debian mirror for the packages swarmboot adds "
+                     "(default: the host's apt sources)")
+    imp.add_argument("--packages", default="", help="extra packages, comma-separated")
+    imp.add_argument("--recipe", type=Path, help="recipe file (TOML): packages, files, hooks (no base)")
+    imp.set_defaults(handler=cmd_import)
+
+    diff = verbs.add_parser("diff", help="packages and files that differ between two versions, "
+                            "or between the tree and a version")
+    diff.add_argument("name")
+    diff.add_argument("old", nargs="?", type=int, help="a version (default: the current one)")
+    diff.add_argument("new", nargs="?", type=int, help="a later version (default: the tree)")
+    diff.add_argument("--json", action="store_true")
+    diff.add_argument("--files", type=int, default=50, metavar="N",
+                      help="list at most N files of each kind (default 50; all with --json)")
+    diff.set_defaults(handler=cmd_diff)
 
     shell = verbs.add_parser("shell", help="a shell or a command inside an image (same as lchroot)")
     shell.add_argument("name")
@@ -73,6 +93,32 @@ def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
     path = create_image(settings, args.name, release=args.release, mirror=args.mirror,
                         packages=packages, recipe=recipe)
     print(f"image {args.name} created in {path}; next: swarmboot image pack {args.name}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    from builder.create import create_image
+    from builder.oci import check_source
+    from builder.origin import Origin
+    from builder.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe) if args.recipe else None
+    packages = [p.strip() for p in args.packages.split(",") if p.strip()]
+    origin = Origin("oci", check_source(args.source))
+    path = create_image(settings, args.name, mirror=args.mirror, packages=packages, recipe=recipe,
+                        origin=origin)
+    print(f"image {args.name} imported from {origin.ref} in {path}; next: swarmboot image pack {args.name}")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace, settings: Settings) -> int:
+    from builder.image_diff import diff_image, render
+
+    result = diff_image(settings, args.name, args.old, args.new)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(render(result, limit=args.files))
     return 0
 
 

@@ -288,3 +288,39 @@ def test_tar_zst_version_rollback_and_rm(packed: Packed, tmp_path: Path) -> None
     assert store.exists(name)
     listed = cli(settings, "swarmboot", "image", "list", "--json")
     assert [i["name"] for i in json.loads(listed.stdout)] == [name]
+
+
+def test_image_diff_lists_htop_after_lchroot_apt_install_and_a_pack(packed: Packed) -> None:
+    """Last in this module: it adds a version. Versions read from squashfs (mounted) and tar.zst
+    (streamed) of the same tree compare equal; apt-get install htop shows up before and after
+    its pack."""
+    settings, name, store = packed.settings, packed.name, packed.store
+    by_format = {store.manifest(name, v).format: v for v in store.versions(name)}
+    if "tar.zst" in by_format:
+        same = cli(settings, "swarmboot", "image", "diff", name, str(by_format["squashfs"]),
+                   str(by_format["tar.zst"]), "--json")
+        assert same.returncode == 0, same.stderr
+        report = json.loads(same.stdout)
+        assert not any(report[k] for k in ("packages_added", "packages_removed", "packages_upgraded",
+                                           "files_added", "files_removed", "files_changed")), report
+    before = store.current_version(name)
+    installed = cli(settings, "lchroot", name, "sh", "-c",
+                    "apt-get update -q && apt-get install -y -q --no-install-recommends htop", timeout=900)
+    assert installed.returncode == 0, installed.stdout[-2000:] + installed.stderr[-2000:]
+    pending = cli(settings, "swarmboot", "image", "diff", name)
+    assert pending.returncode == 0, pending.stderr
+    assert f"image {name}: version {before} → the tree" in pending.stdout
+    assert any(line.startswith("  + htop ") for line in pending.stdout.splitlines()), pending.stdout
+    assert "  + /usr/bin/htop" in pending.stdout
+    assert cli(settings, "swarmboot", "image", "pack", name).returncode == 0
+    after = store.current_version(name)
+    assert after is not None and before is not None and after > before
+    diff = cli(settings, "swarmboot", "image", "diff", name, str(before), str(after), "--json")
+    assert diff.returncode == 0, diff.stderr
+    report = json.loads(diff.stdout)
+    assert "htop" in report["packages_added"] and "/usr/bin/htop" in report["files_added"]
+    assert report["packages_removed"] == {} and "/var/lib/apt/lists" not in str(report["files_added"])
+    same_again = cli(settings, "swarmboot", "image", "diff", name, str(before), str(before))
+    assert same_again.returncode != 0 and "against itself" in same_again.stderr
+    missing = cli(settings, "swarmboot", "image", "diff", name, "99")
+    assert missing.returncode != 0 and "has no version 99" in missing.stderr
