@@ -137,6 +137,12 @@ def walk_tree(root: Path, label: str) -> Snapshot:
     return snap
 
 
+def _tar_path(name: str) -> str:
+    """./usr/bin/ → /usr/bin; . → /"""
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    return "/" + "/".join(parts)
+
+
 def read_tar_zst(path: Path, label: str) -> Snapshot:
     snap = Snapshot(label)
     hard_links: list[tuple[str, str]] = []
@@ -144,13 +150,13 @@ def read_tar_zst(path: Path, label: str) -> Snapshot:
         assert proc.stdout is not None
         with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
             for info in archive:
-                name = "/" + info.name.removeprefix("./").strip("/")
+                name = _tar_path(info.name)
                 if name == "/" or _excluded(name):
                     continue
                 kind = ("dir" if info.isdir() else "symlink" if info.issym()
                         else "file" if info.isreg() else "other")
                 if info.islnk():  # a hard link: the same file as its target (taken below)
-                    hard_links.append((name, "/" + info.linkname.removeprefix("./").strip("/")))
+                    hard_links.append((name, _tar_path(info.linkname)))
                 snap.entries[name] = Entry(kind, info.mode & 0o7777, info.uid, info.gid,
                                            info.size if kind == "file" else 0, int(info.mtime),
                                            info.linkname if kind == "symlink" else "")

@@ -1,8 +1,11 @@
 """End-to-end fixtures: one packed image in two formats, and one virtual cluster for the session.
 
-`e2e_images` clones the session's base image into its own home and packs it twice with the real
-pack (the frozen agent built and checked, dracut with the swarmboot module): version 1 squashfs
-(overlay root), version 2 tar.zst (tmpfs root).
+`e2e_images` makes the e2e image by importing the session's base image as a container image: its
+tree as a one-layer OCI archive (umoci, skopeo: tests/helpers/oci.py) taken in by the real
+`image import` (so every boot below boots an imported image; test_image_import.py checks that an
+import is the tree file by file). It packs it twice with the real pack (the frozen agent built
+and checked, dracut with the swarmboot module): version 1 squashfs (overlay root), version 2
+tar.zst (tmpfs root).
 
 `lab` is the virtual cluster (lab/lab.py): a network namespace with a bridge, the real
 `swarmboot serve` listening on it with dnsmasq (DHCP + PXE), and this inventory, made with the CLI:
@@ -72,18 +75,25 @@ def _require_lab_tools() -> None:
 
 @pytest.fixture(scope="session")
 def e2e_images(
-    clone_base: Callable[[Settings, str], str],
+    base_image: tuple[Settings, str],
     settings_for: Callable[[Path], Settings],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[E2EImages]:
     _require_lab_tools()
     from builder.agent_bundle import read_info
+    from builder.create import create_image
+    from builder.origin import Origin
     from builder.pack import pack
     from builder.treeops import remove_tree
+    from ground.store import ImageStore
+    from tests.helpers.oci import tree_archive
 
     home = tmp_path_factory.mktemp("e2e-home")
     settings = settings_for(home)
-    clone_base(settings, IMAGE)
+    base_tree = ImageStore(base_image[0]).rootfs(base_image[1])
+    archive = tree_archive(base_tree, tmp_path_factory.mktemp("e2e-oci"))
+    create_image(settings, IMAGE, origin=Origin("oci", f"oci-archive:{archive}"))
+    archive.unlink()
     squashfs = pack(settings, IMAGE)  # the defaults: squashfs, with the agent
     # version 2 has content version 1 lacks: a disk reinstall to it shows it on / (test_disk.py)
     marker = settings.images_dir / IMAGE / "rootfs" / MARKER

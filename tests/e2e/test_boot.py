@@ -87,6 +87,9 @@ def test_pack_puts_the_agent_and_the_nic_drivers_into_a_lean_initramfs(e2e_image
                    f"{e2e_images.tar.image_file.size / MB:.0f} MB tar.zst")
     assert size <= INITRAMFS_GOAL, f"initramfs {size / MB:.1f} MB > {INITRAMFS_GOAL / MB:.0f} MB"
     assert e2e_images.bundle_size <= BUNDLE_GOAL or "wheel" in e2e_images.bundle_libtorrent
+    origin = json.loads((e2e_images.settings.images_dir / IMAGE / "image.json").read_text())["origin"]
+    assert origin["kind"] == "oci" and origin["digest"].startswith("sha256:"), origin  # every boot: imported
+    FIGURES.append(f"image {IMAGE} imported from an OCI archive of the base tree ({origin['digest'][:19]}…)")
 
 
 def test_bios_and_uefi_nodes_pxe_boot_together_into_overlay_and_share_pieces(lab: E2ELab) -> None:

@@ -5,9 +5,11 @@ which is exactly how a site swaps a built-in step, and keeps these tests fast.""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -156,3 +158,39 @@ def test_clone_copies_everything_and_rm_removes(settings: Settings) -> None:
     missing = swarmboot("rm", "copy")
     assert missing.returncode == 1 and "no image named 'copy'" in missing.stderr
     assert leftovers(settings) == ["small"]
+
+
+def test_a_recipe_with_a_base_image_and_local_debs(
+    settings: Settings, clone_base: Callable[[Settings, str], str], tmp_path: Path
+) -> None:
+    clone_base(settings, "work")
+    pkg = tmp_path / "site-tool"
+    (pkg / "DEBIAN").mkdir(parents=True)
+    (pkg / "usr/share/site-tool").mkdir(parents=True)
+    (pkg / "usr/share/site-tool/README").write_text("a local package\n")
+    (pkg / "DEBIAN/control").write_text(
+        "Package: site-tool\nVersion: 1.2\nArchitecture: all\nDepends: hello\n"
+        "Maintainer: swarmboot tests <tests@example.org>\nDescription: local deb of the base-recipe test\n")
+    (tmp_path / "debs").mkdir()
+    deb = tmp_path / "debs/site-tool.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(pkg), str(deb)],
+                   check=True, capture_output=True, timeout=60)
+    recipe = tmp_path / "derived.toml"
+    recipe.write_text('base = "work"\ndebs = ["debs/site-tool.deb"]\n')
+    result = create("derived", "--recipe", str(recipe))
+    assert result.returncode == 0, result.stderr
+    assert "create derived: a copy of image work" in result.stderr + result.stdout
+    store = ImageStore(settings)
+    rootfs = store.rootfs("derived")
+    assert (rootfs / "usr/share/site-tool/README").read_text() == "a local package\n"
+    assert (rootfs / "usr/bin/hello").is_file()  # its dependency, from the mirror
+    assert not (rootfs / "tmp/swarmboot-debs").exists()
+    info = json.loads((store.image_dir("derived") / "image.json").read_text())
+    assert info["origin"]["kind"] == "image" and info["origin"]["base"] == "work"
+    assert info["release"] == "bookworm"
+    assert not (store.rootfs("work") / "usr/share/site-tool").exists()  # the base is untouched
+    missing = tmp_path / "missing.toml"
+    missing.write_text('base = "nope"\n')
+    refused = create("other", "--recipe", str(missing))
+    assert refused.returncode != 0 and "nope" in refused.stderr, refused.stderr
+    assert sorted(leftovers(settings)) == ["derived", "work"]

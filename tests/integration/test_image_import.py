@@ -8,13 +8,11 @@ The imported image is then packed (squashfs, initramfs with the agent's dracut m
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,59 +20,20 @@ from pathlib import Path
 import pytest
 
 from builder.image_diff import compare, walk_tree
-from builder.treeops import copy_tree, remove_tree
+from builder.treeops import remove_tree
 from ground.config import Settings
 from ground.store import ImageStore
+from tests.helpers.oci import TAG, layer_tar, layout_of_tree, new_layout, sh, to_archive
 
 pytestmark = pytest.mark.root
 VENV_BIN = Path(sys.executable).parent
-TAG = "t"
-
-
-def sh(*argv: str, timeout: float = 900) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    assert done.returncode == 0, f"{argv}: {done.stderr}"
-    return done.stdout
+CAP_NET_RAW = bytes.fromhex("0100000200200000000000000000000000000000")  # v2, permitted: cap_net_raw
 
 
 def cli(settings: Settings, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SWARMBOOT_HOME": str(settings.home), "SWARMBOOT_HOOKS_DIR": str(settings.hooks_dir)}
     return subprocess.run([str(VENV_BIN / "swarmboot"), *args], capture_output=True, text=True,
                           timeout=timeout, check=False, env=env)
-
-
-def layer_tar(path: Path, members: list[tuple[str, str, str]]) -> Path:
-    """A layer by hand: (name, kind, content or link target); kinds file, dir, symlink, hardlink."""
-    with tarfile.open(path, "w") as archive:
-        for name, kind, data in members:
-            info = tarfile.TarInfo(name)
-            info.mtime = 1_700_000_000
-            if kind == "dir":
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                archive.addfile(info)
-            elif kind in ("symlink", "hardlink"):
-                info.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE
-                info.linkname = data
-                archive.addfile(info)
-            else:
-                raw = data.encode()
-                info.size, info.mode = len(raw), 0o644
-                archive.addfile(info, io.BytesIO(raw))
-    return path
-
-
-def new_layout(where: Path) -> tuple[Path, Path]:
-    """An empty OCI layout and its unpacked bundle (umoci init, new, unpack)."""
-    layout, bundle = where / "layout", where / "bundle"
-    sh("umoci", "init", "--layout", str(layout))
-    sh("umoci", "new", "--image", f"{layout}:{TAG}")
-    sh("umoci", "unpack", "--image", f"{layout}:{TAG}", str(bundle))
-    return layout, bundle
-
-
-def to_archive(layout: Path, archive: Path) -> Path:
-    sh("skopeo", "copy", "--quiet", f"oci:{layout}:{TAG}", f"oci-archive:{archive}")
-    return archive
 
 
 @dataclass
@@ -97,10 +56,7 @@ def imported(
     work = tmp_path_factory.mktemp("import")
     settings = settings_for(work / "home")
     base_rootfs = ImageStore(base_image[0]).rootfs(base_image[1])
-    layout, bundle = new_layout(work)
-    (bundle / "rootfs").rmdir()
-    copy_tree(base_rootfs, bundle / "rootfs")
-    sh("umoci", "repack", "--refresh-bundle", "--image", f"{layout}:{TAG}", str(bundle))
+    layout, bundle = layout_of_tree(base_rootfs, work)
     root = bundle / "rootfs"
     (root / "etc/issue").unlink()  # a whiteout
     shutil.rmtree(root / "usr/share/doc/zstd")  # a whole directory's whiteout
@@ -114,6 +70,7 @@ def imported(
     os.chown(owned, 1234, 5678)
     owned.chmod(0o640)
     os.setxattr(owned, "user.swarmboot", b"kept")
+    os.setxattr(owned, "security.capability", CAP_NET_RAW)  # what ping carries
     os.link(owned, root / "opt/owned-link")
     sh("umoci", "repack", "--image", f"{layout}:{TAG}", str(bundle))
     opaque = layer_tar(work / "opaque.tar", [("opt/", "dir", ""), ("opt/site/", "dir", ""),
@@ -136,6 +93,7 @@ def test_the_imported_tree_is_the_base_with_the_layers_changes_file_by_file(impo
     owned = (root / "opt/owned").stat()
     assert (owned.st_uid, owned.st_gid, owned.st_mode & 0o7777) == (1234, 5678, 0o640)
     assert os.getxattr(root / "opt/owned", "user.swarmboot") == b"kept"
+    assert os.getxattr(root / "opt/owned", "security.capability") == CAP_NET_RAW
     assert (root / "opt/owned-link").stat().st_ino == owned.st_ino  # the hard link stays one
     diff = compare("imp", walk_tree(imported.base_rootfs, "base"), walk_tree(root, "imported"))
     assert diff.packages_added == diff.packages_removed == diff.packages_upgraded == {}
