@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.fingerprint import PACK_EXCLUDES
+from builder.layer_check import member_kind
 from ground.config import Settings
 from ground.errors import NotFoundError, SwarmbootError
 from ground.run import run
@@ -119,6 +120,7 @@ def walk_tree(root: Path, label: str) -> Snapshot:
     root_dev = root.stat().st_dev
     for top, dirs, files in os.walk(root):
         rel_top = "/" + os.path.relpath(top, root) if top != str(root) else ""
+        mounted: set[str] = set()  # directories of another file system: listed, not entered
         for name in [*dirs, *files]:
             full = os.path.join(top, name)
             path = f"{rel_top}/{name}"
@@ -126,11 +128,13 @@ def walk_tree(root: Path, label: str) -> Snapshot:
                 continue
             st = os.lstat(full)
             kind = _kind(st.st_mode)
+            if kind == "dir" and st.st_dev != root_dev:
+                mounted.add(name)
             snap.entries[path] = Entry(
                 kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_size if kind == "file" else 0,
                 int(st.st_mtime), os.readlink(full) if kind == "symlink" else "",
             )
-        dirs[:] = [d for d in dirs if os.lstat(os.path.join(top, d)).st_dev == root_dev]
+        dirs[:] = [d for d in dirs if d not in mounted]
     status = root / DPKG_STATUS
     if status.is_file():
         snap.packages = parse_dpkg_status(status.read_text(errors="replace"))
@@ -153,10 +157,10 @@ def read_tar_zst(path: Path, label: str) -> Snapshot:
                 name = _tar_path(info.name)
                 if name == "/" or _excluded(name):
                     continue
-                kind = ("dir" if info.isdir() else "symlink" if info.issym()
-                        else "file" if info.isreg() else "other")
-                if info.islnk():  # a hard link: the same file as its target (taken below)
+                kind = member_kind(info)
+                if kind == "hardlink":  # the same file as its target (taken below)
                     hard_links.append((name, _tar_path(info.linkname)))
+                    kind = "other"
                 snap.entries[name] = Entry(kind, info.mode & 0o7777, info.uid, info.gid,
                                            info.size if kind == "file" else 0, int(info.mtime),
                                            info.linkname if kind == "symlink" else "")

@@ -17,6 +17,7 @@ what lower layers had, symlinks included.
 
 from __future__ import annotations
 
+import tarfile
 from dataclasses import dataclass
 
 from ground.errors import SwarmbootError
@@ -37,6 +38,19 @@ class Member:
     name: str
     kind: str  # "file", "dir", "symlink", "hardlink" or "other" (devices, fifos)
     target: str = ""
+
+
+def member_kind(info: tarfile.TarInfo) -> str:
+    """A tar header's kind, as Member.kind names it."""
+    if info.issym():
+        return "symlink"
+    if info.islnk():
+        return "hardlink"
+    if info.isdir():
+        return "dir"
+    if info.isreg():
+        return "file"
+    return "other"
 
 
 def clean_name(name: str) -> list[str] | None:

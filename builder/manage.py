@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from builder.chroot import ChrootSpec, exec_in_image
-from builder.create import check_new_name
-from builder.create import image_json as image_info
+from builder.create import check_new_name, image_json
 from builder.kernel import image_kernel_version
 from builder.treeops import copy_tree, remove_tree, staging_path
 from ground.config import Settings
@@ -31,7 +30,7 @@ def list_images(settings: Settings) -> list[ImageSummary]:
     store = ImageStore(settings)
     summaries = []
     for name in store.list_images():
-        info = image_info(store, name)
+        info = image_json(store, name)
         summaries.append(ImageSummary(
             name=name,
             release=str(info.get("release", "?")),
@@ -56,7 +55,7 @@ def show_json(settings: Settings, name: str, version: int | None = None) -> dict
 def show_text(settings: Settings, name: str) -> str:
     store = ImageStore(settings)
     store.require(name)
-    info = image_info(store, name)
+    info = image_json(store, name)
     current = store.current_version(name)
     lines = [
         f"image     {name}",
@@ -111,7 +110,7 @@ def clone_image(settings: Settings, source: str, target: str) -> Path:
     try:
         with store.lock(source, f"swarmboot image clone {source} {target}"):
             copy_tree(store.rootfs(source), staging / "rootfs")
-        info = image_info(store, source)
+        info = image_json(store, source)
         info.update(name=target, cloned_from=source)
         (staging / "image.json").write_text(json.dumps(info, indent=2) + "\n")
         staging.rename(store.image_dir(target))

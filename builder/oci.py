@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from builder.layer_check import LayerChecker, Member
+from builder.layer_check import LayerChecker, Member, member_kind
 from ground.errors import CommandError, SwarmbootError, UsageError
 from ground.run import require_tool, run
 
@@ -106,21 +106,8 @@ def layer_digests(layout: Path) -> list[str]:
 
 
 def _members(stream: IO[bytes]) -> list[Member]:
-    members = []
     with tarfile.open(fileobj=stream, mode="r|") as archive:
-        for info in archive:
-            if info.issym():
-                kind = "symlink"
-            elif info.islnk():
-                kind = "hardlink"
-            elif info.isdir():
-                kind = "dir"
-            elif info.isreg():
-                kind = "file"
-            else:
-                kind = "other"
-            members.append(Member(info.name, kind, info.linkname))
-    return members
+        return [Member(info.name, member_kind(info), info.linkname) for info in archive]
 
 
 def read_members(blob: Path) -> list[Member]:

@@ -42,11 +42,9 @@ MIRROR = Origin("mirror")
 
 def os_release(rootfs: Path) -> dict[str, str]:
     """/etc/os-release (or /usr/lib/os-release) of a tree, as a dict."""
-    for name in ("etc/os-release", "usr/lib/os-release"):
+    for name in ("etc/os-release", "usr/lib/os-release"):  # the first is mostly a link to the second
         path = rootfs / name
-        if path.is_symlink():
-            path = rootfs / "usr/lib/os-release"
-        if path.is_file():
+        if not path.is_symlink() and path.is_file():  # a link is not followed: it may point at the host's
             values = {}
             for line in path.read_text(errors="replace").splitlines():
                 key, sep, value = line.partition("=")

@@ -62,15 +62,19 @@ def installed_packages(ctx: BuildContext) -> set[str]:
 def install_missing_packages(ctx: BuildContext) -> None:
     have = installed_packages(ctx)
     missing = [p for p in ctx.packages if p.split("=")[0].split("/")[0] not in have]
-    if not missing:
-        return
-    spec = ctx.chroot_spec()
+    if missing:
+        apt_install(ctx, missing)
+
+
+def apt_install(ctx: BuildContext, items: list[str]) -> None:
+    """apt-get update, then install `items` (package names or .deb paths inside the image)."""
     from builder.chroot import run_in_image
 
+    spec = ctx.chroot_spec()
     run_in_image(spec, ["apt-get", "update", "-q"], timeout=APT_TIMEOUT, stderr=-2)
     run_in_image(
         spec,
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *items],
         timeout=APT_TIMEOUT,
         stderr=-2,
     )
@@ -89,17 +93,7 @@ def install_local_debs(ctx: BuildContext) -> None:
     try:
         for deb in debs:
             shutil.copy2(deb, inside / deb.name)
-        from builder.chroot import run_in_image
-
-        spec = ctx.chroot_spec()
-        run_in_image(spec, ["apt-get", "update", "-q"], timeout=APT_TIMEOUT, stderr=-2)
-        run_in_image(
-            spec,
-            ["apt-get", "install", "-y", "-q", "--no-install-recommends",
-             *(f"{DEBS_INSIDE}/{deb.name}" for deb in debs)],
-            timeout=APT_TIMEOUT,
-            stderr=-2,
-        )
+        apt_install(ctx, [f"{DEBS_INSIDE}/{deb.name}" for deb in debs])
     finally:
         shutil.rmtree(inside, ignore_errors=True)
 
