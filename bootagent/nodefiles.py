@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from bootagent.errors import FilesError
+from ground.contract.booted import AUTHORIZED_KEYS, with_keys
 from ground.contract.cmdline import TOKEN_HEADER
 from ground.contract.plan import BootPlan, NodeFile
 
@@ -270,6 +271,21 @@ def file_content(f: NodeFile) -> str | bytes:
         raise FilesError(f"node file {f.path}: its content is not base64", hint="fix it") from None
 
 
+def write_authorized_keys(sysroot: Path, keys: tuple[str, ...]) -> int:
+    """The group's SSH keys for root in the booted system, in swarmboot's block of
+    /root/.ssh/authorized_keys (the image's own keys stay); how many."""
+    path = sysroot / AUTHORIZED_KEYS
+    old = path.read_text(errors="replace") if path.is_file() and not path.is_symlink() else ""
+    text = with_keys(old, keys)
+    if text == old:
+        return len(keys)
+    ssh_dir = path.parent
+    if not ssh_dir.is_dir():
+        ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_file(sysroot, AUTHORIZED_KEYS, text, 0o600)
+    return len(keys)
+
+
 def enable_unit(sysroot: Path, unit: str, target: str, source: str) -> None:
     wants = sysroot / "etc/systemd/system" / f"{target}.wants"
     wants.mkdir(parents=True, exist_ok=True)
@@ -347,6 +363,7 @@ def write_node_files(
         write_file(sysroot, "etc/resolv.conf", resolv_conf.read_text())
     written = [write_plan_file(sysroot, f) for f in plan.files]
     secret = [write_plan_file(sysroot, f) for f in plan.secret_files]
+    keys = write_authorized_keys(sysroot, plan.ssh_authorized_keys)
     if report_urls:
         write_file(
             sysroot,
@@ -361,5 +378,6 @@ def write_node_files(
         "interfaces": [i.name or i.mac for i in ifaces],
         "files": [str(p.relative_to(sysroot)) for p in written],
         "secret_files": len(secret),  # how many, never which contents
+        "ssh_keys": keys,
         "report": json.dumps(report_urls),
     }

@@ -68,6 +68,10 @@ def show_text(settings: Settings, name: str) -> str:
         f"created   {info.get('created', '?')}",
         f"current   {current if current is not None else '- (not packed yet)'}",
     ]
+    grabbed = info.get("grabbed")
+    if grabbed:
+        lines.insert(4, f"grabbed   the root of node {grabbed.get('node')} ({grabbed.get('address')}) on "
+                     f"{grabbed.get('grabbed')}: the tree, for the next pack")
     for version in store.versions(name):
         manifest = store.manifest(name, version)
         mark = "*" if version == current else " "
@@ -84,6 +88,8 @@ def describe_origin(info: dict[str, Any]) -> str:
     origin = info.get("origin") or {"kind": "mirror"}
     if origin.get("kind") == "oci":
         return f"container image {origin.get('source')} ({origin.get('digest') or 'digest unknown'})"
+    if origin.get("kind") == "grab":
+        return f"the root of node {origin.get('node')} ({origin.get('address')}) on {origin.get('grabbed')}"
     if origin.get("kind") == "image":
         return f"a copy of image {origin.get('base')} (as of {origin.get('base_created') or '?'})"
     return f"bootstrapped with {info.get('bootstrapper') or '?'}"

@@ -3,6 +3,7 @@
     mirror   mmdebstrap/debootstrap from a Debian mirror          `image create NAME`
     image    a copy of another image's tree                       recipe `base = "IMAGE"`
     oci      a container image's layers (builder/oci.py)          `image import NAME SOURCE`
+    grab     a booted node's root, by rsync over SSH (grab.py)      `image grab NODE NAME --new`
 
 Whatever the origin, the later phases are the same: the base packages that are missing are
 installed with apt (kernel, dracut, the agent's tools), the recipe's files and hooks run, the
@@ -11,7 +12,7 @@ identity is reset; so every image can be packed and booted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,18 +23,22 @@ from ground.store import ImageStore
 
 if TYPE_CHECKING:
     from builder.create import BuildContext
+    from builder.grab import GrabFrom
 
 
 @dataclass(frozen=True)
 class Origin:
-    kind: str  # "mirror", "image" or "oci"
-    ref: str = ""  # the base image's name, or the container image's SOURCE
+    kind: str  # "mirror", "image", "oci" or "grab"
+    ref: str = ""  # the base image's name, the container image's SOURCE, or the node's name
+    grab: GrabFrom | None = field(default=None, compare=False)  # kind grab: the node and its excludes
 
     def describe(self, release: str, archive: str, bootstrapper: str) -> str:
         if self.kind == "image":
             return f"a copy of image {self.ref}"
         if self.kind == "oci":
             return f"the container image {self.ref}"
+        if self.kind == "grab" and self.grab is not None:
+            return f"the root of node {self.ref} ({self.grab.remote})"
         return f"{release} from {archive} with {bootstrapper}"
 
 
@@ -83,6 +88,8 @@ def fill_tree(ctx: BuildContext) -> None:
         copy_base_image(ctx)
     elif origin.kind == "oci":
         import_container_image(ctx)
+    elif origin.kind == "grab":
+        grab_node(ctx)
     else:  # pragma: no cover - Origin is built by create/import only
         raise ValueError(origin.kind)
 
@@ -115,3 +122,13 @@ def import_container_image(ctx: BuildContext) -> None:
         "digest": imported.digest,
         "layers": imported.layers,
     }
+
+
+def grab_node(ctx: BuildContext) -> None:
+    from builder.grab import fill_from_node, grab_origin_info
+
+    node = ctx.origin.grab
+    assert node is not None, "Origin('grab') is made with its node"
+    seconds = fill_from_node(ctx.rootfs, node)
+    ctx.release = debian_release(ctx.rootfs, f"the root of node {node.name}")
+    ctx.origin_info = {**grab_origin_info(node), "seconds": round(seconds, 1)}

@@ -10,7 +10,8 @@
     post-install  10-dracut-modules       the repository's dracut-module/* into modules.d
                   20-files                the recipe's [[files]]
     configure     10-policy-rc-d          /usr/sbin/policy-rc.d → /run/lchroot/policy-rc.d
-                  20-identity             empty machine-id, hostname "localhost", empty resolv.conf
+                  20-identity             empty machine-id, hostname "localhost", empty resolv.conf,
+                                          no SSH host keys
                   30-mount-points         /usr/lib/swarmboot/agent (where pack binds the agent)
                   80-undivert-dracut      the real dracut back
                   90-clean                apt caches and lists, /tmp, *-old files
@@ -128,11 +129,20 @@ def link_policy_rc_d(ctx: BuildContext) -> None:
 
 
 def reset_identity(ctx: BuildContext) -> None:
-    etc = ctx.rootfs / "etc"
-    _write(etc / "machine-id", "")  # each node makes its own at first boot
-    dbus_id = ctx.rootfs / "var/lib/dbus/machine-id"
+    reset_identity_of(ctx.rootfs)
+
+
+def reset_identity_of(rootfs: Path) -> None:
+    """No node's identity in the tree: every node gets its own at boot (the agent writes its
+    machine-id and name; its SSH host keys come from the server, docs/security.md)."""
+    etc = rootfs / "etc"
+    _write(etc / "machine-id", "")
+    dbus_id = rootfs / "var/lib/dbus/machine-id"
     if dbus_id.is_file() and not dbus_id.is_symlink():
         dbus_id.unlink()
+    for key in (etc / "ssh").glob("ssh_host_*"):  # openssh-server's install made them: one set for all
+        if not key.is_dir():
+            key.unlink()
     _write(etc / "hostname", "localhost\n")  # the agent writes the node's name
     resolv = etc / "resolv.conf"
     if resolv.is_symlink() or not resolv.exists():
@@ -163,7 +173,10 @@ def undivert_dracut(ctx: BuildContext) -> None:
 
 
 def clean_tree(ctx: BuildContext) -> None:
-    root = ctx.rootfs
+    clean_tree_of(ctx.rootfs)
+
+
+def clean_tree_of(root: Path) -> None:
     run(["chroot", str(root), "apt-get", "clean"], timeout=300)
     for pattern in ("var/lib/apt/lists/*", "tmp/*", "var/tmp/*", "var/cache/debconf/*-old",
                     "var/lib/dpkg/*-old", "var/cache/apt/*.bin"):

@@ -36,6 +36,26 @@ def remove_tree(path: Path) -> None:
     run(["rm", "-rf", "--one-file-system", "--", str(path)], timeout=TREE_TIMEOUT)
 
 
+RENAME_EXCHANGE = 2  # linux/fs.h
+AT_FDCWD = -100
+
+
+def exchange_trees(a: Path, b: Path) -> None:
+    """Swap two directories in one step (renameat2 RENAME_EXCHANGE): at every moment each path
+    holds one whole tree, so a crash never leaves an image without one."""
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    if libc.renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) != 0:
+        err = ctypes.get_errno()
+        raise SwarmbootError(
+            f"cannot exchange {a} with {b}: {os.strerror(err)}",
+            hint="both must be directories on one file system that supports RENAME_EXCHANGE "
+            "(ext4, xfs, btrfs, tmpfs); nothing was changed",
+        )
+
+
 def staging_path(staging_dir: Path, name: str, what: str) -> Path:
     """A work directory named so that `clean_stale_staging` knows its owner: NAME.PID.WHAT."""
     return staging_dir / f"{name}.{os.getpid()}.{what}"

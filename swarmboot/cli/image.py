@@ -1,4 +1,5 @@
-"""`swarmboot image …`: create, import, shell, pack, diff, list, show, rm, clone, rollback (builder/)."""
+"""`swarmboot image …`: create, import, grab, shell, pack, diff, list, show, rm, clone, rollback
+(builder/)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("--packages", default="", help="extra packages, comma-separated")
     imp.add_argument("--recipe", type=Path, help="recipe file (TOML): packages, files, hooks (no base)")
     imp.set_defaults(handler=cmd_import)
+
+    grab = verbs.add_parser("grab", help="take a booted node's root as an image's tree (rsync over SSH)")
+    grab.add_argument("node", help="a node of the inventory, booted, running sshd and with rsync")
+    grab.add_argument("name", help="the image: its tree is replaced (for its next pack), or --new")
+    grab.add_argument("--new", action="store_true", help="make a new image (image create's phases after it)")
+    grab.add_argument("--exclude-file", type=Path, metavar="F",
+                      help="more rsync patterns to leave out, one per line (`+ PATTERN` takes one back)")
+    grab.add_argument("--dry-run", action="store_true", help="list what would change; write nothing")
+    grab.add_argument("--identity", type=Path, metavar="KEY",
+                      help="the SSH private key (default: root's; the node authorizes its group's keys)")
+    grab.add_argument("--address", help="where to reach the node (default: its inventory address)")
+    grab.add_argument("--files", type=int, default=50, metavar="N",
+                      help="--dry-run: list at most N paths of each kind (default 50; all with --json)")
+    grab.add_argument("--json", action="store_true", help="--dry-run: the changes as JSON")
+    grab.set_defaults(handler=cmd_grab)
 
     diff = verbs.add_parser("diff", help="packages and files that differ between two versions, "
                             "or between the tree and a version")
@@ -108,6 +124,31 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     path = create_image(settings, args.name, mirror=args.mirror, packages=packages, recipe=recipe,
                         origin=origin)
     print(f"image {args.name} imported from {origin.ref} in {path}; next: swarmboot image pack {args.name}")
+    return 0
+
+
+def cmd_grab(args: argparse.Namespace, settings: Settings) -> int:
+    from builder import grab
+    from swarmboot.cli.grab_node import grab_source
+
+    node = grab_source(args, settings)
+    if args.dry_run:
+        changes = grab.preview(settings, None if args.new else args.name, node)
+        if args.json:
+            print(json.dumps(changes.to_dict(), indent=2))
+        else:
+            target = f"a new image {args.name}" if args.new else f"image {args.name}'s tree"
+            print(f"grab {node.name} ({node.remote}) into {target} would change (nothing was written):")
+            print(grab.render_changes(changes, args.files))
+        return 0
+    if args.new:
+        path = grab.grab_new(settings, args.name, node)
+        print(f"image {args.name} grabbed from {node.name} in {path}; next: swarmboot image pack {args.name}")
+        return 0
+    result = grab.grab_into(settings, args.name, node)
+    print(f"image {args.name}: its tree is now {node.name}'s root ({result.files} files, "
+          f"{result.received_bytes / 2**20:.1f} MiB transferred in {result.seconds:.0f} s); "
+          f"next: swarmboot image pack {args.name}")
     return 0
 
 

@@ -3,15 +3,15 @@
 `e2e_images` makes the e2e image by importing the session's base image as a container image: its
 tree as a one-layer OCI archive (umoci, skopeo: tests/helpers/oci.py) taken in by the real
 `image import` (so every boot below boots an imported image; test_image_import.py checks that an
-import is the tree file by file). It packs it twice with the real pack (the frozen agent built
-and checked, dracut with the swarmboot module): version 1 squashfs (overlay root), version 2
-tar.zst (tmpfs root).
+import is the tree file by file), with openssh-server and rsync added (`image grab`,
+test_grab.py). It packs it twice with the real pack (the frozen agent built and checked, dracut
+with the swarmboot module): version 1 squashfs (overlay root), version 2 tar.zst (tmpfs root).
 
 `lab` is the virtual cluster (lab/lab.py): a network namespace with a bridge, the real
 `swarmboot serve` listening on it with dnsmasq (DHCP + PXE), and this inventory, made with the CLI:
 
     network lab 10.77.0.0/24 (nodes .10-.99, pool .100-.199)
-    group overlay  image e2e version 1, root overlay
+    group overlay  image e2e version 1, root overlay, the test's SSH key (image grab, test_grab.py)
     group tmpfs    image e2e version 2, root tmpfs, the test's SSH key
     group disk, disk-uefi, raid: image e2e version 1, root disk (tests/helpers/e2e.py: the layouts)
     group nfs      image e2e version 1, root nfs (the server's export), a probe unit (NFS_POST)
@@ -44,6 +44,7 @@ from tests.helpers.e2e import (
     DISK_LAYOUT,
     DISK_POST,
     FIGURES,
+    GRAB_PACKAGES,
     GROUP_ARGS,
     IMAGE,
     MARKER,
@@ -92,7 +93,8 @@ def e2e_images(
     settings = settings_for(home)
     base_tree = ImageStore(base_image[0]).rootfs(base_image[1])
     archive = tree_archive(base_tree, tmp_path_factory.mktemp("e2e-oci"))
-    create_image(settings, IMAGE, origin=Origin("oci", f"oci-archive:{archive}"))
+    # with an SSH server and rsync, which `image grab` needs on the node (test_grab.py)
+    create_image(settings, IMAGE, origin=Origin("oci", f"oci-archive:{archive}"), packages=GRAB_PACKAGES)
     archive.unlink()
     squashfs = pack(settings, IMAGE)  # the defaults: squashfs, with the agent
     # version 2 has content version 1 lacks: a disk reinstall to it shows it on / (test_disk.py)
@@ -115,7 +117,7 @@ def lab(e2e_images: E2EImages, tmp_path_factory: pytest.TempPathFactory) -> Iter
         switch = the_lab.add_switch()
         the_lab.cli("switch", "add", "labsw", *switch.cli_args())
         for group, version, root, extra in (
-            ("overlay", e2e_images.squashfs.version, "overlay", ()),
+            ("overlay", e2e_images.squashfs.version, "overlay", ("--ssh-key-file", str(public_key))),
             ("tmpfs", e2e_images.tar.version, "tmpfs", ("--ssh-key-file", str(public_key))),
         ):
             the_lab.cli("group", "add", group, "--image", IMAGE, "--image-version", str(version),

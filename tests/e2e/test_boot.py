@@ -21,7 +21,7 @@ import pytest
 from lab.lab import ssh_argv
 from lab.server_process import swarmboot_command
 from lab.timeline import BootSummary, kernel_clock, timeline_line
-from tests.helpers.e2e import DEAD_SERVER_ARGS, FIGURES, IMAGE, PORT_NAMED, E2EImages, E2ELab
+from tests.helpers.e2e import DEAD_SERVER_ARGS, FIGURES, GRAB_DEADLINE, IMAGE, PORT_NAMED, E2EImages, E2ELab
 
 # The tests' own deadlines (BOOT_TIMEOUT, the console waits) come first, so a failure shows the
 # evidence; pytest-timeout is the last resort (it includes the session fixtures: clone + 2 packs).
@@ -104,7 +104,9 @@ def test_bios_and_uefi_nodes_pxe_boot_together_into_overlay_and_share_pieces(lab
     the_lab.set_server_rate("100mbit")
     try:
         for name in names:
-            the_lab.start_vm(name, lab.mac(name), lab.firmware(name))
+            # n1 stays up for test_grab.py (image grab takes its root)
+            deadline = GRAB_DEADLINE if name == "n1" else 900.0
+            the_lab.start_vm(name, lab.mac(name), lab.firmware(name), deadline_s=deadline)
         rows = the_lab.wait_booted(names, timeout=BOOT_TIMEOUT)
         stats = the_lab.admin("stats")
     finally:

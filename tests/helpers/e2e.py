@@ -13,6 +13,8 @@ from lab.vm import Firmware, mac_for
 
 FIGURES: list[str] = []
 IMAGE = "e2e"
+GRAB_PACKAGES = ("openssh-server", "rsync")  # the e2e image's additions: a node `image grab` can take
+GRAB_DEADLINE = 3600.0  # n1's VM: booted in test_boot.py, grabbed in test_grab.py
 # Every wait in the initramfs is bounded; a failed boot must not sit in a rescue shell for an hour.
 GROUP_ARGS = "swarmboot.rescue_timeout=300"
 DEAD_SERVER_ARGS = "swarmboot.server=http://{ip}:9 swarmboot.plan_timeout=15 swarmboot.rescue_timeout=120"
