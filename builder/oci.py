@@ -65,6 +65,7 @@ def check_source(source: str) -> str:
 
 
 def _skopeo(args: list[str], source: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """skopeo ARGS; a failure says what to check."""
     try:
         return run([require_tool("skopeo"), *args], timeout=timeout)
     except CommandError as exc:
@@ -76,14 +77,22 @@ def _skopeo(args: list[str], source: str, timeout: float) -> subprocess.Complete
         ) from exc
 
 
-def source_digest(source: str) -> str:
-    return _skopeo(["inspect", "--format", "{{.Digest}}", source], source, 600).stdout.strip()
+def _no_tls(option: str, source: str, tls_verify: bool) -> list[str]:
+    """A registry over plain HTTP, or with a certificate this host does not trust (--insecure)."""
+    return [f"{option}=false"] if not tls_verify and source.startswith("docker://") else []
 
 
-def fetch(source: str, layout: Path) -> None:
+def source_digest(source: str, tls_verify: bool = True) -> str:
+    args = ["inspect", *_no_tls("--tls-verify", source, tls_verify), "--format", "{{.Digest}}", source]
+    return _skopeo(args, source, 600).stdout.strip()
+
+
+def fetch(source: str, layout: Path, tls_verify: bool = True) -> None:
     """Copy the image into the OCI layout directory `layout` (tag LOCAL_TAG); skopeo checks the
     digest of every blob it copies."""
-    _skopeo(["copy", "--quiet", source, f"oci:{layout}:{LOCAL_TAG}"], source, FETCH_TIMEOUT)
+    args = ["copy", "--quiet", *_no_tls("--src-tls-verify", source, tls_verify), source,
+            f"oci:{layout}:{LOCAL_TAG}"]
+    _skopeo(args, source, FETCH_TIMEOUT)
 
 
 def _blob(layout: Path, digest: str) -> Path:
@@ -157,11 +166,11 @@ def unpack(layout: Path, bundle: Path) -> Path:
     return bundle / "rootfs"
 
 
-def import_layers(source: str, work: Path) -> Imported:
+def import_layers(source: str, work: Path, tls_verify: bool = True) -> Imported:
     """Fetch, check and unpack `source` under `work` (layout/, bundle/)."""
-    digest = source_digest(source)
+    digest = source_digest(source, tls_verify)
     layout = work / "layout"
-    fetch(source, layout)
+    fetch(source, layout, tls_verify)
     digests = layer_digests(layout)
     check_layers(layout, digests)
     rootfs = unpack(layout, work / "bundle")

@@ -31,6 +31,7 @@ class Origin:
     kind: str  # "mirror", "image", "oci" or "grab"
     ref: str = ""  # the base image's name, the container image's SOURCE, or the node's name
     grab: GrabFrom | None = field(default=None, compare=False)  # kind grab: the node and its excludes
+    tls_verify: bool = True  # kind oci, docker://: False for a registry over HTTP (image import --insecure)
 
     def describe(self, release: str, archive: str, bootstrapper: str) -> str:
         if self.kind == "image":
@@ -112,7 +113,7 @@ def import_container_image(ctx: BuildContext) -> None:
     work = ctx.staging / "oci"
     work.mkdir()
     try:
-        imported = import_layers(ctx.origin.ref, work)
+        imported = import_layers(ctx.origin.ref, work, ctx.origin.tls_verify)
         ctx.release = debian_release(imported.rootfs, f"the container image {ctx.origin.ref}")
         imported.rootfs.rename(ctx.rootfs)
     finally:
@@ -121,6 +122,7 @@ def import_container_image(ctx: BuildContext) -> None:
         "source": imported.source,
         "digest": imported.digest,
         "layers": imported.layers,
+        **({"tls_verify": False} if not ctx.origin.tls_verify else {}),
     }
 
 

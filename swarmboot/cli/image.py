@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "(default: the host's apt sources)")
     imp.add_argument("--packages", default="", help="extra packages, comma-separated")
     imp.add_argument("--recipe", type=Path, help="recipe file (TOML): packages, files, hooks (no base)")
+    imp.add_argument("--insecure", action="store_true", help="docker://: the registry speaks plain HTTP "
+                     "or has a certificate this host does not trust (skopeo --tls-verify=false)")
     imp.set_defaults(handler=cmd_import)
 
     grab = verbs.add_parser("grab", help="take a booted node's root as an image's tree (rsync over SSH)")
@@ -120,7 +122,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
     recipe = load_recipe(args.recipe) if args.recipe else None
     packages = [p.strip() for p in args.packages.split(",") if p.strip()]
-    origin = Origin("oci", check_source(args.source))
+    origin = Origin("oci", check_source(args.source), tls_verify=not args.insecure)
     path = create_image(settings, args.name, mirror=args.mirror, packages=packages, recipe=recipe,
                         origin=origin)
     print(f"image {args.name} imported from {origin.ref} in {path}; next: swarmboot image pack {args.name}")

@@ -179,3 +179,60 @@ def test_a_damaged_archive_or_a_tree_without_apt_is_a_clear_error(settings: Sett
     assert unknown.returncode != 0 and "unknown source" in unknown.stderr
     store = ImageStore(settings)
     assert store.list_images() == [] and not any(store.staging_dir.glob("*"))
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[str]:
+    """A real registry (Debian's docker-registry, distribution 2.8) on loopback; its address."""
+    import socket
+    import time
+    import urllib.request
+
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.fail("docker-registry is missing: run `make setup` (scripts/host-packages.txt)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "registry.yml"
+    config.write_text(f"version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: "
+                      f"{tmp_path / 'registry'}}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n")
+    proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.fail(f"the registry did not start: {proc.stderr and proc.stderr.read()!r}")
+                time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_an_image_from_a_registry_over_http_is_fetched_checked_and_refused_or_unpacked(
+    settings: Settings, tmp_path: Path, registry: str
+) -> None:
+    """docker://: skopeo takes it from a registry (--insecure: plain HTTP); a hostile layer that
+    comes from a registry is refused as from a file; a missing tag is a clear error."""
+    for name, members in (("ok", []), ("evil", [("../../escaped", "file", "evil\n")])):
+        archive = hostile(tmp_path, name, members)
+        sh("skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci-archive:{archive}",
+           f"docker://{registry}/site/{name}:v1")
+    https = cli(settings, "image", "import", "ok", f"docker://{registry}/site/ok:v1")
+    assert https.returncode != 0 and f"cannot read the container image docker://{registry}" in https.stderr
+    assert "HTTP response to HTTPS client" in https.stderr, https.stderr
+    unpacked = cli(settings, "image", "import", "ok", f"docker://{registry}/site/ok:v1", "--insecure")
+    # fetched, checked and unpacked: the tiny tree is refused only for what it lacks
+    assert unpacked.returncode != 0 and "has no apt-get or dpkg" in unpacked.stderr, unpacked.stderr
+    evil = cli(settings, "image", "import", "evil", f"docker://{registry}/site/evil:v1", "--insecure")
+    assert "'../../escaped' is a path outside the image's root" in evil.stderr, evil.stderr
+    missing = cli(settings, "image", "import", "x", f"docker://{registry}/site/none:v1", "--insecure")
+    assert missing.returncode != 0 and "cannot read the container image" in missing.stderr, missing.stderr
+    store = ImageStore(settings)
+    assert store.list_images() == [] and not any(store.staging_dir.glob("*"))
+    assert not (tmp_path / "escaped").exists()
