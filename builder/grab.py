@@ -32,6 +32,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from builder.kernel import image_kernel_version
 from builder.treeops import clean_stale_staging, exchange_trees, remove_tree, staging_path
 from ground.config import Settings
 from ground.contract.booted import AGENT_FILES, AUTHORIZED_KEYS, NODE_FILES, without_keys
@@ -43,9 +44,13 @@ RSYNC_TIMEOUT = 4 * 3600.0
 SSH_TIMEOUT = 60.0
 # Only these are the image's files when mounted below /: local disk file systems (the root itself
 # is always taken, whatever it is: the overlay of a RAM node, a disk node's ext4, NFS's overlay).
-DISK_FSTYPES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "jfs"})
+DISK_FSTYPES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "jfs", "zfs"})
 # Directories whose content is never the image's (the directories themselves are kept).
 EMPTY_DIRS = ("proc", "sys", "dev", "run", "tmp", "var/tmp", "var/log/journal", "var/lib/dhcp")
+# What a running node accumulates that is its own (not written by the agent: ground/contract/booted.py)
+NODE_STATE = ("var/lib/NetworkManager/secret_key", "var/lib/NetworkManager/*.lease",
+              "var/lib/NetworkManager/timestamps", "var/log/wtmp", "var/log/btmp", "var/log/lastlog",
+              "root/.bash_history", "root/.ssh/known_hosts", "root/.lesshst", "root/.viminfo")
 RSYNC_OPTIONS = ["-aHAXS", "--numeric-ids", "--delete", "--stats"]
 # rsync's exit codes that mean "the tree is complete" (24: files vanished while it read them: a
 # live system's logs and caches; what vanished is not in the image, as it is not on the node).
@@ -132,8 +137,8 @@ def exclusions(node: GrabFrom, mounts: list[tuple[str, str]]) -> list[str]:
         if rel and rel not in seen and (rel in kept or fstype not in DISK_FSTYPES):
             seen.add(rel)
             rules.append(f"/{_glob_escape(rel)}/*")
-    rules += [f"/{k}/*" for k in sorted(kept - seen)]
-    rules += [f"/{p}" for p in (*NODE_FILES, *AGENT_FILES)]
+    rules += [f"/{_glob_escape(k)}/*" for k in sorted(kept - seen)]
+    rules += [f"/{p}" for p in (*NODE_FILES, *AGENT_FILES, *NODE_STATE)]
     rules += ["/" + _glob_escape(p.lstrip("/")) for p in node.own_files if p.strip("/")]
     return rules
 
@@ -159,6 +164,10 @@ def check_exclude_file(path: Path | None) -> None:
         if text in ("+", "-") or not pattern.strip():
             raise SwarmbootError(f"{path}:{number}: a rule without a pattern: {line!r}",
                                  hint="write `- PATTERN` or `+ PATTERN`, or just PATTERN (an exclude)")
+        if line != line.strip():
+            raise SwarmbootError(f"{path}:{number}: {line!r} starts or ends with blanks: rsync would take "
+                                 "them as part of the pattern, which then matches nothing",
+                                 hint="remove the blanks around the pattern")
 
 
 # -- ssh and rsync --------------------------------------------------------------------------------
@@ -167,13 +176,14 @@ def explain(node: GrabFrom, returncode: int, stderr: str) -> SwarmbootError:
     text = stderr.strip()
     last = text.splitlines()[-1] if text else f"exit status {returncode}"
     where = f"node {node.name} ({node.remote})"
-    if "Permission denied" in text:
+    if returncode == 255 and "Permission denied" in text:
         key = f"the key {node.identity}" if node.identity else "root's SSH keys on this host"
         return SwarmbootError(
             f"{where} refused {key}: {last}",
             hint=f"a booted node authorizes its group's keys (swarmboot group set GROUP --ssh-key-file "
-                 f"KEY.pub, then reboot {node.name}) and the image's /root/.ssh/authorized_keys; give the "
-                 "private key that matches with --identity")
+                 f"KEY.pub, then reboot {node.name}; an image packed before swarmboot wrote them needs "
+                 "`image pack` first) and the image's /root/.ssh/authorized_keys; give the private key "
+                 "that matches with --identity")
     if "Host key verification failed" in text or "IDENTIFICATION HAS CHANGED" in text:
         return SwarmbootError(
             f"{where} shows another SSH host key than the one remembered in {node.known_hosts}",
@@ -191,8 +201,10 @@ def explain(node: GrabFrom, returncode: int, stderr: str) -> SwarmbootError:
             f"cannot reach {where} by SSH: {last}",
             hint=f"is it booted and up (swarmboot node status {node.name})? Its image needs an SSH server "
                  "(openssh-server); give its address with --address if the inventory has none")
-    return SwarmbootError(f"the transfer from {where} failed (exit status {returncode}): {last}",
-                          hint="nothing was written into the image; the lines above say what rsync met")
+    tail = "\n".join("  " + line for line in text.splitlines()[-10:])
+    return SwarmbootError(f"the transfer from {where} failed (exit status {returncode}):\n{tail or last}",
+                          hint="nothing was written into the image; fix what rsync says and grab again "
+                               "(an exclude file can leave a path that cannot be read on the node)")
 
 
 def remote_mounts(node: GrabFrom) -> list[tuple[str, str]]:
@@ -225,7 +237,7 @@ def parse_itemized(text: str) -> Changes:
                       total_bytes=_stat(text, "Total file size"))
     for line in text.splitlines():
         if line.startswith("*deleting "):
-            changes.deleted.append("/" + line[len("*deleting "):].strip())
+            changes.deleted.append("/" + line[len("*deleting "):].strip().rstrip("/"))
             continue
         match = re.match(r"([<>ch.*])([fdLDS])([^ ]{9}) (.+)$", line)
         if not match:
@@ -243,19 +255,50 @@ def parse_itemized(text: str) -> Changes:
     return changes
 
 
+@dataclass(frozen=True)
+class Transfer:
+    stdout: str
+    seconds: float
+    rules: str  # the filter rules it ran with
+
+
 def _transfer(node: GrabFrom, target: Path, *, dry_run: bool = False,
-              link_dest: Path | None = None) -> tuple[str, float]:
-    """rsync the node's root into `target`; (its output, the seconds it took)."""
+              link_dest: Path | None = None) -> Transfer:
+    """rsync the node's root into `target`."""
     mounts = remote_mounts(node)
+    text = filter_text(node, mounts)
     with tempfile.NamedTemporaryFile("w", prefix="swarmboot-grab.", suffix=".rules") as rules:
-        rules.write(filter_text(node, mounts))
+        rules.write(text)
         rules.flush()
         started = time.monotonic()
         result = run(rsync_argv(node, target, Path(rules.name), dry_run=dry_run, link_dest=link_dest),
                      timeout=RSYNC_TIMEOUT, check=False)
     if result.returncode not in (0, RSYNC_VANISHED):
         raise explain(node, result.returncode, result.stderr)
-    return result.stdout, time.monotonic() - started
+    return Transfer(result.stdout, time.monotonic() - started, text)
+
+
+def restore_filter(rules: str) -> str:
+    """The transfer's rules turned around: what they left on the node (its identity, its mounts'
+    content, the exclude file's paths) is what the image keeps of its own."""
+    lines = []
+    for line in rules.splitlines():
+        if not line.strip() or line.lstrip()[0] in "#;" or line.startswith("+ "):
+            continue
+        pattern = line[2:] if line.startswith("- ") else line
+        lines += [f"+ {pattern}", f"+ {pattern.rstrip('/')}/**"]
+    return "\n".join([*lines, "+ */", "- *"]) + "\n"
+
+
+def keep_image_files(image_rootfs: Path, target: Path, rules: str) -> None:
+    """Put the image's own files at the paths the transfer left out into `target` (hard links: one
+    file system), never over what came from the node."""
+    with tempfile.NamedTemporaryFile("w", prefix="swarmboot-grab.", suffix=".keep") as keep:
+        keep.write(restore_filter(rules))
+        keep.flush()
+        run(["rsync", "-aHAXS", "--numeric-ids", "--ignore-existing", "--prune-empty-dirs",
+             f"--link-dest={image_rootfs.resolve()}", f"--exclude-from={keep.name}",
+             f"{image_rootfs}/", f"{target}/"], timeout=RSYNC_TIMEOUT)
 
 
 # -- the image's side -------------------------------------------------------------------------------
@@ -264,8 +307,8 @@ DEFAULT_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopbac
 
 
 def finish_tree(rootfs: Path, image_rootfs: Path | None = None) -> None:
-    """After the transfer: no node's identity, no swarmboot key block, the image's own copies
-    of the files the node's boot had replaced (a new image: plain defaults)."""
+    """After the transfer (and, into an image, its own files back): no node's identity, no
+    swarmboot key block; plain defaults where nothing is left (a new image)."""
     from builder.steps import reset_identity_of
 
     reset_identity_of(rootfs)
@@ -279,16 +322,8 @@ def finish_tree(rootfs: Path, image_rootfs: Path | None = None) -> None:
                 ("etc/resolv.conf", ""))
     for rel, default in defaults:
         path = rootfs / rel
-        if path.exists() or path.is_symlink():
-            continue
-        old = image_rootfs / rel if image_rootfs is not None else None
-        if old is not None and (old.is_file() or old.is_symlink()):
-            run(["cp", "-a", "--", str(old), str(path)], timeout=60)
-        else:
+        if not path.exists() and not path.is_symlink():
             path.write_text(default)
-    mdadm = image_rootfs / "etc/mdadm/mdadm.conf" if image_rootfs is not None else None
-    if mdadm is not None and mdadm.is_file() and (rootfs / "etc/mdadm").is_dir():
-        run(["cp", "-a", "--", str(mdadm), str(rootfs / "etc/mdadm/mdadm.conf")], timeout=60)
 
 
 def grab_origin_info(node: GrabFrom) -> dict[str, object]:
@@ -298,9 +333,9 @@ def grab_origin_info(node: GrabFrom) -> dict[str, object]:
 
 def fill_from_node(rootfs: Path, node: GrabFrom) -> float:
     """image create's install phase for origin `grab`: the node's root into `rootfs`."""
-    _stdout, seconds = _transfer(node, rootfs)
+    transfer = _transfer(node, rootfs)
     finish_tree(rootfs)
-    return seconds
+    return transfer.seconds
 
 
 def grab_new(settings: Settings, image: str, node: GrabFrom) -> Path:
@@ -324,14 +359,16 @@ def grab_into(settings: Settings, image: str, node: GrabFrom) -> GrabResult:
         started = time.monotonic()
         try:
             target = staging / "rootfs"
-            stdout, _seconds = _transfer(node, target, link_dest=current)
+            transfer = _transfer(node, target, link_dest=current)
+            keep_image_files(current, target, transfer.rules)
             finish_tree(target, current)
             exchange_trees(current, target)  # the image's tree is the node's now; the old one is in staging
             record_grab(store, image, node)
         finally:
             remove_tree(staging)
     return GrabResult(image, node.name, current, time.monotonic() - started,
-                      _stat(stdout, "Total transferred file size"), _stat(stdout, "Number of files"))
+                      _stat(transfer.stdout, "Total transferred file size"),
+                      _stat(transfer.stdout, "Number of files"))
 
 
 def record_grab(store: ImageStore, image: str, node: GrabFrom) -> None:
@@ -341,6 +378,7 @@ def record_grab(store: ImageStore, image: str, node: GrabFrom) -> None:
     except (OSError, ValueError):
         info = {"name": image}
     info["grabbed"] = grab_origin_info(node)
+    info["kernel_version"] = image_kernel_version(store.rootfs(image))
     write_atomic(path, json.dumps(info, indent=2) + "\n")
 
 
@@ -349,14 +387,13 @@ def preview(settings: Settings, image: str | None, node: GrabFrom) -> Changes:
     store = ImageStore(settings)
     if image is not None:
         store.require(image)
-        stdout, _ = _transfer(node, store.rootfs(image), dry_run=True)
-        return parse_itemized(stdout)
+        return parse_itemized(_transfer(node, store.rootfs(image), dry_run=True).stdout)
     empty = Path(tempfile.mkdtemp(prefix="swarmboot-grab-preview."))
     try:
-        stdout, _ = _transfer(node, empty, dry_run=True)
+        transfer = _transfer(node, empty, dry_run=True)
     finally:
         shutil.rmtree(empty, ignore_errors=True)
-    return parse_itemized(stdout)
+    return parse_itemized(transfer.stdout)
 
 
 def render_changes(changes: Changes, limit: int) -> str:

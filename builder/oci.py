@@ -70,6 +70,11 @@ def _skopeo(args: list[str], source: str, timeout: float) -> subprocess.Complete
         return run([require_tool("skopeo"), *args], timeout=timeout)
     except CommandError as exc:
         detail = (exc.stderr or str(exc)).strip().splitlines()
+        if detail and "HTTP response to HTTPS client" in detail[-1]:
+            raise OciImportError(
+                f"the registry of {source} speaks plain HTTP: {detail[-1]}",
+                hint="if it is yours and on a trusted network, import with --insecure",
+            ) from exc
         raise OciImportError(
             f"cannot read the container image {source}: {detail[-1] if detail else exc}",
             hint="check the archive (is it complete? `skopeo inspect SOURCE`), or the registry's "

@@ -41,6 +41,8 @@ APT_TIMEOUT = 3600.0
 
 
 def write_sources(ctx: BuildContext) -> None:
+    if ctx.origin.kind == "grab":  # the node's own sources (components, extra repositories) stay
+        return
     apt = ctx.rootfs / "etc/apt"
     (apt / "sources.list").write_text(render_sources_list(ctx.release, ctx.mirrors))
     # mmdebstrap's copy of its sources (and a deb822 default) would duplicate sources.list.

@@ -40,6 +40,7 @@ AGENT_FILES: tuple[str, ...] = (
     "etc/systemd/system/network-online.target.wants/systemd-networkd-wait-online.service",
     "usr/local/lib/swarmboot/",
     "boot/swarmboot/",
+    "boot/grub/",  # the disk mode's GRUB: grub-install's modules and our grub.cfg (this node's UUIDs)
 )
 
 # The group's SSH keys (plan.ssh_authorized_keys) go into root's authorized_keys between these

@@ -115,12 +115,15 @@ def test_a_booted_node_grabbed_into_an_image_keeps_its_tuning_leaves_its_identit
     assert "/etc/golden-second" in changes["added"] and "/etc/golden-tuning" in changes["deleted"], changes
     assert not (tree / "etc/golden-second").exists()
     inode = (tree / "usr/bin/bash").stat().st_ino
+    (tree / "srv/scratch/image-own").write_text("the image's\n")  # at an excluded path: the image keeps it
     started = time.monotonic()
     grab(GOLDEN, *key, "--exclude-file", str(exclude))
     again = time.monotonic() - started
     assert (tree / "etc/golden-second").read_text() == "second\n"
     assert not (tree / "etc/golden-tuning").exists()
     assert (tree / "usr/bin/bash").stat().st_ino == inode, "an unchanged file was copied, not linked"
+    assert (tree / "srv/scratch/image-own").read_text() == "the image's\n"
+    assert not (tree / "srv/scratch/big").exists()
     assert "grabbed   the root of node n1" in the_lab.cli("image", "show", GOLDEN)
     FIGURES.append(f"image grab {NODE} into the existing image: {again:.0f} s (unchanged files linked)")
 

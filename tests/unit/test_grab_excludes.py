@@ -18,6 +18,7 @@ from builder.grab import (
     filter_text,
     parse_itemized,
     parse_mounts,
+    restore_filter,
 )
 from builder.treeops import exchange_trees
 from ground.contract.booted import KEYS_BEGIN, with_keys, without_keys
@@ -87,7 +88,9 @@ def test_the_administrators_rules_come_first(tmp_path: Path) -> None:
     assert text.index("/home/*") < text.index("+ /etc/hosts") < text.index("/etc/hosts\n")
 
 
-@pytest.mark.parametrize(("content", "message"), [(None, "does not exist"), ("- \n", "without a pattern")])
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "does not exist"), ("- \n", "without a pattern"), ("  /home/*\n", "starts or ends with blanks"),
+])
 def test_a_bad_exclude_file_is_refused(tmp_path: Path, content: str | None, message: str) -> None:
     path = tmp_path / "rules"
     if content is not None:
@@ -144,6 +147,7 @@ def test_rsyncs_itemized_list_sorts_into_added_changed_attributes_deleted() -> N
          "apt-get install"),
         (255, "Host key verification failed.", "another SSH host key", "ssh-keygen -R 10.0.0.7 -f /kh"),
         (23, 'rsync: read errors mapping "/x": Input/output error', "exit status 23", "nothing was written"),
+        (23, 'rsync: opendir "/x" failed: Permission denied (13)', "Permission denied (13)", "grab again"),
     ],
 )
 def test_each_failure_says_what_went_wrong_and_what_to_do(
@@ -163,3 +167,11 @@ def test_two_trees_are_exchanged_in_one_step(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "b").iterdir()] == ["old"]
     with pytest.raises(SwarmbootError, match="cannot exchange"):
         exchange_trees(tmp_path / "a", tmp_path / "missing")
+
+
+def test_what_the_transfer_left_on_the_node_is_what_the_image_keeps() -> None:
+    text = restore_filter("# mine\n+ /etc/hosts\n/srv/scratch/*\n/etc/hosts\n/usr/local/lib/swarmboot/\n")
+    assert text.splitlines() == [
+        "+ /srv/scratch/*", "+ /srv/scratch/*/**", "+ /etc/hosts", "+ /etc/hosts/**",
+        "+ /usr/local/lib/swarmboot/", "+ /usr/local/lib/swarmboot/**", "+ */", "- *",
+    ]
