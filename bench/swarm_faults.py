@@ -214,6 +214,7 @@ def fault_summary(
             default=None,
         ),
         "hash_failures": sum(r.get("hash_failures", 0) for r in done.values()),
+        "rechecks": sum(r.get("rechecks", 0) for r in done.values()),
         "banned": sorted({b for r in done.values() for b in r.get("banned", [])}),
         "errors": {i: r["error"] for i, r in results.items() if "error" in r},
         "server_down": injector.server_down,
@@ -239,5 +240,6 @@ def fault_line(s: dict[str, Any], tmin: float) -> str:
         f"fault {s['kind']} completed={s['completed']} last={last}s ratio={ratio} T_min={tmin:.2f}s"
         f" web_seed_copies={s['web_seed_copies']:.2f} max_node_rx_copies={s['max_node_rx_copies']:.2f}"
         f" max_node_payload_copies={s['max_node_payload_copies'] or 0:.2f}"
-        f" hash_failures={s['hash_failures']} errors={len(s['errors'])}{extra}"
+        f" hash_failures={s['hash_failures']} rechecks={s.get('rechecks', 0)}"
+        f" errors={len(s['errors'])}{extra}"
     )

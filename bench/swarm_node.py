@@ -147,6 +147,7 @@ def run_swarm(args: argparse.Namespace, result: dict[str, Any]) -> None:
         from_web_seeds=status.from_web_seeds,
         uploaded=status.uploaded,
         hash_failures=dl.hash_failures,
+        rechecks=dl.recheck.rechecks,
         by_peer=by_peer(dl),
         blocks=getattr(dl, "blocks", None),
         peer_flags=getattr(dl, "peer_flags", None),

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 from bootagent import lan_tuning
 from bootagent.errors import DownloadError, DownloadStalled, DownloadTimeout, ImageHashMismatch
 from bootagent.hashing import PieceReader, StreamingHash, sha256_file
-from bootagent.recovery import Reachability, SeederWatch
+from bootagent.recovery import Reachability, RecheckWatch, SeederWatch
 from bootagent.stripes import TOP_PRIORITY, StripePolicy
 from bootagent.torrent_meta import parse_torrent
 from bootagent.web_seed import WebSeedFallback, WebSeedPolicy
@@ -121,6 +121,8 @@ class ImageDownload:
         self.seeder = SeederWatch("", 0.0)
         self.reach = Reachability(self.meta.tracker_url, "", self.meta.web_seeds)
         self._needed = False  # some missing piece has no source among the connected peers
+        self._available_missing = False  # some missing piece has a source among the connected peers
+        self.recheck = RecheckWatch()
         self._read = PieceReader(self.path)
         self._peer_bytes: dict[tuple[Any, int], int] = {}
         self._peer_sampled = 0.0
@@ -239,6 +241,7 @@ class ImageDownload:
         self._needed = not self.stripes.filtered and any(
             a - web_peers <= 0 and not have(k) for k, a in enumerate(availability)
         )
+        self._available_missing = any(a - web_peers > 0 and not have(k) for k, a in enumerate(availability))
         adopt = self.stripes.adopt_due(now, have, availability)
         if adopt:  # the stripe before ours lost its owner: this node fetches the rest and passes it on
             for k in adopt:
@@ -358,6 +361,9 @@ class ImageDownload:
             if status.done != last_done or status.state.startswith("checking"):
                 last_done, last_change = status.done, now
             self._watch_seeder(now)
+            if self.recheck.due(now, now - last_change, self.hash_failures, self._available_missing):
+                with contextlib.suppress(RuntimeError):
+                    self.handle.force_recheck()  # a failed piece the picker lost: recovery.py
             self._steer_server(now - last_change)
             self._maybe_add_web_seed(status, now - last_change)
             self._hash_ahead(HASH_BUDGET)

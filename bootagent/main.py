@@ -209,6 +209,7 @@ def stage_download(ctx: BootContext) -> StageResult:
         "from_web_seeds": status.from_web_seeds,
         "uploaded": status.uploaded,  # to other nodes while downloading (the server's seeder takes nothing)
         "hash_failures": dl.hash_failures,
+        "rechecks": dl.recheck.rechecks,
         "rehashed": dl.rehashed,
         "rate": int(status.total / seconds) if seconds > 0 and not dl.reused else 0,
     }

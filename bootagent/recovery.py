@@ -7,6 +7,13 @@
   the seeder was seen at are kept, and while the node needs pieces no connected peer has, it
   connects to them again every RECONNECT_EVERY seconds (and re-announces, so the tracker and the
   node learn of each other at once).
+- `RecheckWatch`: a piece that failed its hash and is then never asked for again. libtorrent can
+  leave such a piece out of its picker (arvidn/libtorrent#3843, qBittorrent#8070: "only a force
+  recheck helps"); the swarm benchmark's corrupt peer left one node stuck this way in about 1 run
+  of 9 (n3 of 3: piece 71 of its own stripe still held the corrupt byte 90 s later, while the
+  server and both peers had it). After a hash failure, when nothing arrived for RECHECK_AFTER
+  seconds although a connected peer has a missing piece, the torrent is checked again (at most
+  every RECHECK_EVERY seconds): libtorrent forgets its piece states and asks for what is missing.
 - `Reachability`: what the node last heard from the tracker, the seeder and the web seed, for the
   message of a download that stalls ("tracker …: connection refused; seeder …: not reached for
   63 s; web seed …: 503"), not just "nothing arrived".
@@ -22,6 +29,8 @@ RECONNECT_EVERY = 2.0  # between attempts (a TCP connection to one address: chea
 REANNOUNCE_EVERY = 4.0  # between forced announces while the seeder is missing
 SEEDER_UNREACHABLE = 3.0  # seconds the seeder is needed and missing before the web seed is used
 NO_ANSWER = 3.0  # an announce without an answer this long counts as "no answer"
+RECHECK_AFTER = 8.0  # seconds without progress, after a hash failure, before a recheck
+RECHECK_EVERY = 30.0
 
 
 @dataclass
@@ -87,6 +96,24 @@ class SeederWatch:
         if not self.ever_connected:
             return "never reached" + (f" ({self.attempts} attempts)" if self.attempts else "")
         return f"not reached for {self.missing_for(now):.0f} s ({self.attempts} attempts)"
+
+
+@dataclass
+class RecheckWatch:
+    """When to check the torrent again: a hash failure, then no progress while a peer has what
+    is missing (see the module's text)."""
+
+    next_allowed: float = 0.0
+    rechecks: int = 0
+
+    def due(self, now: float, since_progress: float, hash_failures: int, available_missing: bool) -> bool:
+        if hash_failures == 0 or not available_missing or since_progress < RECHECK_AFTER:
+            return False
+        if now < self.next_allowed:
+            return False
+        self.next_allowed = now + RECHECK_EVERY
+        self.rechecks += 1
+        return True
 
 
 @dataclass

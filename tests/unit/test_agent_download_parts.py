@@ -278,3 +278,16 @@ def test_a_tracker_that_fails_or_does_not_answer_means_the_server_is_down() -> N
     assert not reach.tracker_down(4.0) and reach.tracker_down(3.0 + 3.5)
     reach.tracker_failed('abc (http://s/announce)[10.0.0.2:6881-v1] Connection refused "" (3)')
     assert reach.tracker == "Connection refused (3)" and reach.tracker_down(7.0)
+
+
+def test_a_recheck_comes_only_after_a_hash_failure_a_stall_and_with_a_source_at_hand() -> None:
+    from bootagent.recovery import RECHECK_AFTER, RECHECK_EVERY, RecheckWatch
+
+    watch = RecheckWatch()
+    stalled = RECHECK_AFTER + 0.1
+    assert not watch.due(100.0, stalled, 0, True)  # no hash failure: a slow swarm, not a lost piece
+    assert not watch.due(100.0, stalled, 1, False)  # nobody has what is missing: the seeder's matter
+    assert not watch.due(100.0, RECHECK_AFTER - 0.1, 1, True)
+    assert watch.due(100.0, stalled, 1, True) and watch.rechecks == 1
+    assert not watch.due(100.0 + RECHECK_EVERY - 1, stalled, 1, True)  # at most every RECHECK_EVERY
+    assert watch.due(100.0 + RECHECK_EVERY, stalled, 2, True) and watch.rechecks == 2
