@@ -306,7 +306,7 @@ DEFAULT_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopbac
                  "ff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
 
 
-def finish_tree(rootfs: Path, image_rootfs: Path | None = None) -> None:
+def finish_tree(rootfs: Path) -> None:
     """After the transfer (and, into an image, its own files back): no node's identity, no
     swarmboot key block; plain defaults where nothing is left (a new image)."""
     from builder.steps import reset_identity_of
@@ -361,7 +361,7 @@ def grab_into(settings: Settings, image: str, node: GrabFrom) -> GrabResult:
             target = staging / "rootfs"
             transfer = _transfer(node, target, link_dest=current)
             keep_image_files(current, target, transfer.rules)
-            finish_tree(target, current)
+            finish_tree(target)
             exchange_trees(current, target)  # the image's tree is the node's now; the old one is in staging
             record_grab(store, image, node)
         finally:
