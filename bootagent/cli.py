@@ -87,11 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("boot", help="boot this node (default)")
     seed = sub.add_parser("seed", help="seed a verified image until stopped")
-    seed.add_argument("--torrent", type=Path, required=True)
-    seed.add_argument("--dir", type=Path, required=True)
-    seed.add_argument("--sha256", required=True)
+    seed.add_argument("--handover", type=Path, help="seed after boot: the agent's seed-handover.json")
+    seed.add_argument("--torrent", type=Path)
+    seed.add_argument("--dir", type=Path)
+    seed.add_argument("--sha256")
     seed.add_argument("--listen", default="0.0.0.0:6881")
-    seed.add_argument("--status", type=Path, required=True)
+    seed.add_argument("--status", type=Path)
     seed.add_argument("--max-seconds", type=float, default=4 * 3600)
     sub.add_parser("self-test", help="import the agent's libraries and print versions")
     sub.add_parser("disks", help="the disks the disk mode sees (JSON)")
@@ -108,8 +109,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return boot_main()
     if command == "seed":
-        from bootagent.seeder import seed_main
+        from bootagent.seeder import seed_after_boot, seed_main
 
+        if args.handover is not None:
+            return seed_after_boot(args.handover)
+        missing = [f"--{n}" for n in ("torrent", "dir", "sha256", "status") if getattr(args, n) is None]
+        if missing:
+            build_parser().error(f"seed needs --handover, or {', '.join(missing)}")
         return seed_main(
             args.torrent, args.dir, args.sha256, args.listen, args.status, max_seconds=args.max_seconds
         )

@@ -34,14 +34,22 @@ ALERTS = ("error", "status", "storage", "tracker", "peer")
 NODE_REQUEST_QUEUE = 8  # blocks of 16 KiB outstanding per peer
 
 
+def alert_mask(categories: tuple[str, ...]) -> int:
+    """libtorrent's alert mask for these categories ("peer", "upload"…)."""
+    import libtorrent as lt
+
+    mask = 0
+    for name in categories:
+        mask |= int(getattr(lt.alert.category_t, f"{name}_notification"))
+    return mask
+
+
 def session_settings(role: Role, listen_interfaces: str, **overrides: Any) -> dict[str, Any]:
     """The settings pack (a dict) to create a libtorrent session with."""
     import libtorrent as lt
 
     base: dict[str, Any] = dict(lt.high_performance_seed()) if role == "seed" else {}
-    mask = 0
-    for name in ALERTS:
-        mask |= int(getattr(lt.alert.category_t, f"{name}_notification"))
+    mask = alert_mask(ALERTS)
     base.update(
         {
             "listen_interfaces": listen_interfaces,

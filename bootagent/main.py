@@ -24,6 +24,7 @@ from bootagent.server import ServerClient
 from bootagent.stages import BootFailed, Stage, StageResult, run_stages
 from ground.contract import cmdline
 from ground.contract.sets import Stage as Name
+from ground.errors import CommandError
 
 # -- the stages -----------------------------------------------------------------------------------
 
@@ -279,13 +280,27 @@ def stage_handover(ctx: BootContext) -> StageResult:
         "without_transfer_seconds": round(total - waited, 3),
     }
     (ctx.paths.run_dir / "timings.json").write_text(json.dumps(timings) + "\n")
+    seeding = hand_over_seeding(ctx)
     ctx.console.info(f"handing over to the booted system after {total:.1f} s")
     if ctx.disk is not None:  # the install worked: the server boots this node from its disk now
         from bootagent.disk.install import install_record
 
         reused = json.loads((ctx.paths.run_dir / "download.json").read_text()).get("reused", False)
-        return {**timings, "install": install_record(ctx.disk, bool(reused))}
-    return timings
+        return {**timings, "seeding": seeding, "install": install_record(ctx.disk, bool(reused))}
+    return {**timings, "seeding": seeding}
+
+
+def hand_over_seeding(ctx: BootContext) -> dict[str, object]:
+    """The booted system's seeding service (bootagent/seed_handover.py); the boot goes on without
+    it when it cannot be set up."""
+    from bootagent.seed_handover import stage_seed_handover
+
+    try:
+        return stage_seed_handover(ctx)
+    except (OSError, CommandError) as exc:
+        ctx.console.info(f"warning: no seeding after boot: {exc}")
+        ctx.warnings.append(f"no seeding after boot: {exc}")
+        return {"after_boot": False, "why_not": str(exc)}
 
 
 def unwind_mounts(ctx: BootContext) -> None:

@@ -1,7 +1,15 @@
-"""Keep seeding after the agent returns: a small process of its own (`swarmboot-agent seed`),
-started once the image is verified, that survives the agent and is stopped by the dracut cleanup
-hook just before switch_root (it reads `seeder.pid`). It seeds the verified file in seed mode (no
-re-check) and writes its counters to `seeder.json`, which the booted system's report carries.
+"""Keep seeding after the agent returns: a small process of its own (`swarmboot-agent seed`).
+
+Two lives, one program (docs/swarm.md, "Seeding after boot"):
+- in the initramfs, started once the image is verified; it survives the agent and is stopped by
+  the dracut cleanup hook just before switch_root (it reads `seeder.pid`), writing its last
+  counters to `seeder.json`, which the booted report carries;
+- in the booted system, started by `swarmboot-seed.service` (bootagent/seed_handover.py) from the
+  agent's bundle carried in /run, with the handover file's settings: it seeds the same file until
+  the tracker has had no incomplete peer (and no peer is downloading from it) for `idle_seconds`,
+  or for at most `max_seconds`, with an optional upload cap; it reports `seed start` and
+  `seed done` (what it sent, to whom, why it stopped) to the server, and writes `seed.json`.
+Both seed in seed mode (no re-check: the agent verified the file's sha256).
 """
 
 from __future__ import annotations
@@ -10,6 +18,8 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +27,9 @@ from ground.run import spawn
 
 MAX_SECONDS = 4 * 3600  # a seeder nobody stopped ends by itself
 STATUS_EVERY = 2.0
+LOOK_EVERY = 0.5
+ALERT_QUEUE = 1 << 16  # block_uploaded_alerts between two looks: ~4000 a second at 1 GbE
+REANNOUNCE_EVERY = 15.0  # the booted seeder asks the tracker this often how many still download
 
 
 def agent_command() -> list[str]:
@@ -59,10 +72,103 @@ def write_status(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+@dataclass
+class StopRule:
+    """When the seeding ends (pure logic): after `max_seconds`, or once nobody needed it for
+    `idle_seconds` (0: never for that). Needed: the tracker counts an incomplete peer, or a peer
+    connected to this seeder is not complete yet. An unknown count (-1: no tracker answer) is not
+    a need: with the server gone, the seeder stops once its own peers are done."""
+
+    max_seconds: float = MAX_SECONDS
+    idle_seconds: float = 0.0
+    started: float = 0.0
+    needed_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.needed_at = self.started
+
+    def observe(self, now: float, incomplete: int, downloading_peers: int) -> str | None:
+        """The reason to stop now, else None."""
+        if incomplete > 0 or downloading_peers > 0:
+            self.needed_at = now
+        if now - self.started >= self.max_seconds:
+            return f"seeded for the longest time allowed ({self.max_seconds:.0f} s)"
+        if self.idle_seconds > 0 and now - self.needed_at >= self.idle_seconds:
+            return f"no node needed the image for {self.idle_seconds:.0f} s"
+        return None
+
+
+BLOCK = 16 * 1024  # libtorrent's block: what one block_uploaded_alert stands for
+
+
+@dataclass
+class PeerCounts:
+    """Bytes sent per peer address, from libtorrent's block_uploaded_alert (one per 16 KiB block
+    sent; the last block of the last piece is shorter): exact even for a connection that comes and
+    goes between two looks at the peer list. `dropped`: alerts libtorrent could not queue."""
+
+    piece_size: int
+    total_size: int
+    sent: dict[str, int] = field(default_factory=dict)
+    dropped: int = 0
+
+    def block(self, address: str, piece: int, block: int) -> None:
+        start = piece * self.piece_size + block * BLOCK
+        length = max(0, min(BLOCK, self.piece_size - block * BLOCK, self.total_size - start))
+        self.sent[address] = self.sent.get(address, 0) + length
+
+    def by_address(self) -> dict[str, int]:
+        return dict(sorted(self.sent.items(), key=lambda kv: -kv[1]))
+
+
+@dataclass(frozen=True)
+class Handover:
+    """What the booted system's seeding service is told (seed.json, written by the agent)."""
+
+    torrent: str
+    dir: str
+    sha256: str
+    listen: str
+    status: str
+    max_seconds: float
+    idle_seconds: float
+    rate_limit: int = 0  # bytes/s, 0: none
+    events_urls: tuple[str, ...] = ()
+    token: str = ""
+    image: str = ""
+    version: int = 0
+    remove_after: tuple[str, ...] = ()  # a tmpfs root's archive: RAM freed when seeding ends
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1) + "\n"
+
+    @classmethod
+    def read(cls, path: Path) -> Handover:
+        data = json.loads(path.read_text())
+        for key in ("events_urls", "remove_after"):
+            data[key] = tuple(data.get(key) or ())
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _downloading(peers: list[Any], seed_flag: int) -> int:
+    return sum(1 for p in peers if not int(p.flags) & seed_flag)
+
+
 def seed_main(
-    torrent: Path, dest_dir: Path, sha256: str, listen: str, status: Path, *, max_seconds: float = MAX_SECONDS
+    torrent: Path,
+    dest_dir: Path,
+    sha256: str,
+    listen: str,
+    status: Path,
+    *,
+    max_seconds: float = MAX_SECONDS,
+    idle_seconds: float = 0.0,
+    rate_limit: int = 0,
+    on_event: Callable[[str, str, dict[str, Any]], None] | None = None,
 ) -> int:
-    """Seed until SIGTERM/SIGINT (or max_seconds); keep `status` up to date."""
+    """Seed until SIGTERM/SIGINT or the stop rule; keep `status` up to date."""
+    from bootagent import lan_tuning
     from bootagent.download import ImageDownload
 
     stop = False
@@ -74,35 +180,104 @@ def seed_main(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     started = time.monotonic()
+    rule = StopRule(max_seconds=max_seconds, idle_seconds=idle_seconds, started=started)
+    reason = "stopped by a signal"
+    settings = {
+        "upload_rate_limit": max(0, int(rate_limit)),
+        "alert_queue_size": ALERT_QUEUE,
+        "alert_mask": lan_tuning.alert_mask((*lan_tuning.ALERTS, "upload")),
+    }
     with ImageDownload(
-        torrent.read_bytes(), dest_dir, sha256=sha256, listen_interfaces=listen, assume_verified=True
+        torrent.read_bytes(), dest_dir, sha256=sha256, listen_interfaces=listen, assume_verified=True,
+        settings=settings,
     ) as dl:
+        lt = dl.lt
+        served = PeerCounts(dl.info.piece_length(), dl.info.total_size())
         dl.start()
-        while not stop and time.monotonic() - started < max_seconds:
-            dl.session.wait_for_alert(int(STATUS_EVERY * 1000))
-            dl.session.pop_alerts()
+        if rate_limit > 0:  # the other nodes are on the LAN: libtorrent's local class, unlimited by default
+            local = lt.session.local_peer_class_id
+            limited = {**dl.session.get_peer_class(local), "upload_limit": int(rate_limit)}
+            dl.session.set_peer_class(local, limited)
+        seed_flag = int(lt.peer_info.seed)
+        reannounce_flags = getattr(getattr(dl.lt, "reannounce_flags_t", None), "ignore_min_interval", 0)
+        announced = started
+        incomplete = -1
+        written = 0.0
+
+        def snapshot(stopped: bool) -> dict[str, Any]:
             st = dl.status()
-            write_status(
-                status,
-                {
-                    "uploaded": st.uploaded,
-                    "upload_rate": st.upload_rate,
-                    "peers": st.peers,
-                    "seconds": round(time.monotonic() - started, 1),
-                    "listen_port": dl.listen_port,
-                    "stopped": False,
-                },
-            )
-        st = dl.status()
-        write_status(
-            status,
-            {
+            return {
                 "uploaded": st.uploaded,
-                "upload_rate": 0,
+                "upload_rate": 0 if stopped else st.upload_rate,
                 "peers": st.peers,
                 "seconds": round(time.monotonic() - started, 1),
                 "listen_port": dl.listen_port,
-                "stopped": True,
-            },
+                "incomplete": incomplete,
+                "served": served.by_address(),
+                **({"alerts_dropped": served.dropped} if served.dropped else {}),
+                "stopped": stopped,
+                **({"reason": reason} if stopped else {}),
+            }
+
+        if on_event is not None:
+            on_event("start", f"seeding {dl.path.name} to the nodes still booting", snapshot(False))
+        while not stop:
+            time.sleep(LOOK_EVERY)  # the alerts queue meanwhile (a batch per look, not a wakeup per block)
+            for alert in dl.session.pop_alerts():
+                if isinstance(alert, lt.block_uploaded_alert):
+                    served.block(str(alert.ip[0]), int(alert.piece_index), int(alert.block_index))
+                elif isinstance(alert, lt.alerts_dropped_alert):
+                    served.dropped += 1
+            now = time.monotonic()
+            peers = dl.handle.get_peer_info()
+            incomplete = int(dl.handle.status().num_incomplete)
+            if idle_seconds > 0 and now - announced >= REANNOUNCE_EVERY:
+                announced = now
+                dl.handle.force_reannounce(0, -1, reannounce_flags)
+            why = rule.observe(now, incomplete, _downloading(peers, seed_flag))
+            if why is not None:
+                reason = why
+                break
+            if now - written >= STATUS_EVERY:
+                written = now
+                write_status(status, snapshot(False))
+        last = snapshot(True)
+        write_status(status, last)
+    if on_event is not None:
+        sent = last["uploaded"] >> 20
+        on_event(
+            "done",
+            f"seeded {sent} MiB to {len(last['served'])} peer(s) in {last['seconds']:.0f} s: {reason}",
+            last,
         )
     return 0
+
+
+def seed_after_boot(handover_file: Path) -> int:
+    """The booted system's seeding service (swarmboot-seed.service): the handover's settings, its
+    events to the server, and the archive it frees at the end."""
+    from bootagent.context import Console, Paths
+    from bootagent.report import Reporter
+
+    handover = Handover.read(handover_file)
+    status = Path(handover.status)
+    reporter = Reporter(Console(Paths(run_dir=status.parent)), heartbeat_seconds=3600.0)
+    reporter.urls = list(handover.events_urls)
+    reporter.token = handover.token
+    reporter.set_image(handover.image, handover.version)
+    reporter.start()
+
+    def on_event(status_word: str, message: str, details: dict[str, Any]) -> None:
+        reporter.console.info(message)
+        reporter.event("seed", status_word, message=message, details={"seeding": details})
+
+    try:
+        return seed_main(
+            Path(handover.torrent), Path(handover.dir), handover.sha256, handover.listen, status,
+            max_seconds=handover.max_seconds, idle_seconds=handover.idle_seconds,
+            rate_limit=handover.rate_limit, on_event=on_event,
+        )
+    finally:
+        reporter.close(timeout=15.0)
+        for name in handover.remove_after:
+            Path(name).unlink(missing_ok=True)

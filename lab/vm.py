@@ -1,4 +1,5 @@
-"""Virtual nodes: QEMU (TCG) machines that PXE-boot from a tap on the lab's bridge.
+"""Virtual nodes: QEMU (TCG) machines that PXE-boot from a tap on the lab's bridge (or, for a
+benchmark, boot a kernel and initramfs directly with no network).
 
 Each node's serial console goes to a UNIX socket (so a test can type into it) and is logged to
 a file (so a test can read what it printed). QEMU always runs under a deadline and with
@@ -46,12 +47,22 @@ class VmSpec:
     extra_args: tuple[str, ...] = ()
     # raw disk images (virtio): the firmware tries the network first, then the disks in order
     disks: tuple[Path, ...] = ()
+    # (vmlinuz, initrd, command line): QEMU boots them itself (-kernel), no firmware boot order
+    kernel: tuple[Path, Path, str] | None = None
+
+
+@dataclass(frozen=True)
+class NoNetwork:
+    """Where a VM without a tap runs: this process's own namespace, with no NIC at all."""
+
+    def spawn(self, argv: list[str], **kwargs: object) -> runmod.Child:
+        return runmod.spawn(argv, **kwargs)  # type: ignore[arg-type]
 
 
 @dataclass
 class Vm:
     spec: VmSpec
-    netns: Namespace
+    netns: Namespace | NoNetwork
     proc: runmod.Child | None = None
     started: float = 0.0
     _console: socket.socket | None = field(default=None, repr=False)
@@ -73,15 +84,21 @@ class Vm:
             "-name", spec.name, "-nographic", "-no-reboot", "-monitor", "none",
             "-chardev", console,
             "-serial", "chardev:console",
-            "-netdev", f"tap,id=net0,ifname={spec.tap},script=no,downscript=no",
         ]
-        if spec.disks:  # boot order as on a cluster node: PXE first, then the local disks
-            args += ["-device", f"virtio-net-pci,netdev=net0,mac={spec.mac},bootindex=1"]
-            for i, disk in enumerate(spec.disks):
-                args += ["-drive", f"if=none,id=disk{i},format=raw,file={disk},cache=unsafe",
-                         "-device", f"virtio-blk-pci,drive=disk{i},bootindex={i + 2}"]
+        if not spec.tap:
+            args += ["-nic", "none"]
+        elif spec.disks:  # boot order as on a cluster node: PXE first, then the local disks
+            args += ["-netdev", f"tap,id=net0,ifname={spec.tap},script=no,downscript=no",
+                     "-device", f"virtio-net-pci,netdev=net0,mac={spec.mac},bootindex=1"]
         else:
-            args += ["-device", f"virtio-net-pci,netdev=net0,mac={spec.mac}", "-boot", "n"]
+            args += ["-netdev", f"tap,id=net0,ifname={spec.tap},script=no,downscript=no",
+                     "-device", f"virtio-net-pci,netdev=net0,mac={spec.mac}", "-boot", "n"]
+        for i, disk in enumerate(spec.disks):
+            args += ["-drive", f"if=none,id=disk{i},format=raw,file={disk},cache=unsafe",
+                     "-device", f"virtio-blk-pci,drive=disk{i},bootindex={i + 2}"]
+        if spec.kernel is not None:
+            vmlinuz, initrd, cmdline = spec.kernel
+            args += ["-kernel", str(vmlinuz), "-initrd", str(initrd), "-append", cmdline]
         if spec.firmware == "uefi":
             vars_copy = spec.workdir / f"{spec.name}.OVMF_VARS.fd"
             args += [

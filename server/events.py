@@ -149,6 +149,8 @@ def _state_for(event: dict[str, Any], previous: str) -> str:
         return "failed"
     if stage == "booted":
         return "booted"
+    if stage == "seed":  # the booted system seeding its image: still booted
+        return previous if previous not in ("new",) else "booted"
     if stage in ("rescue", "service"):
         return stage
     if stage == "heartbeat" or status == "heartbeat":

@@ -34,6 +34,7 @@ AGENT_FILES: tuple[str, ...] = (
     "etc/NetworkManager/conf.d/90-swarmboot-network-root.conf",
     "etc/systemd/system/swarmboot-booted.service",
     "etc/systemd/system/*.wants/swarmboot-booted.service",
+    # (the seeding service after boot is a runtime unit in /run/systemd/system: never in the root)
     # networkd enabled for the plan's interfaces (when the image's stack is networkd)
     "etc/systemd/system/multi-user.target.wants/systemd-networkd.service",
     "etc/systemd/system/sockets.target.wants/systemd-networkd.socket",

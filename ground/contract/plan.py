@@ -33,8 +33,8 @@ from ground.contract.sets import ImageFormat, RootMode
 from ground.inputs import digits
 
 PLAN_MAJOR = 1
-PLAN_MINOR = 3  # 1.1: the disk root mode (issue 10); 1.2: node secrets, file encoding, seeder port
-# (issue 13); 1.3: the nfs root mode (issue 11)
+PLAN_MINOR = 4  # 1.1: the disk root mode (issue 10); 1.2: node secrets, file encoding, seeder port
+# (issue 13); 1.3: the nfs root mode (issue 11); 1.4: seeding after boot (issue 12)
 LEGACY_VERSION = (1, 0)  # what an agent that does not say which version it speaks gets
 PLAN_VERSION = PLAN_MAJOR  # the `version` field: the major
 
@@ -43,6 +43,7 @@ PLAN_VERSION = PLAN_MAJOR  # the `version` field: the major
 DISK_SINCE = 1  # the disk root mode and its fields
 SECRETS_SINCE = 2  # secret_files, NodeFile.encoding, torrent.seeder_port
 NFS_SINCE = 3  # the nfs root mode and root.nfs
+SEED_AFTER_BOOT_SINCE = 4  # torrent.seed_after_boot_seconds, seed_idle_seconds, seed_rate_limit
 ROOT_MODE_SINCE: dict[RootMode, int] = {
     RootMode.OVERLAY: 0, RootMode.TMPFS: 0, RootMode.DISK: DISK_SINCE, RootMode.NFS: NFS_SINCE,
 }
@@ -181,6 +182,14 @@ class TorrentOptions:
     # The port the server's seeder listens on (0: unknown): where the agent connects to it again
     # after a server restart, whatever the tracker knows by then (bootagent/recovery.py).
     seeder_port: int = field(default=0, metadata=since(SECRETS_SINCE))
+    # After switch_root the booted system keeps seeding the verified image (a unit running the
+    # agent's seeder from /run): at most this long (0: the node leaves the swarm at switch_root),
+    # and it stops earlier once the tracker has had no incomplete peer for `seed_idle_seconds`.
+    # `seed_rate_limit`: the booted node's upload cap in bytes/s (0: none). An agent of an older
+    # minor gets none of these and stops seeding at switch_root.
+    seed_after_boot_seconds: int = field(default=1800, metadata=since(SEED_AFTER_BOOT_SINCE))
+    seed_idle_seconds: int = field(default=60, metadata=since(SEED_AFTER_BOOT_SINCE))
+    seed_rate_limit: int = field(default=0, metadata=since(SEED_AFTER_BOOT_SINCE))
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,7 @@ EventStage = StrEnum(
         ("RESCUE", "rescue"),  # the rescue shell after a failure
         ("HEARTBEAT", "heartbeat"),
         ("BOOTED", "booted"),  # sent by the booted system
+        ("SEED", "seed"),  # the booted system's seeding service: start, then done with what it sent
     ],
 )
 

@@ -28,6 +28,7 @@ STATUS_COLUMNS = [
     ("image", "IMAGE"),
     ("root", "ROOT"),
     ("installed", "ON DISK"),
+    ("seeded", "SEEDED"),
     ("seen", "LAST SEEN"),
     ("alerts", "ALERTS"),
     ("message", "FAILURE / MESSAGE"),
@@ -221,6 +222,15 @@ def disk_column(install: dict[str, Any] | None) -> str:
     return text
 
 
+def seeded_column(details: dict[str, Any] | None) -> str:
+    """What the booted node's seeding service sent to other nodes ("seeding" while it runs)."""
+    seeding = (details or {}).get("seeding") or {}
+    if "uploaded" not in seeding:
+        return "-"
+    text = f"{int(seeding['uploaded']) >> 20} MiB to {len(seeding.get('served') or {})}"
+    return text if seeding.get("stopped") else text + " (seeding)"
+
+
 def status_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
     """The rows as `node status` shows them, and the summary line."""
     shown = []
@@ -237,6 +247,7 @@ def status_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
                 "stage": f"{row['stage']} {row['status']}".strip() or "-",
                 "message": row["message"] or "-",
                 "installed": disk_column(row.get("install")),
+                "seeded": seeded_column(row.get("details")),
                 "root": row.get("root") or "-",
             }
         )

@@ -14,16 +14,13 @@ runs of the reinstall, and a crash reboots the node, which ends the lab's QEMU."
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lab.lab import LabError
 from tests.helpers.disk import mounted, partitions, sha256_of, sparse_disk
-from tests.helpers.e2e import FIGURES, MARKER, E2ELab
+from tests.helpers.e2e import FIGURES, MARKER, E2ELab, next_boot, wait_row
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(2400)]
 GiB = 1 << 30
@@ -31,25 +28,9 @@ BOOT_TIMEOUT = 900  # an install under TCG: PXE, the download, mkfs, the image w
 DISK_BOOT_TIMEOUT = 420
 
 
-def wait_row(
-    lab: E2ELab, name: str, want: Callable[[dict[str, Any]], bool], timeout: float, what: str
-) -> dict[str, Any]:
-    """Poll `node status` until the node's row satisfies `want`; a reported failure ends it early."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        (row,) = lab.lab.status([name])
-        if want(row):
-            return row
-        if row["state"] == "failed":
-            break
-        time.sleep(1)
-    raise LabError(f"node {name}: {what} did not happen within {timeout:.0f} s\n" + lab.lab.evidence([name]))
-
-
 def new_boot(lab: E2ELab, name: str, timeout: float = BOOT_TIMEOUT, **want: Any) -> dict[str, Any]:
-    """After a power cycle: wait until the node left `booted` (its iPXE event), then for its next
-    booted report with these details."""
-    wait_row(lab, name, lambda r: r["state"] != "booted", 180, "a new boot (the iPXE request)")
+    """After a power cycle: the node's next booted report, with these details."""
+    next_boot(lab, name, timeout)
     return booted(lab, name, timeout, **want)
 
 

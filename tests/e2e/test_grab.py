@@ -14,7 +14,7 @@ import pytest
 
 from lab.lab import LAB_CONSOLE, make_ssh_key, ssh_argv
 from lab.server_process import swarmboot_command
-from tests.helpers.e2e import FIGURES, GRAB_DEADLINE, GROUP_ARGS, IMAGE, E2ELab
+from tests.helpers.e2e import FIGURES, GRAB_DEADLINE, GROUP_ARGS, IMAGE, E2ELab, next_boot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(2400)]
 NODE = "n1"
@@ -135,10 +135,7 @@ def test_a_booted_node_grabbed_into_an_image_keeps_its_tuning_leaves_its_identit
     the_lab.cli("node", "set", NODE, "--group", GOLDEN)
     try:
         the_lab.power_cycle(NODE)
-        deadline = time.monotonic() + 180
-        while the_lab.status([NODE])[0]["state"] == "booted" and time.monotonic() < deadline:
-            time.sleep(1)
-        row = the_lab.wait_booted([NODE], timeout=BOOT_TIMEOUT)[NODE]
+        row = next_boot(lab, NODE, BOOT_TIMEOUT)
         assert row["image"] == GOLDEN and row["details"]["root_fstype"] == "overlay", the_lab.evidence([NODE])
         assert on_node("cat /etc/golden-second") == "second\n"
         assert on_node("hostname").strip() == NODE

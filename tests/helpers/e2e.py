@@ -3,12 +3,15 @@ images and lab the fixtures give, and the measured figures printed at the end of
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ground.config import Settings
 from ground.store import Manifest
-from lab.lab import Lab
+from lab.lab import Lab, LabError
 from lab.vm import Firmware, mac_for
 
 FIGURES: list[str] = []
@@ -56,7 +59,9 @@ raid: [{name: md-root, disks: [a, b]}]
 DISK_POST = """\
 #!/bin/sh
 set -e
-[ -s /data/precious ] || head -c 1048576 /dev/urandom > /data/precious
+if [ -d /data ] && ! [ -s /data/precious ]; then  # the RAID1 layout has no /data
+  head -c 1048576 /dev/urandom > /data/precious
+fi
 echo "$SWARMBOOT_NODE $SWARMBOOT_IMAGE_VERSION" > /etc/swarmboot-post-ran
 """
 DISK_ARGS = GROUP_ARGS + " rd.retry=20"  # a degraded RAID1 is started after rd.retry*2/3 s
@@ -140,3 +145,25 @@ class E2ELab:
 
     def firmware(self, node: str) -> Firmware:
         return NODES[node][2]
+
+
+def wait_row(
+    lab: E2ELab, name: str, want: Callable[[dict[str, Any]], bool], timeout: float, what: str
+) -> dict[str, Any]:
+    """Poll `node status` until the node's row satisfies `want`; a reported failure ends it early."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        (row,) = lab.lab.status([name])
+        if want(row):
+            return row
+        if row["state"] == "failed":
+            break
+        time.sleep(1)
+    raise LabError(f"node {name}: {what} did not happen within {timeout:.0f} s\n" + lab.lab.evidence([name]))
+
+
+def next_boot(lab: E2ELab, name: str, timeout: float) -> dict[str, Any]:
+    """After a power cycle: wait until the node left `booted` (its iPXE event), then for its next
+    booted report."""
+    wait_row(lab, name, lambda r: r["state"] != "booted", 180, "a new boot (the iPXE request)")
+    return lab.lab.wait_booted([name], timeout=timeout)[name]

@@ -126,6 +126,7 @@ class LoopbackServer(http.server.ThreadingHTTPServer):
         self.events: list[dict[str, Any]] = []  # the POSTs to .../events, with their "path"
         self.post_status = 204
         self.peers: dict[bytes, dict[bytes, tuple[str, int]]] = {}
+        self.left: dict[bytes, dict[bytes, int]] = {}  # the bytes each peer still lacks (its last announce)
         self.served_bytes = 0
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -141,14 +142,19 @@ class LoopbackServer(http.server.ThreadingHTTPServer):
         peer_id = params["peer_id"][0].encode("latin-1")
         port = int(params["port"][0])
         swarm = self.peers.setdefault(info_hash, {})
+        left = self.left.setdefault(info_hash, {})
         if params.get("event", [""])[0] == "stopped":
             swarm.pop(peer_id, None)
+            left.pop(peer_id, None)
         else:
             swarm[peer_id] = (address, port)
+            left[peer_id] = int(params.get("left", ["0"])[0])
         compact = b"".join(
             socket.inet_aton(ip) + p.to_bytes(2, "big") for pid, (ip, p) in swarm.items() if pid != peer_id
         )
-        return bencode({"interval": 30, "min interval": 5, "peers": compact})
+        incomplete = sum(1 for n in left.values() if n > 0)
+        return bencode({"interval": 30, "min interval": 5, "peers": compact,
+                        "complete": len(left) - incomplete, "incomplete": incomplete})
 
 
 @contextmanager

@@ -194,7 +194,7 @@ def test_only_a_current_finished_install_boots_from_disk(server: ServerProcess, 
     install(server, 1, sha1)
     bios, uefi = script(server, "pcbios"), script(server, "efi")
     assert "sanboot --no-describe --drive 0x80" in bios and "kernel " not in bios
-    assert "exit 1" in uefi and "sanboot" not in uefi
+    assert "set swarmboot_local 1" in uefi and "sanboot" not in uefi
     row = status(server)
     assert row["install"]["state"] == "installed" and row["install"]["reinstall_needed"] is False
     assert "compute:1" in cli(server.home, "node", "status").stdout

@@ -118,7 +118,9 @@ def test_ipxe_scripts_for_known_unknown_and_rescue(server: ServerProcess, manife
     assert items[:3] == ["spare1", "spare2", "spare3"] and "n1" not in items
     assert {"_name", "_rescue", "_local", "_retry"} <= set(items)
     assert "choose --timeout 30000 --default _local" in menu
-    assert "exit 1" in menu and "sanboot" not in menu  # EFI local boot leaves to the firmware
+    # EFI local boot: the chained script sets the flag, start.ipxe leaves iPXE failing (next device)
+    assert "set swarmboot_local 1" in menu and "sanboot" not in menu
+    assert "iseq ${swarmboot_local} 1 && goto local" in start and start.rstrip().endswith("exit 1")
     assert "sanboot --no-describe --drive 0x80" in get(server, "/boot/ipxe", mac=UNKNOWN).text
 
     # choosing a node binds this MAC to it and boots it

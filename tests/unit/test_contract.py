@@ -141,6 +141,20 @@ def test_the_full_1_3_golden_document_sets_every_field_of_the_nfs_mode_and_round
     assert older | blank == golden("plan-v1.2-full.json") | blank
 
 
+def test_the_full_1_4_golden_document_sets_the_seeding_after_boot_and_round_trips() -> None:
+    """1.4 (issue 12): how long and how fast a booted node keeps seeding its image."""
+    doc = golden("plan-v1.4-full.json")
+    assert document_paths(doc) == field_paths(BootPlan, minor=4), "a field was added or renamed"
+    plan = BootPlan.from_dict(doc)
+    assert plan.to_dict(4) == doc
+    assert (plan.torrent.seed_after_boot_seconds, plan.torrent.seed_idle_seconds) == (900, 45)
+    assert plan.torrent.seed_rate_limit == 12_500_000
+    older = plan.to_dict(3)  # an agent of 1.3 gets none of them: it stops seeding at switch_root
+    assert not {"seed_after_boot_seconds", "seed_idle_seconds", "seed_rate_limit"} & set(older["torrent"])
+    blank = {"minor": None}
+    assert older | blank == golden("plan-v1.3-full.json") | blank
+
+
 def test_the_minimal_golden_document_decodes_to_the_defaults_and_back() -> None:
     doc = golden("plan-v1.0-minimal.json")
     plan = BootPlan.from_dict(doc)

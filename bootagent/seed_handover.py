@@ -1,0 +1,161 @@
+"""Hand the seeding over to the booted system (docs/swarm.md, "Seeding after boot").
+
+Just before switch_root the agent leaves, in /run (which dracut moves into the booted system):
+- its own frozen bundle on a small tmpfs of its own, /run/swarmboot/agent (dracut mounts /run
+  noexec; this one is not), so that the image needs no Python;
+- the handover file (settings, where to report, the boot's token: 0600);
+- a runtime unit, /run/systemd/system/swarmboot-seed.service, wanted by multi-user.target: systemd
+  reads /run/systemd/system at boot, so nothing is written into the image or onto the disk.
+The unit runs `swarmboot-agent seed --handover …` at idle I/O and the lowest CPU priority
+(bootagent/seeder.py, `seed_after_boot`); once it stops, the bundle's tmpfs is unmounted and a
+tmpfs root's archive, an image nobody mounts, is deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from bootagent.context import BootContext
+from bootagent.seeder import Handover
+from ground.contract.plan import BootPlan
+from ground.run import run
+
+UNIT = "swarmboot-seed.service"
+HANDOVER_FILE = "seed-handover.json"
+STATUS_FILE = "seed-status.json"  # the booted seeder's counters (seeder.json: the initramfs one's)
+AGENT_DIR = "agent"
+AGENT_TMPFS_SIZE = "96m"  # the bundle is ~25 MB
+
+
+def bundle_dir() -> Path | None:
+    """The frozen agent's onedir bundle (None when the agent runs from source: nothing to carry)."""
+    if not getattr(sys, "frozen", False):
+        return None
+    return Path(sys.executable).parent
+
+
+def has_systemd(sysroot: Path) -> bool:
+    return any((sysroot / p).exists() for p in ("usr/lib/systemd/systemd", "lib/systemd/systemd"))
+
+
+def why_not(plan: BootPlan, image_file: Path | None, sysroot: Path, seed_after: bool) -> str:
+    """Why the booted system will not seed ("" when it will)."""
+    if not seed_after:
+        return "seeding is off for this agent"
+    if plan.torrent.seed_after_boot_seconds <= 0:
+        return "the plan's seed_after_boot_seconds is 0"
+    if plan.root.mode == "nfs" or image_file is None:
+        return "no image file (the root is on NFS)"
+    if not image_file.is_file():
+        return f"the image file {image_file} is gone"
+    if not has_systemd(sysroot):
+        return "the image has no systemd to run the seeding unit"
+    return ""
+
+
+def render_unit(run_dir: Path) -> str:
+    agent = run_dir / AGENT_DIR
+    handover = run_dir / HANDOVER_FILE
+    return f"""\
+# Written by the swarmboot agent for this boot only (/run): seed the boot image to the nodes still
+# booting, then stop (docs/swarm.md, "Seeding after boot").
+[Unit]
+Description=swarmboot: seed the boot image to nodes still booting
+After=network-online.target
+Wants=network-online.target
+ConditionPathExists={handover}
+
+[Service]
+Type=simple
+ExecStart={agent}/swarmboot-agent seed --handover {handover}
+ExecStopPost=-/bin/umount -l {agent}
+Nice=19
+CPUSchedulingPolicy=batch
+IOSchedulingClass=idle
+NoNewPrivileges=yes
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def carry_bundle(source: Path, target: Path) -> None:
+    """The bundle onto its own exec tmpfs under /run (a second handover replaces the first)."""
+    if target.is_mount():
+        run(["umount", "-l", str(target)], timeout=30)
+    target.mkdir(parents=True, exist_ok=True)
+    run(["mount", "-t", "tmpfs", "-o", f"mode=0755,nosuid,nodev,size={AGENT_TMPFS_SIZE}",
+         "swarmboot-agent", str(target)], timeout=30)
+    shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
+
+
+def take_cleanup(run_dir: Path, image_file: Path) -> tuple[str, ...]:
+    """The image file leaves the dracut hook's delete list (cleanup-files): the seeding service
+    deletes it when it stops instead."""
+    listing = run_dir / "cleanup-files"
+    if not listing.exists():
+        return ()
+    names = [n for n in listing.read_text().splitlines() if n.strip()]
+    kept = [n for n in names if Path(n) != image_file]
+    listing.write_text("".join(f"{n}\n" for n in kept))
+    return tuple(n for n in names if Path(n) == image_file)
+
+
+def stage_seed_handover(
+    ctx: BootContext, bundle: Path | None = None, mount_bundle: bool = True
+) -> dict[str, object]:
+    """Leave the seeding service for the booted system; what was done, for the handover's details."""
+    plan = ctx.require_plan()
+    args = ctx.require_args()
+    run_dir = ctx.paths.run_dir
+    why = why_not(plan, ctx.image_file, ctx.paths.sysroot, ctx.config.seed_after)
+    bundle = bundle or bundle_dir()
+    if not why and bundle is None:
+        why = "the agent is not frozen (it runs from source): no bundle to carry"
+    if why:
+        ctx.console.info(f"no seeding after boot: {why}")
+        return {"after_boot": False, "why_not": why}
+    assert ctx.image_file is not None and bundle is not None
+    from bootagent.report import events_urls
+
+    if mount_bundle:
+        carry_bundle(bundle, run_dir / AGENT_DIR)
+    else:  # tests on the host: a plain copy
+        shutil.copytree(bundle, run_dir / AGENT_DIR, symlinks=True, dirs_exist_ok=True)
+    t = plan.torrent
+    handover = Handover(
+        torrent=str(run_dir / "image.torrent"),
+        dir=str(ctx.image_file.parent),
+        sha256=plan.image.sha256,
+        listen=ctx.config.listen_interfaces,
+        status=str(run_dir / STATUS_FILE),
+        max_seconds=float(t.seed_after_boot_seconds),
+        idle_seconds=float(t.seed_idle_seconds),
+        rate_limit=int(t.seed_rate_limit),
+        events_urls=tuple(events_urls(plan.reporting.events_url, args.servers)),
+        token=args.token,
+        image=plan.image.name,
+        version=plan.image.version,
+        remove_after=take_cleanup(run_dir, ctx.image_file),
+    )
+    path = run_dir / HANDOVER_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(handover.to_json())
+    units = run_dir.parent / "systemd/system"
+    (units / "multi-user.target.wants").mkdir(parents=True, exist_ok=True)
+    (units / UNIT).write_text(render_unit(run_dir))
+    link = units / "multi-user.target.wants" / UNIT
+    if not os.path.lexists(link):
+        link.symlink_to(f"../{UNIT}")
+    ctx.console.info(
+        f"the booted system seeds {ctx.image_file.name} for at most {t.seed_after_boot_seconds} s "
+        f"(until no node has needed it for {t.seed_idle_seconds} s"
+        + (f", at most {t.seed_rate_limit >> 10} KiB/s" if t.seed_rate_limit else "")
+        + f"): {UNIT}"
+    )
+    return {"after_boot": True, "max_seconds": t.seed_after_boot_seconds,
+            "idle_seconds": t.seed_idle_seconds, "rate_limit": t.seed_rate_limit}
