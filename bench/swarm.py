@@ -11,10 +11,15 @@ payload rates (0.956 x the line rate at MTU 1500).
         [--size 8MiB] [--link 4mbit] [--server-link RATE] [--piece-size 16KiB] [--queue-ms 300] \
         [--runs 1] [--no-http] [--json FILE] [--plot FILE]
 
-`--nodes 4,8,16,32` runs several sizes in one go (a table at the end). `--fault KIND` injects a
+`--nodes 4,8,16,32` runs several sizes in one go (a table at the end). What a node does once its
+image is verified is the product's lifecycle by default (bench/swarm_node.py `Lifecycle`: the
+initramfs seeder until switch_root, a gap, the booted system's seeding service under the plan's
+rules); `--seed-forever` and `--no-seed` run the two bounds instead, `--bounds` all three side by
+side in each run (`--seeding lifecycle,forever,none`). `--fault KIND` injects a
 fault into the swarm runs (bench/swarm_faults.py: server-restart, node-kill, seeder-unreachable,
 server-gone, corrupt-peer; `--fault-at`, `--outage`) and prints a `fault …` line per run. The last line reads
-`swarm N=… T_min=…s last=…s ratio=… http_ratio=… server_copies=…` (medians over --runs, last N).
+`swarm N=… T_min=…s last=…s ratio=… http_ratio=… server_copies=… seeding=…` (medians over --runs,
+last N, the first seeding mode).
 Everything (namespaces, processes, files) is removed at the end, also on Ctrl-C or failure.
 """
 
@@ -46,6 +51,7 @@ from lab.netns import NetLab, parse_rate  # noqa: E402
 MiB = 2**20
 IMAGE = "bench"
 BUSY_PERCENT = 15.0  # CPU use before a run above which the run is flagged
+SEEDING_MODES = ("lifecycle", "forever", "none")  # the product's, and its two bounds
 
 
 def parse_size(text: str) -> int:
@@ -168,6 +174,9 @@ def run_phase(
         summary["from_peers"] = sum(r.get("from_peers", 0) for r in results.values())
         summary["hash_failures"] = sum(r.get("hash_failures", 0) for r in results.values())
         summary["seeder_uploaded"] = sum(f.get("seeder", {}).get("uploaded", 0) for f in final.values())
+        after = [f.get("after_boot") or {} for f in final.values()]
+        summary["after_boot_uploaded"] = sum(a.get("uploaded", 0) for a in after)
+        summary["after_boot_reasons"] = sorted({a["reason"] for a in after if a.get("reason")})
     return summary, {i: {**results[i], **final.get(i, {})} for i in results}
 
 
@@ -182,7 +191,10 @@ def bench_nodes(
 ) -> dict[str, Any]:
     link, server_link = args.link_bit, args.server_link_bit
     tmin = rep.t_min(image["size"], n, link, server_link)
-    group: dict[str, Any] = {"nodes": n, "t_min": tmin, "swarm": [], "http": [], "nodes_detail": []}
+    group: dict[str, Any] = {
+        "nodes": n, "t_min": tmin, "swarm": [], "http": [], "nodes_detail": [],
+        "seeding": {m: [] for m in args.seeding_modes},  # "swarm": the first mode's runs
+    }
     extra: list[str] = []
     if args.node_settings:
         extra += ["--settings", args.node_settings]
@@ -210,16 +222,25 @@ def bench_nodes(
                 injector = swarm_faults.FaultInjector(fault, topo, server, home, rwork, image, server_env)
             try:
                 swarm_lab.wait_seeding(server, image["info_hash"])
-                swarm, detail = run_phase(
-                    "swarm", topo=topo, server=server, work=rwork, image=image, tmin=tmin, extra=extra,
-                    timeout=timeout, wait_idle_seconds=args.wait_idle, injector=injector,
-                )
-                if injector is not None:
-                    server = injector.server
-                if swarm["times"]:
-                    print(rep.run_line("swarm", swarm, n=n, run=run, **line_args), flush=True)
-                group["swarm"].append(swarm)
-                group["nodes_detail"].append(detail)
+                for mode in args.seeding_modes:
+                    mwork = rwork / mode
+                    mwork.mkdir()
+                    lifecycle = ["--switch-root-after", str(args.switch_root_after),
+                                 "--service-gap", str(args.service_gap)] if mode == "lifecycle" else []
+                    swarm, detail = run_phase(
+                        "swarm", topo=topo, server=server, work=mwork, image=image, tmin=tmin,
+                        extra=[*extra, "--seeding", mode, *lifecycle], timeout=timeout,
+                        wait_idle_seconds=args.wait_idle, injector=injector,
+                    )
+                    if injector is not None:
+                        server = injector.server
+                    if swarm["times"]:
+                        print(rep.run_line(mode, swarm, n=n, run=run, **line_args), flush=True)
+                    swarm["seeding"] = mode
+                    group["seeding"][mode].append(swarm)
+                    if mode == args.seeding_modes[0]:
+                        group["swarm"].append(swarm)
+                        group["nodes_detail"].append(detail)
                 if not args.no_http and run <= args.http_runs and not args.fault:
                     http, _ = run_phase(
                         "http", topo=topo, server=server, work=rwork, image=image, tmin=tmin, extra=[],
@@ -256,6 +277,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--stripes", type=int, default=0, help="override the plans' stripe hints: K (first K own), -1: none"
     )
+    p.add_argument(
+        "--seeding", default="lifecycle",
+        help="what a node does once verified, a comma list run side by side: lifecycle (the product's: "
+        "bench/swarm_node.py Lifecycle), forever (seed until the run ends), none (leave at once)",
+    )
+    p.add_argument("--seed-forever", action="store_true", help="the upper bound alone (--seeding forever)")
+    p.add_argument("--no-seed", action="store_true", help="the lower bound alone (--seeding none)")
+    p.add_argument("--bounds", action="store_true", help="the lifecycle with both bounds beside it")
+    p.add_argument("--switch-root-after", type=float, default=2.0,
+                   help="lifecycle: seconds the initramfs seeder runs after the sha256 (default 2)")
+    p.add_argument("--service-gap", type=float, default=5.0,
+                   help="lifecycle: seconds from switch_root to the booted seeding service (default 5)")
     p.add_argument("--node-arg", action="append", default=[], help="extra driver argument (experiments)")
     p.add_argument("--server-env", action="append", default=[], help="KEY=VALUE for swarmboot serve")
     p.add_argument("--json", type=Path, default=None)
@@ -270,6 +303,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fault-node", type=int, default=0, help="node-kill: which node (default: the middle)")
     args = p.parse_args(argv)
     args.node_list = [int(x) for x in str(args.nodes).split(",") if x.strip()]
+    modes = [m.strip() for m in args.seeding.split(",") if m.strip()]
+    if args.bounds:
+        modes = list(SEEDING_MODES)
+    elif args.seed_forever or args.no_seed:
+        modes = [m for m, on in (("forever", args.seed_forever), ("none", args.no_seed)) if on]
+    if not modes or any(m not in SEEDING_MODES for m in modes):
+        p.error(f"--seeding takes a comma list of {', '.join(SEEDING_MODES)}")
+    args.seeding_modes = list(dict.fromkeys(modes))
     if not args.node_list or min(args.node_list) < 1:
         p.error("--nodes must be positive")
     args.size_bytes = parse_size(args.size)
@@ -306,22 +347,25 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     rows = []
     for g in groups:
-        if not all(s["times"] for s in g["swarm"]):
-            continue  # the server gone for good: no times, the fault lines say what happened
         http_ratio = rep.median_of(g["http"], "ratio") if g["http"] else math.nan
-        rows.append(
-            {
-                "nodes": g["nodes"],
-                "t_min": g["t_min"],
-                "last": rep.median_of(g["swarm"], "last"),
-                "p50": rep.median_of(g["swarm"], "p50"),
-                "p99": rep.median_of(g["swarm"], "p99"),
-                "ratio": rep.median_of(g["swarm"], "ratio"),
-                "http_ratio": http_ratio,
-                "server_copies": rep.median_of(g["swarm"], "server_copies"),
-                "cpu_percent": rep.median_of(g["swarm"], "cpu_percent"),
-            }
-        )
+        for mode, runs in g["seeding"].items():
+            if not runs or not all(s["times"] for s in runs):
+                continue  # the server gone for good: no times, the fault lines say what happened
+            rows.append(
+                {
+                    "nodes": g["nodes"],
+                    "seeding": mode,
+                    "t_min": g["t_min"],
+                    "last": rep.median_of(runs, "last"),
+                    "p50": rep.median_of(runs, "p50"),
+                    "p99": rep.median_of(runs, "p99"),
+                    "ratio": rep.median_of(runs, "ratio"),
+                    "http_ratio": http_ratio,
+                    "server_copies": rep.median_of(runs, "server_copies"),
+                    "cpu_percent": rep.median_of(runs, "cpu_percent"),
+                    "after_boot_uploaded": rep.median_of(runs, "after_boot_uploaded"),
+                }
+            )
     if rows:
         print(rep.table(rows))
     if args.json:
@@ -338,8 +382,9 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(ImportError):
             rep.plot(args.plot, groups)
     last = groups[-1]
-    if rows:
-        print(rep.summary_line(last["nodes"], last["t_min"], last["swarm"], last["http"]))
+    if rows and last["swarm"] and all(s["times"] for s in last["swarm"]):
+        print(rep.summary_line(last["nodes"], last["t_min"], last["swarm"], last["http"],
+                               seeding=args.seeding_modes[0]))
     return 0
 
 

@@ -4,8 +4,11 @@ Swarm mode does what the agent's plan and download stages do, with the agent's o
 the node's boot plan and the torrent from the server (`bootagent.server.ServerClient`), download
 the image with
 `bootagent.download.ImageDownload` (session settings from `bootagent.lan_tuning`), and once it is
-verified close the session and start the seeding process (`bootagent.seeder.start_seeder`), which
-seeds until the benchmark says stop. HTTP mode fetches the image file with one plain HTTP GET.
+verified close the session and start the seeding process (`bootagent.seeder.start_seeder`); then,
+by default, what the product does after that (`Lifecycle`: the initramfs seeder until switch_root,
+a gap, the booted system's seeding service under the plan's rules), or `--seeding forever` (seed
+until the benchmark says stop) or `--seeding none`. HTTP mode fetches the image file with one
+plain HTTP GET.
 
 It imports everything, writes `ready`, waits for the orchestrator's go file (which holds the
 start time on the shared monotonic clock), and writes its result as JSON. Every wait is bounded.
@@ -22,6 +25,7 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,7 +40,7 @@ from bootagent.context import Console, Paths  # noqa: E402
 from bootagent.download import DownloadStatus, ImageDownload  # noqa: E402
 from bootagent.errors import DownloadError  # noqa: E402
 from bootagent.report import Reporter  # noqa: E402
-from bootagent.seeder import start_seeder  # noqa: E402
+from bootagent.seeder import Handover, agent_command, start_seeder  # noqa: E402
 from bootagent.server import ServerClient  # noqa: E402
 from lab.server_process import token_in  # noqa: E402
 
@@ -158,7 +162,8 @@ def run_swarm(args: argparse.Namespace, result: dict[str, Any]) -> None:
         rehashed=dl.rehashed,
         errors=dl.errors[-5:],
     )
-    if args.seed:
+    seeding = args.seeding != "none"
+    if seeding:
         pid = start_seeder(torrent_file, path, plan.image.sha256, args.listen, run_dir)
         result["seeder_pid"] = pid
     if reporter is not None:
@@ -170,9 +175,91 @@ def run_swarm(args: argparse.Namespace, result: dict[str, Any]) -> None:
         result["events_sent"], result["events_failed"] = reporter.sent, reporter.failed
         result["events_urls"] = list(reporter.urls)
     write_json(Path(args.result), result)
+    if args.seeding == "lifecycle":
+        t = plan.torrent
+        handover = Handover(  # what the agent leaves the booted system (bootagent/seed_handover.py)
+            torrent=str(torrent_file), dir=str(path.parent), sha256=plan.image.sha256, listen=args.listen,
+            status=str(run_dir / "seed-status.json"), max_seconds=float(t.seed_after_boot_seconds),
+            idle_seconds=float(t.seed_idle_seconds), rate_limit=int(t.seed_rate_limit),
+            events_urls=tuple(reporter.urls) if reporter is not None else (),
+            token=reporter.token if reporter is not None else "", image=plan.image.name,
+            version=plan.image.version,
+        )
+        life = Lifecycle(args, run_dir, handover, result["seeder_pid"])
+        life.run_until(Path(args.stop), args.deadline + 600)
+        result["seeder"], result["after_boot"] = life.seeder, life.after_boot
+        result["lifecycle"] = life.marks
+        return
     wait_for_file(Path(args.stop), args.deadline + 600, STOP_POLL)
-    if args.seed:
+    if seeding:
         result["seeder"] = stop_seeder(result["seeder_pid"], run_dir / "seeder.json")
+
+
+class Lifecycle:
+    """What a node does after its image is verified, as the product does it (the default): the
+    initramfs seeder until switch_root (`--switch-root-after` s: the agent's root, files, post and
+    handover stages and dracut's cleanup), nothing while the booted system comes up
+    (`--service-gap` s: systemd up to network-online), then the booted system's seeding service,
+    the real one (`swarmboot-agent seed --handover`, bootagent/seeder.py) with the plan's
+    seed_after_boot_seconds, seed_idle_seconds and seed_rate_limit, until its own rule stops it or
+    the run ends. Every phase is bounded by the stop file and the deadline."""
+
+    def __init__(self, args: argparse.Namespace, run_dir: Path, handover: Handover, seeder_pid: int) -> None:
+        self.args, self.run_dir, self.handover, self.seeder_pid = args, run_dir, handover, seeder_pid
+        self.seeder: dict[str, Any] = {}
+        self.after_boot: dict[str, Any] = {}
+        self.marks: dict[str, float] = {"verified": time.monotonic()}
+        self.service: Any = None
+
+    def _stopped(self, stop: Path) -> bool:
+        return stop.exists() and stop.read_text().endswith("\n")
+
+    def _sleep_until(self, at: float, stop: Path, end: float) -> bool:
+        """False when the run ended first."""
+        while time.monotonic() < min(at, end):
+            if self._stopped(stop):
+                return False
+            time.sleep(STOP_POLL)
+        return time.monotonic() < end
+
+    def run_until(self, stop: Path, deadline: float) -> None:
+        end = time.monotonic() + deadline
+        t0 = self.marks["verified"]
+        switch_root = t0 + self.args.switch_root_after
+        in_time = self._sleep_until(switch_root, stop, end)
+        self.seeder = stop_seeder(self.seeder_pid, self.run_dir / "seeder.json")
+        self.marks["switch_root"] = time.monotonic()
+        if not in_time or not self._sleep_until(switch_root + self.args.service_gap, stop, end):
+            return
+        self.marks["service"] = time.monotonic()
+        status = Path(self.handover.status)
+        (self.run_dir / "seed-handover.json").write_text(self.handover.to_json())
+        if self.handover.max_seconds <= 0:
+            self.after_boot = {"skipped": "seed_after_boot_seconds is 0"}
+            wait_for_file(stop, max(1.0, end - time.monotonic()), STOP_POLL)
+            return
+        log = open(self.run_dir / "seed-service.log", "ab")  # noqa: SIM115 - the child's output
+        self.service = subprocess.Popen(
+            [*agent_command(), "seed", "--handover", str(self.run_dir / "seed-handover.json")],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        try:
+            while time.monotonic() < end and self.service.poll() is None and not self._stopped(stop):
+                time.sleep(STOP_POLL)
+            if self.service.poll() is not None:
+                self.marks["service_done"] = time.monotonic()
+                wait_for_file(stop, max(1.0, end - time.monotonic()), STOP_POLL)
+        finally:
+            if self.service.poll() is None:
+                self.service.terminate()
+                try:
+                    self.service.wait(SEEDER_STOP_WAIT)
+                except subprocess.TimeoutExpired:
+                    self.service.kill()
+                    self.service.wait(10)
+        with contextlib.suppress(OSError, ValueError):
+            self.after_boot = dict(json.loads(status.read_text()))
 
 
 class _AlertTap:
@@ -320,7 +407,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stripes", type=int, default=0, help="0: the plan's hint; K: first K own; -1: none")
     p.add_argument("--trace-blocks", action="store_true")
     p.add_argument("--web-seed", choices=("fallback", "always", "never"), default="fallback")
-    p.add_argument("--seed", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument(
+        "--seeding", choices=("lifecycle", "forever", "none"), default="lifecycle",
+        help="after the download: the product's lifecycle (Lifecycle), seed until the run ends, or not",
+    )
+    p.add_argument("--switch-root-after", type=float, default=2.0,
+                   help="lifecycle: seconds the initramfs seeder runs after the sha256 (to switch_root)")
+    p.add_argument("--service-gap", type=float, default=5.0,
+                   help="lifecycle: seconds from switch_root to the seeding service (systemd)")
     p.add_argument("--report", action="store_true", help="send the agent's events (stages, progress, booted)")
     p.add_argument("--report-every", type=float, default=1.0, help="seconds between progress events")
     p.add_argument("--deadline", type=float, default=600.0)

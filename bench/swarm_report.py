@@ -63,18 +63,20 @@ def median_of(runs: list[dict[str, Any]], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
-def summary_line(n: int, tmin: float, swarm: list[dict[str, Any]], http: list[dict[str, Any]]) -> str:
+def summary_line(
+    n: int, tmin: float, swarm: list[dict[str, Any]], http: list[dict[str, Any]], seeding: str = "lifecycle"
+) -> str:
     http_ratio = f"{median_of(http, 'ratio'):.2f}" if http else "nan"
     return (
         f"swarm N={n} T_min={tmin:.2f}s last={median_of(swarm, 'last'):.2f}s "
         f"ratio={median_of(swarm, 'ratio'):.3f} http_ratio={http_ratio} "
-        f"server_copies={median_of(swarm, 'server_copies'):.2f}"
+        f"server_copies={median_of(swarm, 'server_copies'):.2f} seeding={seeding}"
     )
 
 
 def run_line(kind: str, s: dict[str, Any], *, n: int, run: int, size: int, link_bit: int, tmin: float) -> str:
     return (
-        f"  {kind:5} N={n:<3d} run {run}: F={size / 2**20:.1f} MiB c={link_bit / 1e6:g} Mbit/s "
+        f"  {kind:9} N={n:<3d} run {run}: F={size / 2**20:.1f} MiB c={link_bit / 1e6:g} Mbit/s "
         f"T_min={tmin:.2f}s last={s['last']:.2f}s p50={s['p50']:.2f}s p99={s['p99']:.2f}s "
         f"ratio={s['ratio']:.3f} server_copies={s['server_copies']:.2f} cpu={s['cpu_percent']:.0f}%"
         + (f" first_byte={s['first_byte_median']:.2f}s" if not math.isnan(s["first_byte_median"]) else "")
@@ -82,12 +84,15 @@ def run_line(kind: str, s: dict[str, Any], *, n: int, run: int, size: int, link_
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = "| N | T_min (s) | last (s) | p50 (s) | p99 (s) | ratio | http_ratio | server copies | CPU % |"
-    out = [head, "|" + "---|" * 9]
+    head = ("| N | seeding | T_min (s) | last (s) | p50 (s) | p99 (s) | ratio | http_ratio | server copies "
+            "| after boot (MiB) | CPU % |")
+    out = [head, "|" + "---|" * 11]
     for r in rows:
+        after = r.get("after_boot_uploaded", math.nan)
         out.append(
-            f"| {r['nodes']} | {r['t_min']:.2f} | {r['last']:.2f} | {r['p50']:.2f} | {r['p99']:.2f} | "
-            f"{r['ratio']:.3f} | {r['http_ratio']:.2f} | {r['server_copies']:.2f} | {r['cpu_percent']:.0f} |"
+            f"| {r['nodes']} | {r.get('seeding', 'lifecycle')} | {r['t_min']:.2f} | {r['last']:.2f} | "
+            f"{r['p50']:.2f} | {r['p99']:.2f} | {r['ratio']:.3f} | {r['http_ratio']:.2f} | "
+            f"{r['server_copies']:.2f} | {after / 2**20:.1f} | {r['cpu_percent']:.0f} |"
         )
     return "\n".join(out)
 

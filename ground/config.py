@@ -50,6 +50,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("seeder_listen", str, "0.0.0.0:6880", "HOST:PORT the server's BitTorrent seeder listens on"),
     Setting("nfs_port", int, 2049, "TCP port of the NFS export (NFSv4) for groups in nfs root mode"),
     Setting("seeder_upload_rate", int, 0, "seeder upload limit in bytes/s (0: none; the LAN default)"),
+    Setting("seed_after_boot_seconds", int, 1800,
+            "at most this long a booted node seeds its image to nodes still booting (0: not after boot)"),
+    Setting("seed_idle_seconds", int, 60,
+            "a booted node stops seeding once the tracker has had no incomplete peer this long"),
+    Setting("seed_after_boot_rate", int, 0, "a booted node's upload limit in bytes/s as it seeds (0: none)"),
     Setting("boot_menu_timeout", int, 30, "seconds the unknown-machine boot menu waits before local boot"),
     Setting("rescue_group", str, "", "group whose image starts the rescue shell of unknown machines"),
     Setting("dhcp_interface", str, "", "interface `serve` runs dnsmasq on (empty: no DHCP/TFTP)"),
@@ -84,6 +89,9 @@ class Settings:
     seeder_listen: str = "0.0.0.0:6880"
     nfs_port: int = 2049
     seeder_upload_rate: int = 0
+    seed_after_boot_seconds: int = 1800
+    seed_idle_seconds: int = 60
+    seed_after_boot_rate: int = 0
     boot_menu_timeout: int = 30
     rescue_group: str = ""
     dhcp_interface: str = ""

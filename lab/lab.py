@@ -56,6 +56,7 @@ class LabSpec:
     port: int = 8080
     server_rate: str = ""  # shape what the server sends into the lab, e.g. "100mbit" ("": no limit)
     log_level: str = "info"
+    settings: tuple[tuple[str, str], ...] = ()  # server settings, (name, value): ("seed_idle_seconds", "120")
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -167,6 +168,7 @@ class Lab:
         if self.switch is not None:  # the switch sends LLDP every second: nodes wait for a frame
             env["SWARMBOOT_LLDP_WAIT"] = "5"
             env["SWARMBOOT_SNMP_TIMEOUT"] = "15"  # snmpsim is Python, on cores shared with QEMU
+        env.update({f"SWARMBOOT_{name.upper()}": value for name, value in self.spec.settings})
         return env
 
     def env(self) -> dict[str, str]:

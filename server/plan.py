@@ -9,11 +9,13 @@ node. Template variables: node, group, network, image, server_url (see docs/serv
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import object_session
 
+from ground.config import Settings
 from ground.contract.plan import (
     LEGACY_VERSION,
     PLAN_MAJOR,
@@ -220,6 +222,20 @@ def nfs_export(group: Group, version: Version, server_url: str, nfs_port: int) -
         raise PlanRenderError(str(exc), hint=exc.hint) from None
 
 
+@dataclass(frozen=True)
+class AfterBoot:
+    """How long a booted node seeds its image (the seed_* settings; docs/swarm.md)."""
+
+    seconds: int = 1800
+    idle_seconds: int = 60
+    rate_limit: int = 0
+
+    @classmethod
+    def of(cls, settings: Settings) -> AfterBoot:
+        s = settings
+        return cls(s.seed_after_boot_seconds, s.seed_idle_seconds, s.seed_after_boot_rate)
+
+
 def build(
     node: Node,
     catalog: Catalog,
@@ -230,6 +246,7 @@ def build(
     secret_files: tuple[NodeFile, ...] = (),
     seeder_port: int = 0,
     nfs_port: int = 0,
+    after_boot: AfterBoot | None = None,
 ) -> BootPlan:
     """The node's plan for an agent of plan version PLAN_MAJOR.minor (PlanRenderError: it cannot
     be built, e.g. a template error, or a feature that agent lacks). `secret_files`: the secrets
@@ -240,6 +257,7 @@ def build(
     domain = node.network.domain if node.network else ""
     kernel_args = " ".join(a for a in (group.kernel_args, node.kernel_args) if a)
     stripe, stripes = stripe_of(node)
+    after = after_boot or AfterBoot()
     return BootPlan(
         version=PLAN_VERSION,
         minor=minor,
@@ -266,7 +284,11 @@ def build(
         files=render_files(node, version, server_url),
         ssh_authorized_keys=tuple(group.ssh_keys),
         kernel_args=kernel_args,
-        torrent=TorrentOptions(stripe=stripe, stripes=stripes, seeder_port=seeder_port),
+        torrent=TorrentOptions(
+            stripe=stripe, stripes=stripes, seeder_port=seeder_port,
+            seed_after_boot_seconds=after.seconds, seed_idle_seconds=after.idle_seconds,
+            seed_rate_limit=after.rate_limit,
+        ),
         service=node.service,
         secret_files=secret_files,
     )

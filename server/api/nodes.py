@@ -51,6 +51,12 @@ def _seeder_port(state: ServerState) -> int:
     return int(seeder.port) if seeder is not None else 0
 
 
+def _after_boot(state: ServerState) -> plan.AfterBoot:
+    """How long booted nodes seed (the seed_* settings; defaults without settings)."""
+    settings = getattr(state, "settings", None)
+    return plan.AfterBoot.of(settings) if settings is not None else plan.AfterBoot()
+
+
 def _nfs_port(state: ServerState) -> int:
     """The port of this server's NFS export (0: it exports none, serve --no-nfs)."""
     exporter = getattr(state, "nfs", None)
@@ -113,7 +119,7 @@ def _plan_body(
             row, boot_mac = _node_of(session, mac, node)
             result = plan.build(
                 row, state.catalog, state.server_url, boot_mac, minor=minor, seeder_port=_seeder_port(state),
-                nfs_port=_nfs_port(state),
+                nfs_port=_nfs_port(state), after_boot=_after_boot(state),
             )
         return json.dumps(result.to_dict(minor), separators=(",", ":")).encode()
     refused = None
@@ -125,6 +131,7 @@ def _plan_body(
             result = plan.build(
                 row, state.catalog, state.server_url, boot_mac, minor=minor, secret_files=secrets,
                 seeder_port=_seeder_port(state), nfs_port=_nfs_port(state),
+                after_boot=_after_boot(state),
             )
     if refused is not None:  # the alert is committed; now the refusal
         state.counters.token_refusals += 1

@@ -157,7 +157,10 @@ class Local:
         catalog.refresh()
         with self.db.read() as session:
             node = objects.by_name(session, Node, name, "node")
-            return plan.build(node, catalog, url, nfs_port=self.settings.nfs_port).to_dict()
+            return plan.build(
+                node, catalog, url, nfs_port=self.settings.nfs_port,
+                after_boot=plan.AfterBoot.of(self.settings),
+            ).to_dict()
 
 
 def token_for(args: argparse.Namespace, settings: Settings) -> str:

@@ -111,7 +111,8 @@ def e2e_images(
 def lab(e2e_images: E2EImages, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ELab]:
     workdir = tmp_path_factory.mktemp("e2e-lab")
     public_key = make_ssh_key(workdir / "id_ed25519")
-    spec = LabSpec(home=e2e_images.settings.home, workdir=workdir)
+    # booted nodes seed for a node that comes 2 minutes later (test_boot.py), then stop by that rule
+    spec = LabSpec(home=e2e_images.settings.home, workdir=workdir, settings=(("seed_idle_seconds", "120"),))
     with Lab(spec) as the_lab:
         the_lab.add_network()
         switch = the_lab.add_switch()

@@ -21,7 +21,16 @@ import pytest
 from lab.lab import ssh_argv
 from lab.server_process import swarmboot_command
 from lab.timeline import BootSummary, kernel_clock, timeline_line
-from tests.helpers.e2e import DEAD_SERVER_ARGS, FIGURES, GRAB_DEADLINE, IMAGE, PORT_NAMED, E2EImages, E2ELab
+from tests.helpers.e2e import (
+    DEAD_SERVER_ARGS,
+    FIGURES,
+    GRAB_DEADLINE,
+    IMAGE,
+    PORT_NAMED,
+    E2EImages,
+    E2ELab,
+    wait_row,
+)
 
 # The tests' own deadlines (BOOT_TIMEOUT, the console waits) come first, so a failure shows the
 # evidence; pytest-timeout is the last resort (it includes the session fixtures: clone + 2 packs).
@@ -150,6 +159,54 @@ def test_bios_and_uefi_nodes_pxe_boot_together_into_overlay_and_share_pieces(lab
         f"no piece went from one node to the other (nodes: {between_nodes} B, seeders: {seeded} B)\n"
         f"{stats['tracker']['swarms'].get(manifest.info_hash)}")
     check_named_by_its_port(lab, rows["n1"])
+
+
+def seeding(row: dict) -> dict:
+    return row["details"].get("seeding") or {}
+
+
+def test_a_node_booting_later_gets_pieces_from_booted_nodes_whose_seeding_then_stops(lab: E2ELab) -> None:
+    """(9) seeding after boot (issue 12): n1 and n2, booted, run the seeding service the agent
+    handed over (swarmboot-seed.service from /run: systemd, the agent's bundle, no Python in the
+    image); n7 boots after them with the server's link shaped again and gets pieces from them: by
+    the tracker (booted peers, complete, with uploads) and by their per-peer counters (n7's
+    address); then, nobody needing the image for the lab's seed_idle_seconds (120), both stop by
+    that rule and say so."""
+    the_lab, manifest = lab.lab, lab.images.squashfs
+    seeders = ["n1", "n2"]
+    for name in seeders:
+        row = wait_row(lab, name, lambda r: "uploaded" in seeding(r), 120, "the seed start event")
+        assert not seeding(row)["stopped"] and row["state"] == "booted", row
+        assert row["stage"] == "seed" and row["status"] == "start", row
+    the_lab.set_server_rate("100mbit")
+    try:
+        the_lab.start_vm("n7", lab.mac("n7"), lab.firmware("n7"), deadline_s=900.0)
+        rows = the_lab.wait_booted(["n7"], timeout=BOOT_TIMEOUT)
+        stats = the_lab.admin("stats")
+    finally:
+        the_lab.set_server_rate("")
+    row, evidence = rows["n7"], the_lab.evidence(["n7", *seeders], rows)
+    summary = summarize(lab, "n7", row["details"])
+    assert summary.image_bytes == manifest.image_file.size and summary.from_peers > 0, evidence
+    addresses = {r["name"]: r["address"] for r in the_lab.status([*seeders, "n7"])}
+    swarm = stats["tracker"]["swarms"].get(manifest.info_hash, {"peers": []})
+    booted_peers = [p for p in swarm["peers"] if p["ip"] in (addresses["n1"], addresses["n2"])]
+    assert any(p["left"] == 0 and p["uploaded"] > 0 for p in booted_peers), (swarm, addresses)
+    done = {
+        name: wait_row(lab, name, lambda r: bool(seeding(r).get("stopped")), 300, "the seed done event")
+        for name in seeders
+    }
+    to_n7 = 0
+    for name, seeder_row in done.items():
+        s = seeding(seeder_row)
+        assert "no node needed the image for 120 s" in s["reason"], s
+        assert seeder_row["state"] == "booted" and seeder_row["message"].startswith("seeded "), seeder_row
+        to_n7 += int(s["served"].get(addresses["n7"], 0))
+        FIGURES.append(f"{name} seeding after boot: {seeder_row['message']}; served {s['served']}")
+    assert to_n7 >= manifest.piece_size, (to_n7, {n: seeding(r) for n, r in done.items()})
+    FIGURES.append(f"n7 got {to_n7 / 2**20:.1f} MiB from booted n1+n2 (their counters), "
+                   f"{summary.from_peers / 2**20:.0f} MiB from peers in all")
+    the_lab.stop_vm("n7")
 
 
 def check_named_by_its_port(lab: E2ELab, row: dict) -> None:

@@ -26,6 +26,7 @@ NODES: dict[str, tuple[int, str, Firmware]] = {  # name: (index for the MAC, gro
     "n2": (2, "overlay", "uefi"),
     "n3": (3, "tmpfs", "bios"),
     "n4": (4, "overlay", "bios"),
+    "n7": (7, "overlay", "bios"),  # boots after n1 and n2: pieces from their seeding after boot
     # the nfs root mode (tests/e2e/test_nfs.py)
     "n5": (5, "nfs", "bios"),
     "n6": (6, "nfs", "uefi"),

@@ -73,7 +73,9 @@ def server(settings: Settings, manifest: Manifest, swarmboot_home: Path) -> Any:
     crud.add_nodes(db, ["n1"], {"group": "compute", "macs": [MAC, "52:54:00:00:00:02"], "switch": "sw1"})
     crud.add_nodes(db, ["spare[1-3]"], {"group": "compute"})
     db.close()
-    with running_server(swarmboot_home) as srv:
+    # the seeding-after-boot settings reach the plans (plan 1.4)
+    with running_server(swarmboot_home, SWARMBOOT_SEED_IDLE_SECONDS="45",
+                        SWARMBOOT_SEED_AFTER_BOOT_RATE="1000000") as srv:
         yield srv
 
 
@@ -176,6 +178,10 @@ def test_plan_matches_the_inventory(server: ServerProcess, manifest: Manifest) -
     assert motd.content == f"n1 at 10.5.0.10 runs compute v1 from {server.url}\n"
     assert plan.reporting.events_url == f"{server.url}/api/v1/nodes/n1/events"
     assert BootPlan.from_dict(get(server, "/api/v1/plan", node="n1").json()).interfaces[0].boot
+    t = BootPlan.from_dict(get(server, "/api/v1/plan", node="n1", plan_version="1.4").json()).torrent
+    assert (t.seed_after_boot_seconds, t.seed_idle_seconds, t.seed_rate_limit) == (1800, 45, 1_000_000)
+    older = get(server, "/api/v1/plan", node="n1", plan_version="1.3").json()["torrent"]
+    assert "seed_idle_seconds" not in older  # an older agent stops seeding at switch_root
 
     # a change in the inventory shows up in the (cached) plan
     cli(server.home, "node", "set", "n1", "--address", "10.5.0.99", "--kernel-args", "debug")

@@ -1,5 +1,6 @@
 """The swarm benchmark end to end, small: real namespaces, real `swarmboot serve`, real agent
-download module in each node namespace, plain HTTP beside it; its report and its clean-up."""
+download module in each node namespace, each node then going through the product's lifecycle
+(bench/swarm_node.py Lifecycle), plain HTTP beside it; its report and its clean-up."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 LAST_LINE = re.compile(
     r"^swarm N=(\d+) T_min=([\d.]+)s last=([\d.]+)s ratio=([\d.]+) http_ratio=([\d.]+) "
-    r"server_copies=([\d.]+)$"
+    r"server_copies=([\d.]+) seeding=lifecycle$"
 )
 
 
@@ -41,6 +42,7 @@ def test_a_small_swarm_beats_plain_http_and_leaves_nothing_behind(tmp_path: Path
     cmd = [
         sys.executable, str(ROOT / "bench" / "swarm.py"), "--nodes", "4", "--size", "2MiB", "--link", "8mbit",
         "--wait-idle", "20", "--json", str(out_json), "--plot", str(out_png),
+        "--switch-root-after", "0.5", "--service-gap", "0.5",  # the lifecycle's phases within the run
     ]
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=420, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -63,6 +65,18 @@ def test_a_small_swarm_beats_plain_http_and_leaves_nothing_behind(tmp_path: Path
     assert swarm["hash_failures"] == 0
     assert swarm["from_peers"] > 2 * doc["image"]["size"]  # most of the image came from other nodes
     assert 0 < swarm["cpu_percent"] <= 100
+    # the product's lifecycle (the default): each node's initramfs seeder stopped at its switch_root,
+    # then the booted system's seeding service (the agent's `seed --handover`) ran until the run's end
+    (nodes,) = group["nodes_detail"]
+    for i, node in nodes.items():
+        marks = node["lifecycle"]
+        assert marks["verified"] < marks["switch_root"] < marks["service"], (i, marks)
+        assert node["seeder"].get("stopped"), (i, node["seeder"])
+        after = node["after_boot"]
+        assert after.get("stopped") and after["reason"] == "stopped by a signal", (i, after)
+        assert "served" in after and "incomplete" in after, after
+    assert swarm["after_boot_uploaded"] == sum(n["after_boot"]["uploaded"] for n in nodes.values())
+    assert "| lifecycle |" in proc.stdout
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert _namespaces() == before_ns
     assert _benches() == before_work
