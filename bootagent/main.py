@@ -283,7 +283,9 @@ def stage_handover(ctx: BootContext) -> StageResult:
     seeding = hand_over_seeding(ctx)
     ctx.console.info(f"handing over to the booted system after {total:.1f} s")
     if ctx.disk is not None:  # the install worked: the server boots this node from its disk now
-        from bootagent.disk.install import install_record
+        from bootagent.disk.install import install_record, settle
+
+        settle(ctx.paths.sysroot)  # the node's files and the post script's on the disk too
 
         reused = json.loads((ctx.paths.run_dir / "download.json").read_text()).get("reused", False)
         return {**timings, "seeding": seeding, "install": install_record(ctx.disk, bool(reused))}

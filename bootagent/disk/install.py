@@ -252,6 +252,19 @@ def install_bootloader(  # noqa: PLR0917
     for problem in binds.unwind():
         state.say(f"warning: could not undo a bind mount: {problem}")
     state.bootloader["cmdline"] = cmdline
+    settle(sysroot)
+
+
+def settle(sysroot: Path) -> None:
+    """What GRUB reads must be on the disk, not only in the page cache or a journal: the kernel,
+    grub.cfg and GRUB's modules had not reached a RAID1 member minutes after the install (a
+    0-byte grub.cfg and /boot/grub in ext4's journal only), so the member booted alone stopped at
+    `grub rescue>`. Sync, then checkpoint the root and /boot (bootloader.checkpoint); again at the
+    handover, after the node's files and the post script."""
+    os.sync()
+    for mountpoint in (sysroot, sysroot / "boot"):
+        if mountpoint.is_mount():  # never a directory of another filesystem (a test's, the host's)
+            bootloader.checkpoint(mountpoint)
 
 
 def copy_second_esps(state: DiskInstall, sysroot: Path) -> None:

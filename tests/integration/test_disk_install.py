@@ -273,3 +273,35 @@ def test_fstab_names_filesystems_by_uuid(tmp_path: Path) -> None:
     assert "UUID=uuid-root\t/\text4\tdefaults\t0\t1" in text
     assert "UUID=uuid-data\t/data\txfs\tdefaults\t0\t0" in text
     assert "UUID=uuid-swap\tnone\tswap\tsw\t0\t0" in text
+
+
+@pytest.mark.parametrize("fs", ["ext4", "xfs"])
+def test_a_checkpoint_puts_what_grub_reads_on_the_disk_and_leaves_it_writable(
+    tmp_path: Path, loops: Loops, fs: str
+) -> None:
+    """GRUB reads the disk without replaying the journal: after bootloader.checkpoint (freeze and
+    thaw) a reader that ignores the journal (debugfs; xfs_db on xfs) finds the new file, and the
+    filesystem takes writes again (it is not left frozen)."""
+    from bootagent.disk import bootloader
+
+    disk = tmp_path / "fs.img"
+    with disk.open("wb") as handle:
+        handle.truncate(320 * MiB)
+    device = loops.attach(disk)
+    run([f"mkfs.{fs}", "-q", *(["-F"] if fs == "ext4" else ["-f"]), device], timeout=120)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    stack = MountStack()
+    with stack.guard():
+        stack.mount(device, mnt, fs)
+        (mnt / "boot/grub/i386-pc").mkdir(parents=True)
+        (mnt / "boot/grub/i386-pc/normal.mod").write_bytes(b"grub module\n")
+        assert bootloader.checkpoint(mnt) is True
+        if fs == "ext4":
+            listing = output(["debugfs", "-R", "ls -l /boot/grub/i386-pc", device], timeout=60)
+        else:
+            listing = output(["xfs_db", "-r", "-c", "path /boot/grub/i386-pc", "-c", "ls", device],
+                             timeout=60)
+        assert "normal.mod" in listing, listing
+        (mnt / "after").write_text("still writable\n")  # a frozen filesystem would block here
+        os.sync()
