@@ -28,6 +28,7 @@ from ground.run import spawn
 MAX_SECONDS = 4 * 3600  # a seeder nobody stopped ends by itself
 STATUS_EVERY = 2.0
 LOOK_EVERY = 0.5
+PROGRESS_EVERY = 30.0  # a `seed progress` event at most this often, when it sent more or its need changed
 ALERT_QUEUE = 1 << 16  # block_uploaded_alerts between two looks: ~4000 a second at 1 GbE
 REANNOUNCE_EVERY = 15.0  # the booted seeder asks the tracker this often how many still download
 
@@ -83,14 +84,21 @@ class StopRule:
     idle_seconds: float = 0.0
     started: float = 0.0
     needed_at: float = 0.0
+    needed_by: str = ""  # what kept it seeding last ("the tracker: 2 incomplete", "a peer downloading")
+    changes: list[tuple[float, int, int]] = field(default_factory=list)  # (seconds, incomplete, downloading)
 
     def __post_init__(self) -> None:
         self.needed_at = self.started
 
     def observe(self, now: float, incomplete: int, downloading_peers: int) -> str | None:
         """The reason to stop now, else None."""
+        if not self.changes or self.changes[-1][1:] != (incomplete, downloading_peers):
+            change = (round(now - self.started, 1), incomplete, downloading_peers)
+            self.changes = [*self.changes[-15:], change]
         if incomplete > 0 or downloading_peers > 0:
             self.needed_at = now
+            self.needed_by = (f"the tracker: {incomplete} incomplete" if incomplete > 0
+                              else f"{downloading_peers} peer(s) downloading from it")
         if now - self.started >= self.max_seconds:
             return f"seeded for the longest time allowed ({self.max_seconds:.0f} s)"
         if self.idle_seconds > 0 and now - self.needed_at >= self.idle_seconds:
@@ -151,8 +159,10 @@ class Handover:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def _downloading(peers: list[Any], seed_flag: int) -> int:
-    return sum(1 for p in peers if not int(p.flags) & seed_flag)
+def _downloading(peers: list[Any], seed_flag: int, interested_flag: int) -> int:
+    """Connected peers taking from this seeder: interested in it and not seeds (a connection still in
+    its handshake, or another seed's, is neither)."""
+    return sum(1 for p in peers if not int(p.flags) & seed_flag and int(p.flags) & interested_flag)
 
 
 def seed_main(
@@ -198,11 +208,12 @@ def seed_main(
             local = lt.session.local_peer_class_id
             limited = {**dl.session.get_peer_class(local), "upload_limit": int(rate_limit)}
             dl.session.set_peer_class(local, limited)
-        seed_flag = int(lt.peer_info.seed)
+        seed_flag, interested_flag = int(lt.peer_info.seed), int(lt.peer_info.remote_interested)
         reannounce_flags = getattr(getattr(dl.lt, "reannounce_flags_t", None), "ignore_min_interval", 0)
         announced = started
         incomplete = -1
         written = 0.0
+        reported, last_news = started, (0, "")
 
         def snapshot(stopped: bool) -> dict[str, Any]:
             st = dl.status()
@@ -215,6 +226,9 @@ def seed_main(
                 "incomplete": incomplete,
                 "served": served.by_address(),
                 **({"alerts_dropped": served.dropped} if served.dropped else {}),
+                # why it still seeds (or did until it stopped): the last need, how long ago
+                "needed": {"by": rule.needed_by, "ago": round(time.monotonic() - rule.needed_at, 1),
+                           "changes": rule.changes},
                 "stopped": stopped,
                 **({"reason": reason} if stopped else {}),
             }
@@ -234,13 +248,18 @@ def seed_main(
             if idle_seconds > 0 and now - announced >= REANNOUNCE_EVERY:
                 announced = now
                 dl.handle.force_reannounce(0, -1, reannounce_flags)
-            why = rule.observe(now, incomplete, _downloading(peers, seed_flag))
+            why = rule.observe(now, incomplete, _downloading(peers, seed_flag, interested_flag))
             if why is not None:
                 reason = why
                 break
             if now - written >= STATUS_EVERY:
                 written = now
-                write_status(status, snapshot(False))
+                current = snapshot(False)
+                write_status(status, current)
+                news = (current["uploaded"], rule.needed_by)
+                if on_event is not None and now - reported >= PROGRESS_EVERY and news != last_news:
+                    reported, last_news = now, news
+                    on_event("progress", f"seeded {current['uploaded'] >> 20} MiB so far", current)
         last = snapshot(True)
         write_status(status, last)
     if on_event is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.lab import ssh_argv
+from lab.lab import LabError, ssh_argv
 from lab.server_process import swarmboot_command
 from lab.timeline import BootSummary, kernel_clock, timeline_line
 from tests.helpers.e2e import (
@@ -192,10 +192,14 @@ def test_a_node_booting_later_gets_pieces_from_booted_nodes_whose_seeding_then_s
     swarm = stats["tracker"]["swarms"].get(manifest.info_hash, {"peers": []})
     booted_peers = [p for p in swarm["peers"] if p["ip"] in (addresses["n1"], addresses["n2"])]
     assert any(p["left"] == 0 and p["uploaded"] > 0 for p in booted_peers), (swarm, addresses)
-    done = {
-        name: wait_row(lab, name, lambda r: bool(seeding(r).get("stopped")), 300, "the seed done event")
-        for name in seeders
-    }
+    try:
+        done = {
+            name: wait_row(lab, name, lambda r: bool(seeding(r).get("stopped")), 300, "the seed done event")
+            for name in seeders
+        }
+    except LabError as exc:  # what each seeder last said (its progress events: why it still seeds)
+        last = {r["name"]: seeding(r) for r in the_lab.status(seeders)}
+        raise AssertionError(f"{exc}\nseeding as reported: {json.dumps(last, indent=1)}") from exc
     to_n7 = 0
     for name, seeder_row in done.items():
         s = seeding(seeder_row)
