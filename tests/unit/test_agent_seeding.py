@@ -150,3 +150,25 @@ def test_node_status_shows_what_a_booted_node_seeded() -> None:
     assert seeded_column(running) == "300 MiB to 2 (seeding)"
     done = {"seeding": {"uploaded": 5 << 20, "served": {"10.0.0.5": 1}, "stopped": True}}
     assert seeded_column(done) == "5 MiB to 1"
+
+
+def test_only_interested_peers_that_are_not_seeds_count_as_downloading() -> None:
+    from types import SimpleNamespace
+
+    from bootagent.seeder import _downloading
+
+    seed, interested = 1024, 4
+    peers = [SimpleNamespace(flags=interested), SimpleNamespace(flags=seed | interested),
+             SimpleNamespace(flags=0), SimpleNamespace(flags=64)]  # 64: still in its handshake
+    assert _downloading(peers, seed, interested) == 1
+
+
+def test_the_rule_says_what_kept_it_seeding() -> None:
+    rule = StopRule(max_seconds=1000, idle_seconds=60, started=0.0)
+    rule.observe(10.0, incomplete=3, downloading_peers=0)
+    assert rule.needed_by == "the tracker: 3 incomplete" and rule.needed_at == 10.0
+    rule.observe(20.0, incomplete=0, downloading_peers=2)
+    assert rule.needed_by == "2 peer(s) downloading from it"
+    rule.observe(21.0, incomplete=0, downloading_peers=0)
+    rule.observe(22.0, incomplete=0, downloading_peers=0)
+    assert rule.changes == [(10.0, 3, 0), (20.0, 0, 2), (21.0, 0, 0)]  # changes only
