@@ -105,6 +105,7 @@ def run_phase(
     extra: list[str],
     timeout: float,
     injector: swarm_faults.FaultInjector | None = None,
+    linger: float = 0.0,
 ) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
     """Start N drivers, go, wait for all, measure; return the phase summary and per-node records.
     With an `injector`, its fault happens during the run and its summary is `summary["fault"]`."""
@@ -153,6 +154,7 @@ def run_phase(
         errors = {i: r["error"] for i, r in results.items() if "error" in r}
         if errors and (injector is None or injector.fault.kind != "server-gone"):
             raise SwarmbootError(f"{kind}: nodes failed: {errors}")
+        time.sleep(max(0.0, linger))  # the nodes go on (their lifecycle) before the run ends
         final = swarm_lab.finish_drivers(drivers, work / f"{kind}.stop")
     finally:
         swarm_lab.stop_drivers(drivers)
@@ -230,7 +232,7 @@ def bench_nodes(
                     swarm, detail = run_phase(
                         "swarm", topo=topo, server=server, work=mwork, image=image, tmin=tmin,
                         extra=[*extra, "--seeding", mode, *lifecycle], timeout=timeout,
-                        wait_idle_seconds=args.wait_idle, injector=injector,
+                        wait_idle_seconds=args.wait_idle, injector=injector, linger=args.linger,
                     )
                     if injector is not None:
                         server = injector.server
@@ -289,6 +291,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="lifecycle: seconds the initramfs seeder runs after the sha256 (default 2)")
     p.add_argument("--service-gap", type=float, default=5.0,
                    help="lifecycle: seconds from switch_root to the booted seeding service (default 5)")
+    p.add_argument("--linger", type=float, default=0.0,
+                   help="seconds the nodes go on after the last one is done, before the run ends (0)")
     p.add_argument("--node-arg", action="append", default=[], help="extra driver argument (experiments)")
     p.add_argument("--server-env", action="append", default=[], help="KEY=VALUE for swarmboot serve")
     p.add_argument("--json", type=Path, default=None)
