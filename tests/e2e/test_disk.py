@@ -9,7 +9,8 @@ virtual disks read on the host (tests/helpers/disk.py: sfdisk, a read-only mount
 partition's offset), never from the agent's word alone. One BIOS node goes through most steps in
 sequence; the UEFI node, RAID1 and the cache variant too, all `full` (make test-full): the agent
 crashed in libtorrent (SIGSEGV at checking_resume_data, on the kept cache partition) in 1 of 2
-runs of the reinstall, and a crash reboots the node, which ends the lab's QEMU."""
+runs of the reinstall in an earlier stop (not seen since, not explained), and a crash reboots the
+node, which ends the lab's QEMU."""
 
 from __future__ import annotations
 
