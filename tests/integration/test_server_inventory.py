@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ground.contract.plan import PLAN_MINOR
 from swarmboot.cli import main
 
 
@@ -337,7 +338,7 @@ def test_node_plan_shows_the_root_and_for_nfs_where_it_is_mounted_from(
     ok(capsys, "group", "add", "diskless", "--image", "img", "--root", "nfs")
     ok(capsys, "node", "add", "n1", "--group", "diskless", "--mac", "52:54:00:00:01:01")
     plan = json.loads(ok(capsys, "node", "plan", "n1"))
-    assert plan["root"]["mode"] == "nfs" and plan["minor"] == 3
+    assert plan["root"]["mode"] == "nfs" and plan["minor"] == PLAN_MINOR
     assert plan["root"]["nfs"]["server"] == "10.1.0.1" and plan["root"]["nfs"]["path"] == "/swarmboot/img/1"
     assert "secret_files" not in plan or plan["secret_files"] == []
     assert json.loads(ok(capsys, "node", "status", "n1", "--json"))[0]["root"] == "nfs"
