@@ -77,9 +77,10 @@ def test_the_inventory_verbs_print_the_same_here_and_through_the_api(sb: Sb, tmp
     shown = json.loads(ok(sb, "node", "show", "node002", "--json"))
     assert shown["address"] == "10.0.0.11" and shown["state"]["state"] == "new"
     assert ok(sb, "node", "status", "node00[1-2]") == (
-        "NODE     STATE  STAGE  DOWNLOAD  IMAGE  ROOT   ON DISK  LAST SEEN  ALERTS  FAILURE / MESSAGE\n"
-        "node001  new    -      -         -      tmpfs  -        never      -       -\n"
-        "node002  new    -      -         -      tmpfs  -        never      -       -\n"
+        "NODE     STATE  STAGE  DOWNLOAD  IMAGE  ROOT   ON DISK  SEEDED  LAST SEEN  ALERTS  "
+        "FAILURE / MESSAGE\n"
+        "node001  new    -      -         -      tmpfs  -        -       never      -       -\n"
+        "node002  new    -      -         -      tmpfs  -        -       never      -       -\n"
         "2 node(s): 2 new\n"
     )
     assert [r["state"] for r in json.loads(ok(sb, "node", "status", "--json"))] == ["new"] * 4
