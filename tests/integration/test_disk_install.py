@@ -292,7 +292,7 @@ def test_a_checkpoint_puts_what_grub_reads_on_the_disk_and_leaves_it_writable(
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     stack = MountStack()
-    with stack.guard():
+    try:
         stack.mount(device, mnt, fs)
         (mnt / "boot/grub/i386-pc").mkdir(parents=True)
         (mnt / "boot/grub/i386-pc/normal.mod").write_bytes(b"grub module\n")
@@ -305,3 +305,5 @@ def test_a_checkpoint_puts_what_grub_reads_on_the_disk_and_leaves_it_writable(
         assert "normal.mod" in listing, listing
         (mnt / "after").write_text("still writable\n")  # a frozen filesystem would block here
         os.sync()
+    finally:
+        assert stack.unwind() == []
