@@ -40,6 +40,7 @@ from bootagent.context import Console, Paths  # noqa: E402
 from bootagent.download import DownloadStatus, ImageDownload  # noqa: E402
 from bootagent.errors import DownloadError  # noqa: E402
 from bootagent.report import Reporter  # noqa: E402
+from bootagent.seed_handover import HANDOVER_FILE, handover_for  # noqa: E402
 from bootagent.seeder import Handover, agent_command, start_seeder  # noqa: E402
 from bootagent.server import ServerClient  # noqa: E402
 from lab.server_process import token_in  # noqa: E402
@@ -176,14 +177,9 @@ def run_swarm(args: argparse.Namespace, result: dict[str, Any]) -> None:
         result["events_urls"] = list(reporter.urls)
     write_json(Path(args.result), result)
     if args.seeding == "lifecycle":
-        t = plan.torrent
-        handover = Handover(  # what the agent leaves the booted system (bootagent/seed_handover.py)
-            torrent=str(torrent_file), dir=str(path.parent), sha256=plan.image.sha256, listen=args.listen,
-            status=str(run_dir / "seed-status.json"), max_seconds=float(t.seed_after_boot_seconds),
-            idle_seconds=float(t.seed_idle_seconds), rate_limit=int(t.seed_rate_limit),
-            events_urls=tuple(reporter.urls) if reporter is not None else (),
-            token=reporter.token if reporter is not None else "", image=plan.image.name,
-            version=plan.image.version,
+        handover = handover_for(  # what the agent leaves the booted system
+            plan, run_dir, path, args.listen, list(reporter.urls) if reporter is not None else [],
+            reporter.token if reporter is not None else "",
         )
         life = Lifecycle(args, run_dir, handover, result["seeder_pid"])
         life.run_until(Path(args.stop), args.deadline + 600)
@@ -233,14 +229,15 @@ class Lifecycle:
             return
         self.marks["service"] = time.monotonic()
         status = Path(self.handover.status)
-        (self.run_dir / "seed-handover.json").write_text(self.handover.to_json())
+        handover_file = self.run_dir / HANDOVER_FILE
+        handover_file.write_text(self.handover.to_json())
         if self.handover.max_seconds <= 0:
             self.after_boot = {"skipped": "seed_after_boot_seconds is 0"}
             wait_for_file(stop, max(1.0, end - time.monotonic()), STOP_POLL)
             return
         log = open(self.run_dir / "seed-service.log", "ab")  # noqa: SIM115 - the child's output
         self.service = subprocess.Popen(
-            [*agent_command(), "seed", "--handover", str(self.run_dir / "seed-handover.json")],
+            [*agent_command(), "seed", "--handover", str(handover_file)],
             stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()

@@ -104,6 +104,31 @@ def take_cleanup(run_dir: Path, image_file: Path) -> tuple[str, ...]:
     return tuple(n for n in names if Path(n) == image_file)
 
 
+def handover_for(  # noqa: PLR0917
+    plan: BootPlan, run_dir: Path, image_file: Path, listen: str, events_urls: list[str], token: str,
+    remove_after: tuple[str, ...] = (),
+) -> Handover:
+    """What the seeding service is told: the plan's torrent.seed_* rules for the file the node holds
+    (the torrent and the status in `run_dir`). The agent's handover and the swarm benchmark's
+    lifecycle (bench/swarm_node.py) both build it here."""
+    t = plan.torrent
+    return Handover(
+        torrent=str(run_dir / "image.torrent"),
+        dir=str(image_file.parent),
+        sha256=plan.image.sha256,
+        listen=listen,
+        status=str(run_dir / STATUS_FILE),
+        max_seconds=float(t.seed_after_boot_seconds),
+        idle_seconds=float(t.seed_idle_seconds),
+        rate_limit=int(t.seed_rate_limit),
+        events_urls=tuple(events_urls),
+        token=token,
+        image=plan.image.name,
+        version=plan.image.version,
+        remove_after=remove_after,
+    )
+
+
 def stage_seed_handover(
     ctx: BootContext, bundle: Path | None = None, mount_bundle: bool = True
 ) -> dict[str, object]:
@@ -126,19 +151,9 @@ def stage_seed_handover(
     else:  # tests on the host: a plain copy
         shutil.copytree(bundle, run_dir / AGENT_DIR, symlinks=True, dirs_exist_ok=True)
     t = plan.torrent
-    handover = Handover(
-        torrent=str(run_dir / "image.torrent"),
-        dir=str(ctx.image_file.parent),
-        sha256=plan.image.sha256,
-        listen=ctx.config.listen_interfaces,
-        status=str(run_dir / STATUS_FILE),
-        max_seconds=float(t.seed_after_boot_seconds),
-        idle_seconds=float(t.seed_idle_seconds),
-        rate_limit=int(t.seed_rate_limit),
-        events_urls=tuple(events_urls(plan.reporting.events_url, args.servers)),
-        token=args.token,
-        image=plan.image.name,
-        version=plan.image.version,
+    handover = handover_for(
+        plan, run_dir, ctx.image_file, ctx.config.listen_interfaces,
+        events_urls(plan.reporting.events_url, args.servers), args.token,
         remove_after=take_cleanup(run_dir, ctx.image_file),
     )
     path = run_dir / HANDOVER_FILE
