@@ -87,12 +87,11 @@ class Vm:
         ]
         if not spec.tap:
             args += ["-nic", "none"]
-        elif spec.disks:  # boot order as on a cluster node: PXE first, then the local disks
-            args += ["-netdev", f"tap,id=net0,ifname={spec.tap},script=no,downscript=no",
-                     "-device", f"virtio-net-pci,netdev=net0,mac={spec.mac},bootindex=1"]
         else:
-            args += ["-netdev", f"tap,id=net0,ifname={spec.tap},script=no,downscript=no",
-                     "-device", f"virtio-net-pci,netdev=net0,mac={spec.mac}", "-boot", "n"]
+            args += ["-netdev", f"tap,id=net0,ifname={spec.tap},script=no,downscript=no"]
+            nic = f"virtio-net-pci,netdev=net0,mac={spec.mac}"
+            # boot order as on a cluster node: PXE first, then the local disks
+            args += ["-device", f"{nic},bootindex=1"] if spec.disks else ["-device", nic, "-boot", "n"]
         for i, disk in enumerate(spec.disks):
             args += ["-drive", f"if=none,id=disk{i},format=raw,file={disk},cache=unsafe",
                      "-device", f"virtio-blk-pci,drive=disk{i},bootindex={i + 2}"]
