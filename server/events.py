@@ -149,11 +149,10 @@ def _state_for(event: dict[str, Any], previous: str) -> str:
         return "failed"
     if stage == "booted":
         return "booted"
-    if stage == "seed":  # the booted system seeding its image: still booted
-        return previous if previous not in ("new",) else "booted"
     if stage in ("rescue", "service"):
         return stage
-    if stage == "heartbeat" or status == "heartbeat":
+    # a heartbeat, or the booted system seeding its image (stage seed): the state it was in
+    if stage in ("heartbeat", "seed") or status == "heartbeat":
         return previous if previous not in ("new",) else "booted"
     if stage == "handover" and status == "done":
         return "handover"
