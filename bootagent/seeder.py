@@ -8,7 +8,7 @@ Two lives, one program (docs/swarm.md, "Seeding after boot"):
   agent's bundle carried in /run, with the handover file's settings: it seeds the same file until
   the tracker has had no incomplete peer (and no peer is downloading from it) for `idle_seconds`,
   or for at most `max_seconds`, with an optional upload cap; it reports `seed start` and
-  `seed done` (what it sent, to whom, why it stopped) to the server, and writes `seed.json`.
+  `seed done` (what it sent, to whom, why it stopped) to the server, and writes `seed-status.json`.
 Both seed in seed mode (no re-check: the agent verified the file's sha256).
 """
 
@@ -77,8 +77,9 @@ def write_status(path: Path, data: dict[str, Any]) -> None:
 class StopRule:
     """When the seeding ends (pure logic): after `max_seconds`, or once nobody needed it for
     `idle_seconds` (0: never for that). Needed: the tracker counts an incomplete peer, or a peer
-    connected to this seeder is not complete yet. An unknown count (-1: no tracker answer) is not
-    a need: with the server gone, the seeder stops once its own peers are done."""
+    connected to this seeder downloads from it (interested, not a seed). An unknown count (-1: no
+    tracker answer) is not a need: with the server gone, the seeder stops once its own peers are
+    done."""
 
     max_seconds: float = MAX_SECONDS
     idle_seconds: float = 0.0
@@ -131,7 +132,7 @@ class PeerCounts:
 
 @dataclass(frozen=True)
 class Handover:
-    """What the booted system's seeding service is told (seed.json, written by the agent)."""
+    """What the booted system's seeding service is told (seed-handover.json, written by the agent)."""
 
     torrent: str
     dir: str
@@ -209,7 +210,7 @@ def seed_main(
             limited = {**dl.session.get_peer_class(local), "upload_limit": int(rate_limit)}
             dl.session.set_peer_class(local, limited)
         seed_flag, interested_flag = int(lt.peer_info.seed), int(lt.peer_info.remote_interested)
-        reannounce_flags = getattr(getattr(dl.lt, "reannounce_flags_t", None), "ignore_min_interval", 0)
+        reannounce_flags = getattr(getattr(lt, "reannounce_flags_t", None), "ignore_min_interval", 0)
         announced = started
         incomplete = -1
         written = 0.0
