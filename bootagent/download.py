@@ -242,11 +242,13 @@ class ImageDownload:
             a - web_peers <= 0 and not have(k) for k, a in enumerate(availability)
         )
         self._available_missing = any(a - web_peers > 0 and not have(k) for k, a in enumerate(availability))
-        adopt = self.stripes.adopt_due(now, have, availability)
-        if adopt:  # the stripe before ours lost its owner: this node fetches the rest and passes it on
-            for k in adopt:
+        was_filtered = self.stripes.filtered
+        share = self.stripes.adopt_due(now, have, availability)
+        if share:  # a stripe lost its owner: this node fetches its share from the server, passes it on
+            for k in share:
                 self.handle.piece_priority(k, TOP_PRIORITY)
-            self._filter_server(False)
+            if was_filtered:
+                self._filter_server(False)
         # dial it whenever this node is not keeping off it: one connection attempt every 2 s is
         # cheap, and waiting until only the server has what is missing made the tail slow
         wanted = not self.stripes.filtered

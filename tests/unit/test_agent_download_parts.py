@@ -247,26 +247,59 @@ def test_an_announce_without_an_answer_says_so() -> None:
     assert "seeder 10.77.0.1: never reached" in text and "web seed http://s/i: added, nothing came" in text
 
 
-def test_an_owner_adopts_the_stripe_before_its_own_when_that_stripe_stops_growing() -> None:
+def test_the_owners_left_share_out_a_stripe_that_stops_growing_while_the_others_grow() -> None:
     from bootagent.stripes import ADOPT_AFTER
 
-    policy = StripePolicy((2, 4), num_pieces=16)  # owns 2, 6, 10, 14; the stripe before: 1, 5, 9, 13
-    have = {2, 6, 10, 14, 0, 4}
-    availability = [0] * 16
-    assert policy.adopt_due(0.0, have.__contains__, availability) is None  # own stripe not done: never
+    # 4 owners, 32 pieces: stripe s is pieces k with k % 4 == s. What each owner sees, at 0 s and
+    # twice later: stripes 0, 2 and 3 grow, stripe 1 stops at piece 1 (its owner is gone)
+    seen = [(0.0, {0, 1, 2, 3}), (ADOPT_AFTER - 0.1, {4, 6, 7}), (ADOPT_AFTER + 0.1, {8, 10, 11})]
+    shares: dict[int, list[int] | None] = {}
+    for index in (0, 2, 3):
+        policy = StripePolicy((index, 4), num_pieces=32)
+        have: set[int] = set()
+        available: set[int] = set()
+        for when, more in seen:
+            available |= more
+            have |= {k for k in more if k % 4 == index}
+            shares[index] = policy.adopt_due(when, have.__contains__, [int(k in available) for k in range(32)])
+        assert policy.adopted == [1] and set(shares[index] or ()) <= set(policy.own_left)
+        assert policy.adopt_due(99.0, have.__contains__, [int(k in available) for k in range(32)]) is None  # once
+    # the survivors 0, 2, 3 split stripe 1's missing 5, 9, ..., 29 by k // 4 % 3: each piece once
+    assert shares[2] == [5, 17, 29]
+    assert sorted(k for share in shares.values() for k in share or ()) == list(range(5, 32, 4))
+
+
+def test_a_done_owner_goes_back_to_the_server_for_its_share_and_off_it_once_that_is_in() -> None:
+    from bootagent.stripes import ADOPT_AFTER
+
+    policy = StripePolicy((0, 2), num_pieces=8)  # owns 0, 2, 4, 6; stripe 1: 1, 3, 5, 7
+    have = {0, 2, 4, 6}
     assert policy.steer(have.__contains__, 0.0) is True and policy.filtered
-    availability[1] = 1  # the owner of stripe 1 has sent piece 1 to a peer
-    assert policy.adopt_due(1.0, have.__contains__, availability) is None
-    availability[5] = 1  # it grows: fine
-    assert policy.adopt_due(1.0 + ADOPT_AFTER, have.__contains__, availability) is None
-    assert policy.adopt_due(1.0 + 2 * ADOPT_AFTER - 0.1, have.__contains__, availability) is None
-    # stopped growing for ADOPT_AFTER: its owner is gone; what is missing of it comes from the server
-    assert policy.adopt_due(1.1 + 2 * ADOPT_AFTER, have.__contains__, availability) == [1, 5, 9, 13]
-    assert policy.adopted == 1 and not policy.filtered and policy.unfiltered
-    assert policy.adopt_due(99.0, have.__contains__, availability) is None  # once
+    availability = [0, 1, 0, 0, 0, 0, 0, 0]
+    assert policy.adopt_due(0.0, have.__contains__, availability) is None
+    # stripe 1 stops at one piece; this node's own stripe is complete: that counts as flowing
+    assert policy.adopt_due(ADOPT_AFTER + 0.1, have.__contains__, availability) == [3, 5, 7]
+    assert not policy.filtered and not policy.unfiltered
+    have |= {3, 5, 7}
+    assert policy.steer(have.__contains__, 0.0) is True and policy.filtered
+
+
+def test_nothing_is_adopted_when_every_stripe_stops_or_nobody_lacks_a_piece() -> None:
+    from bootagent.stripes import ADOPT_AFTER
+
+    down = StripePolicy((0, 3), num_pieces=9)
+    availability = [0, 1, 1, 0, 0, 0, 0, 0, 0]
+    down.adopt_due(0.0, {0}.__contains__, availability)
+    # the server is down: no stripe grows, so no owner is gone
+    assert down.adopt_due(10 * ADOPT_AFTER, {0}.__contains__, availability) is None
     done = StripePolicy((0, 2), num_pieces=4)
-    done.steer({0, 2, 1, 3}.__contains__, 0.0)
-    assert done.adopt_due(50.0, {0, 1, 2, 3}.__contains__, [0] * 4) is None  # nothing missing
+    done.adopt_due(0.0, {0, 2}.__contains__, [0, 1, 0, 1])
+    assert done.adopt_due(50.0, {0, 2}.__contains__, [0, 1, 0, 1]) is None  # peers have all of it
+    never = StripePolicy((0, 2), num_pieces=4)
+    never.adopt_due(0.0, {0}.__contains__, [0] * 4)
+    assert never.adopt_due(50.0, {0, 2}.__contains__, [0] * 4) is None  # stripe 1 never began
+    leaf = StripePolicy((-1, 2), num_pieces=4)
+    assert leaf.adopt_due(50.0, set().__contains__, [0] * 4) is None
 
 
 def test_a_tracker_that_fails_or_does_not_answer_means_the_server_is_down() -> None:
