@@ -94,7 +94,9 @@ class StripePolicy:
         unseen: dict[int, list[int]] = {}
         for s in range(count):
             pieces = range(s, self.num_pieces, count)
-            unseen[s] = [k for k in pieces if not have(k) and not (k < len(availability) and availability[k] > 0)]
+            unseen[s] = [
+                k for k in pieces if not have(k) and not (k < len(availability) and availability[k] > 0)
+            ]
             seen = len(pieces) - len(unseen[s])
             most, _at = self._seen.get(s, (-1, now))
             if seen > most:
@@ -110,7 +112,8 @@ class StripePolicy:
                 unseen[t] and now - self._seen[t][1] <= ADOPT_AFTER for t in others
             )
 
-        gone = [s for s in range(count) if s != index and s not in self.adopted and stalled(s) and flowing_without(s)]
+        others = [s for s in range(count) if s != index and s not in self.adopted]
+        gone = [s for s in others if stalled(s) and flowing_without(s)]
         if not gone:
             return None
         self.adopted.extend(gone)

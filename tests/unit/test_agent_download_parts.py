@@ -261,9 +261,10 @@ def test_the_owners_left_share_out_a_stripe_that_stops_growing_while_the_others_
         for when, more in seen:
             available |= more
             have |= {k for k in more if k % 4 == index}
-            shares[index] = policy.adopt_due(when, have.__contains__, [int(k in available) for k in range(32)])
+            counts = [int(k in available) for k in range(32)]
+            shares[index] = policy.adopt_due(when, have.__contains__, counts)
         assert policy.adopted == [1] and set(shares[index] or ()) <= set(policy.own_left)
-        assert policy.adopt_due(99.0, have.__contains__, [int(k in available) for k in range(32)]) is None  # once
+        assert policy.adopt_due(99.0, have.__contains__, counts) is None  # once
     # the survivors 0, 2, 3 split stripe 1's missing 5, 9, ..., 29 by k // 4 % 3: each piece once
     assert shares[2] == [5, 17, 29]
     assert sorted(k for share in shares.values() for k in share or ()) == list(range(5, 32, 4))
