@@ -9,6 +9,7 @@ node. Template variables: node, group, network, image, server_url (see docs/serv
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from ground.contract.plan import (
     PLAN_MINOR,
     PLAN_VERSION,
     ROOT_MODE_SINCE,
+    SECRETS_SINCE,
     BootPlan,
     ImageRef,
     Interface,
@@ -33,6 +35,7 @@ from ground.contract.plan import (
     RootSpec,
     Scripts,
     TorrentOptions,
+    encode,
     format_version,
     parse_version,
 )
@@ -110,16 +113,21 @@ def render_files(node: Node, version: Version, server_url: str) -> tuple[NodeFil
     """The group's files rendered for this node, in the render process (server/templates.py:
     bounded time, memory and output); any template error is a PlanRenderError (HTTP 409)."""
     context = template_context(node, version, server_url)
-    entries = list(node.group.files)
     try:
-        results = renderer().render([e["template"] for e in entries], context)
+        results = renderer().render([e["template"] for e in node.group.files], context)
     except TemplateFailure as exc:
         raise PlanRenderError(
             f"node {node.name}: the file templates of group {node.group.name} failed: {exc}",
             hint=f"simplify them: swarmboot group show {node.group.name}",
         ) from None
+    return files_of(node, results)
+
+
+def files_of(node: Node, results: list[Any]) -> tuple[NodeFile, ...]:
+    """The node's files from the render process's results for its group's templates, in order
+    (PlanRenderError for the first that failed)."""
     files = []
-    for entry, (outcome, content) in zip(entries, results, strict=True):
+    for entry, (outcome, content) in zip(node.group.files, results, strict=True):
         if outcome != "ok":
             raise PlanRenderError(
                 f"node {node.name}: the template of {entry['path']} (group {node.group.name}) failed: "
@@ -137,6 +145,21 @@ def render_files(node: Node, version: Version, server_url: str) -> tuple[NodeFil
             )
         )
     return tuple(files)
+
+
+def with_secrets(public: bytes, secrets: tuple[NodeFile, ...], minor: int) -> bytes:
+    """The plan with secrets from its cached public body: the same document `build(...,
+    secret_files=secrets)` gives (secret_files is the plan's last field; older minors have none)."""
+    document = json.loads(public)
+    if minor >= SECRETS_SINCE:
+        document["secret_files"] = encode(secrets, minor)
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def cache_key(mac: str, node: str, minor: int) -> bytes:
+    """The plan cache's key: what a public plan depends on besides the inventory (the MAC in
+    canonical form, or the node's name, and the minor rendered)."""
+    return f"{mac}|{node}|{minor}".encode()
 
 
 def stripe_of(node: Node) -> tuple[int, int]:
@@ -247,16 +270,20 @@ def build(
     seeder_port: int = 0,
     nfs_port: int = 0,
     after_boot: AfterBoot | None = None,
+    stripe: tuple[int, int] | None = None,
+    files: tuple[NodeFile, ...] | None = None,
 ) -> BootPlan:
     """The node's plan for an agent of plan version PLAN_MAJOR.minor (PlanRenderError: it cannot
     be built, e.g. a template error, or a feature that agent lacks). `secret_files`: the secrets
-    of a request with the node's token (server/tokens.py); the public part has none."""
+    of a request with the node's token (server/tokens.py); the public part has none. `stripe`
+    and `files`: already worked out for a batch (server/plan_ahead.py), else queried and
+    rendered here."""
     group = node.group
     version = image_version(group, catalog)
     m = version.manifest
     domain = node.network.domain if node.network else ""
     kernel_args = " ".join(a for a in (group.kernel_args, node.kernel_args) if a)
-    stripe, stripes = stripe_of(node)
+    stripe, stripes = stripe if stripe is not None else stripe_of(node)
     after = after_boot or AfterBoot()
     return BootPlan(
         version=PLAN_VERSION,
@@ -281,7 +308,7 @@ def build(
         interfaces=interfaces(node, boot_mac),
         root=root_spec(group, minor, node, version=version, server_url=server_url, nfs_port=nfs_port),
         scripts=Scripts(pre=group.pre_script, part=group.part_script, post=group.post_script),
-        files=render_files(node, version, server_url),
+        files=files if files is not None else render_files(node, version, server_url),
         ssh_authorized_keys=tuple(group.ssh_keys),
         kernel_args=kernel_args,
         torrent=TorrentOptions(

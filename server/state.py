@@ -18,6 +18,7 @@ from ground.config import Settings
 from server.catalog import Catalog
 from server.inventory.db import Database
 from server.inventory.models import Node, NodeState, Switch
+from server.plan import AfterBoot
 from server.switches.ports import PortMap
 from server.tracker import Tracker
 
@@ -49,6 +50,10 @@ class ServerState:
             known=self.catalog.knows, switch_of=self.ip_switch.get, peers_per_ip=settings.tracker_peers_per_ip
         )
         self.plan_cache: dict[bytes, bytes] = {}
+        self.plan_nodes: dict[bytes, str] = {}  # plan cache key -> the node's name
+        self.plans_ahead: Any = None  # server/plan_ahead.py's last Pass
+        self._forgets = 0
+        self._forgotten: dict[str, int] = {}  # node -> _forgets when its plans were last dropped
         self.cache_epoch = 0
         self.db_generation = -1
         self.counters = Counters()
@@ -73,6 +78,8 @@ class ServerState:
             self.db_generation = generation
             self.cache_epoch += 1
             self.plan_cache.clear()
+            self.plan_nodes.clear()
+            self._forgotten.clear()
             self.ip_switch = self._load_switch_map()
             self.tracker.switch_of = self.ip_switch.get
             self.tracker.refresh_switches()
@@ -104,15 +111,39 @@ class ServerState:
             except Exception:  # an observer's failure must not fail the node's event
                 log.exception("event listener %r failed", listener)
 
-    def forget_plans(self) -> None:
-        """Drop the cached plans (a node's install record changed: its plan carries it)."""
-        with self._lock:
-            self.cache_epoch += 1
-            self.plan_cache.clear()
+    def plan_stamp(self) -> tuple[int, int]:
+        """Taken before a plan is built: cache_plan stores it only if nothing it depends on changed
+        since (the whole cache's epoch, or this node's plans forgotten)."""
+        return self.cache_epoch, self._forgets
 
-    def cache_plan(self, key: bytes, body: bytes, epoch: int) -> None:
-        if epoch != self.cache_epoch:
-            return
-        if len(self.plan_cache) >= PLAN_CACHE_MAX:
-            self.plan_cache.clear()
-        self.plan_cache[key] = body
+    def forget_plans(self, node: str) -> None:
+        """Drop one node's cached plans (its install record changed: its plan carries it)."""
+        with self._lock:
+            self._forgets += 1
+            self._forgotten[node] = self._forgets
+            for key in [k for k, name in self.plan_nodes.items() if name == node]:
+                self.plan_cache.pop(key, None)
+                self.plan_nodes.pop(key, None)
+
+    def cache_plan(self, key: bytes, body: bytes, stamp: tuple[int, int], node: str) -> None:
+        epoch, forgets = stamp
+        with self._lock:
+            if epoch != self.cache_epoch or self._forgotten.get(node, -1) > forgets:
+                return
+            if len(self.plan_cache) >= PLAN_CACHE_MAX:
+                self.plan_cache.clear()
+                self.plan_nodes.clear()
+            self.plan_cache[key] = body
+            self.plan_nodes[key] = node
+
+    # what every plan carries from this server's running parts (defaults without them: tests)
+    def seeder_port(self) -> int:
+        return int(self.seeder.port) if self.seeder is not None else 0
+
+    def nfs_port(self) -> int:
+        """The port of this server's NFS export (0: it exports none, serve --no-nfs)."""
+        return int(self.nfs.port) if self.nfs is not None else 0
+
+    def after_boot(self) -> AfterBoot:
+        """How long booted nodes seed (the seed_* settings)."""
+        return AfterBoot.of(self.settings)

@@ -128,10 +128,10 @@ def worker_main() -> int:
     _send(stdout, "ready")
     while True:
         try:
-            templates, context, max_output = _recv(stdin)
+            jobs, max_output = _recv(stdin)  # [[templates, context], ...]: one node's files each
         except EOFError:
             return 0
-        _send(stdout, render_here(templates, context, max_output))
+        _send(stdout, [render_here(templates, context, max_output) for templates, context in jobs])
 
 
 class Renderer:
@@ -182,15 +182,25 @@ class Renderer:
         """Like render_here, in the render process; TemplateFailure when the time is up."""
         if not templates:
             return []
+        return self.render_many([(templates, context)], max_output)[0]
+
+    def render_many(
+        self, jobs: list[tuple[list[str], dict[str, Any]]], max_output: int = MAX_OUTPUT
+    ) -> list[list[Any]]:
+        """render_here for each (templates, context) in one round trip to the render process (the
+        plans built ahead: server/plan_ahead.py). The time bound is for all of them together;
+        TemplateFailure when it is up (the process is restarted)."""
+        if not jobs:
+            return []
         with self._lock:
             child = self._child if self._child is not None and self._child.running() else None
             if child is None:
                 self._kill()
                 child = self._start()
             try:
-                _send(child.proc.stdin, [templates, context, max_output])
+                _send(child.proc.stdin, [[[list(t), c] for t, c in jobs], max_output])
                 if self._ready(self.seconds):
-                    return [tuple(r) for r in _recv(child.proc.stdout)]
+                    return [[tuple(r) for r in results] for results in _recv(child.proc.stdout)]
             except (EOFError, OSError, ValueError):
                 self._kill()
                 raise TemplateFailure("the template renderer stopped (out of memory?)") from None

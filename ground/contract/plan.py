@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -286,15 +287,30 @@ def _decode(tp: Any, value: Any, path: str) -> Any:
     raise PlanError(f"{path}: must be {getattr(tp, '__name__', tp)}, not {type(value).__name__} {value!r}")
 
 
+def encode(value: Any, minor: int = PLAN_MINOR) -> Any:
+    """A plan's part (a dataclass, a tuple of them) as JSON data for PLAN_MAJOR.minor."""
+    return _encode(value, minor)
+
+
+_SCALARS = (str, int, float, bool)
+
+
+@functools.cache
+def _fields_at(cls: type, minor: int) -> tuple[str, ...] | None:
+    """The names of a dataclass's fields that PLAN_MAJOR.minor has (None: not a dataclass)."""
+    if not dataclasses.is_dataclass(cls):
+        return None
+    return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("since", 0) <= minor)
+
+
 def _encode(value: Any, minor: int) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: _encode(getattr(value, f.name), minor)
-            for f in dataclasses.fields(value)
-            if f.metadata.get("since", 0) <= minor
-        }
+    if value is None or type(value) in _SCALARS:  # the type itself: a str or int Enum is encoded below
+        return value
     if isinstance(value, tuple | list):
         return [_encode(v, minor) for v in value]
     if isinstance(value, enum.Enum):
         return value.value
+    names = _fields_at(type(value), minor)
+    if names is not None:
+        return {name: _encode(getattr(value, name), minor) for name in names}
     return value

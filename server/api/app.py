@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from ground import __version__
 from ground.contract.cmdline import TOKEN_HEADER
 from ground.errors import ConflictError, NotFoundError, SwarmbootError, UsageError
+from server import plan_ahead
 from server.api import admin, boot, images, nodes, operator
 from server.api.metrics import MeasuredApp
 from server.state import ServerState
@@ -30,6 +31,7 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 REFRESH_SECONDS = 1.0
+PLANS_AHEAD_SECONDS = 0.5  # how often the plans-ahead loop looks for a change
 TEXT = [(b"content-type", b"text/plain")]
 JSON = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
 TOKEN_KEY = TOKEN_HEADER.lower().encode()  # a plan request with a token is never answered from the cache
@@ -59,13 +61,39 @@ async def _refresh_loop(state: ServerState) -> None:
         await asyncio.sleep(REFRESH_SECONDS)
 
 
+async def _plans_ahead_loop(state: ServerState) -> None:
+    """Build every node's public plan after each inventory or image change (server/plan_ahead.py)."""
+    done = -1  # the epoch whose pass is over (complete, or failed: the next change tries again)
+    while True:
+        await asyncio.sleep(PLANS_AHEAD_SECONDS)
+        if state.cache_epoch == done:
+            continue
+        try:
+            result = await run_in_threadpool(plan_ahead.build_all, state)
+        except SwarmbootError as exc:
+            log.warning("plans ahead failed: %s", exc)
+            done = state.cache_epoch
+            continue
+        except Exception:  # the plans are then built on demand; the error is logged
+            log.exception("plans ahead failed")
+            done = state.cache_epoch
+            continue
+        state.plans_ahead = result
+        if result.complete or result.epoch == state.cache_epoch:
+            done = result.epoch
+        log.debug("plans ahead: %s", result.to_dict())
+
+
 def create_api(state: ServerState) -> FastAPI:
     loops: list[operator.Loop] = []
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(state.refresh, True)
-        tasks = [asyncio.create_task(_refresh_loop(state)), *(asyncio.create_task(loop()) for loop in loops)]
+        tasks = [
+            asyncio.create_task(_refresh_loop(state)), asyncio.create_task(_plans_ahead_loop(state)),
+            *(asyncio.create_task(loop()) for loop in loops),
+        ]
         try:
             yield
         finally:

@@ -46,23 +46,6 @@ def _node_of(session: Session, mac: str | None, node: str | None) -> tuple[Node,
     return row, boot_mac
 
 
-def _seeder_port(state: ServerState) -> int:
-    seeder = getattr(state, "seeder", None)
-    return int(seeder.port) if seeder is not None else 0
-
-
-def _after_boot(state: ServerState) -> plan.AfterBoot:
-    """How long booted nodes seed (the seed_* settings; defaults without settings)."""
-    settings = getattr(state, "settings", None)
-    return plan.AfterBoot.of(settings) if settings is not None else plan.AfterBoot()
-
-
-def _nfs_port(state: ServerState) -> int:
-    """The port of this server's NFS export (0: it exports none, serve --no-nfs)."""
-    exporter = getattr(state, "nfs", None)
-    return int(exporter.port) if exporter is not None else 0
-
-
 LLDP_MAX = 255
 
 
@@ -105,38 +88,41 @@ def _plan_body(
     token: str = "",
     address: str = "",
     lldp: dict[str, str] | None = None,
-) -> bytes:
-    """The plan as JSON: the public part, or with the token the node's secrets too (which uses
-    the token up: server/tokens.py). `lldp`: what the agent heard of its switch port."""
+    key: bytes | None = None,
+) -> tuple[bytes, str]:
+    """The plan as JSON, and the node's name: the public part, or with the token the node's
+    secrets too (which uses the token up: server/tokens.py); with the token, the public part
+    comes from the cache when it is there (`key`: server/plan_ahead.py). `lldp`: what the agent
+    heard of its switch port."""
     minor = plan.negotiate(plan_version)
     if lldp and mac and lldp.get("port"):
-        for key, value in lldp.items():
+        for name, value in lldp.items():
             if len(value) > LLDP_MAX:
-                raise UsageError(f"lldp_{key} is longer than {LLDP_MAX} characters")
+                raise UsageError(f"lldp_{name} is longer than {LLDP_MAX} characters")
         _lldp(state, validate.mac(mac), lldp)
+    options = {
+        "seeder_port": state.seeder_port(), "nfs_port": state.nfs_port(), "after_boot": state.after_boot(),
+    }
     if not token:
         with state.db.read() as session:
             row, boot_mac = _node_of(session, mac, node)
-            result = plan.build(
-                row, state.catalog, state.server_url, boot_mac, minor=minor, seeder_port=_seeder_port(state),
-                nfs_port=_nfs_port(state), after_boot=_after_boot(state),
-            )
-        return json.dumps(result.to_dict(minor), separators=(",", ":")).encode()
+            result = plan.build(row, state.catalog, state.server_url, boot_mac, minor=minor, **options)
+            return json.dumps(result.to_dict(minor), separators=(",", ":")).encode(), row.name
     refused = None
     with state.db.write_state() as session:
         row, boot_mac = _node_of(session, mac, node)
         refused = tokens.use_for_secrets(session, row, token, address, dt.datetime.now(dt.UTC))
         if refused is None:
             secrets = tokens.secret_files(session, row)
+            public = state.plan_cache.get(key) if key is not None else None
+            if public is not None:
+                return plan.with_secrets(public, secrets, minor), row.name
             result = plan.build(
-                row, state.catalog, state.server_url, boot_mac, minor=minor, secret_files=secrets,
-                seeder_port=_seeder_port(state), nfs_port=_nfs_port(state),
-                after_boot=_after_boot(state),
+                row, state.catalog, state.server_url, boot_mac, minor=minor, secret_files=secrets, **options
             )
-    if refused is not None:  # the alert is committed; now the refusal
-        state.counters.token_refusals += 1
-        raise refused
-    return json.dumps(result.to_dict(minor), separators=(",", ":")).encode()
+            return json.dumps(result.to_dict(minor), separators=(",", ":")).encode(), row.name
+    state.counters.token_refusals += 1  # the alert is committed; now the refusal
+    raise refused
 
 
 def plan_key(query: bytes) -> bytes | None:
@@ -152,7 +138,7 @@ def plan_key(query: bytes) -> bytes | None:
         return None
     if node and not validate.NAME_RE.fullmatch(node):
         return None
-    return f"{mac}|{node}|{minor}".encode()
+    return plan.cache_key(mac, node, minor)
 
 
 @router.get("/api/v1/plan")
@@ -171,18 +157,21 @@ async def get_plan(
     none: an agent from before negotiation, 1.0). `lldp_*`: what the LLDP frame the agent heard
     on its boot NIC says (chassis ID, port ID, port description, system name)."""
     state = state_of(request)
-    epoch = state.cache_epoch
+    stamp = state.plan_stamp()
     token = request.headers.get(TOKEN_HEADER, "")
     lldp = {"chassis": lldp_chassis, "port": lldp_port, "port_desc": lldp_port_desc, "system": lldp_system}
-    body = await run_in_threadpool(
-        functools.partial(_plan_body, token=token, address=client_ip(request), lldp=lldp),
+    key = plan_key(request.scope["query_string"])
+    body, name = await run_in_threadpool(
+        # with an LLDP report the node's switch port may change: its plan is built afresh
+        functools.partial(
+            _plan_body, token=token, address=client_ip(request), lldp=lldp, key=None if lldp_port else key
+        ),
         state, mac, node, plan_version,
     )
     state.counters.plans += 1
-    key = plan_key(request.scope["query_string"])
     # a plan with secrets is never cached, nor one with an LLDP report (recorded each time)
     if key is not None and not token and not lldp_port:
-        state.cache_plan(key, body, epoch)
+        state.cache_plan(key, body, stamp, name)
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
@@ -211,7 +200,7 @@ async def post_event(request: Request, name: str) -> dict[str, object]:
     state.counters.events += 1
     state.notify_event(event, result)
     if "install" in event["details"]:  # a disk install finished: the next plan carries its record
-        state.forget_plans()
+        state.forget_plans(name)
     if event["status"] == "failed":
         log.warning("node %s: %s failed: %s", name, event["stage"], event["message"])
     return {"ok": True, "state": result["state"]}

@@ -9,6 +9,7 @@ import os
 import shlex
 import stat
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -228,15 +229,27 @@ def test_100_concurrent_plan_requests_all_succeed(server: ServerProcess, setting
     )
     db.close()
     server.refresh()
-    for round_ in ("uncached", "cached"):
+    # plan 1.3 is not built ahead: 100 builds at once; then 1.4, which the server built ahead
+    for round_, version in (("built on demand", "1.3"), ("built ahead", "1.4")):
+        if version == "1.4":
+            ahead = _plans_ahead(server, nodes=101)
+            assert ahead["complete"] and ahead["plans"] == 102, ahead
+            before = server.admin("stats")["plans"]
         barrier = threading.Barrier(100)
         results: dict[int, Any] = {}
 
-        def fetch(i: int, barrier: threading.Barrier = barrier, results: dict[int, Any] = results) -> None:
+        def fetch(
+            i: int,
+            barrier: threading.Barrier = barrier,
+            results: dict[int, Any] = results,
+            version: str = version,
+        ) -> None:
             barrier.wait(timeout=30)
             try:
                 r = requests.get(
-                    f"{server.url}/api/v1/plan", params={"mac": f"52:54:00:01:00:{i:02x}"}, timeout=60
+                    f"{server.url}/api/v1/plan",
+                    params={"mac": f"52:54:00:01:00:{i:02x}", "plan_version": version},
+                    timeout=60,
                 )
                 results[i] = (r.status_code, r.json()["node"]["name"] if r.ok else r.text)
             except requests.RequestException as exc:
@@ -248,7 +261,18 @@ def test_100_concurrent_plan_requests_all_succeed(server: ServerProcess, setting
         for t in threads:
             t.join(timeout=120)
         assert results == {i: (200, f"c{i:03d}") for i in range(100)}, round_
-    assert server.admin("stats")["plans"]["cache_hits"] >= 100
+    after = server.admin("stats")["plans"]
+    assert after["built"] == before["built"] and after["cache_hits"] == before["cache_hits"] + 100
+
+
+def _plans_ahead(server: ServerProcess, nodes: int, timeout: float = 30) -> dict[str, Any]:
+    """The server's last plans-ahead pass once it covers `nodes` nodes (server/plan_ahead.py)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ahead = server.admin("stats")["plans"]["ahead"]
+        if ahead.get("nodes") == nodes or time.monotonic() > deadline:
+            return ahead
+        time.sleep(0.2)
 
 
 def test_events_make_node_status(server: ServerProcess) -> None:

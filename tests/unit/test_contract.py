@@ -255,14 +255,21 @@ def server_plan(tmp_path: Path, node: str, plan_version: str | None) -> dict[str
     db = Database(f"sqlite:///{tmp_path / 'inventory.db'}")
     crud.import_(db, yaml.safe_load((DATA / "plan-fixture-inventory.yaml").read_text()))
 
-    class State:  # what _plan_body reads of the running server's state
-        pass
+    class State:  # what _plan_body reads of the running server's state (no seeder, no NFS export)
+        def seeder_port(self) -> int:
+            return 0
+
+        def nfs_port(self) -> int:
+            return 0
+
+        def after_boot(self) -> server_plan_module.AfterBoot:
+            return server_plan_module.AfterBoot()
 
     state = State()
     state.db, state.catalog, state.server_url = db, catalog, SERVER_URL  # type: ignore[attr-defined]
     assert server_plan_module.negotiate(plan_version) == 0
     try:
-        return json.loads(_plan_body(state, None, node, plan_version))  # type: ignore[arg-type]
+        return json.loads(_plan_body(state, None, node, plan_version)[0])  # type: ignore[arg-type]
     finally:
         db.close()
 
