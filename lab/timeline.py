@@ -63,6 +63,35 @@ def kernel_clock(text: str) -> dict[str, float]:
     return found
 
 
+# Where the initramfs's time goes before the agent (the guest kernel's clock): each phase ends at
+# the next marker, in this order (dracut's classic init with network-legacy, as packed).
+PHASE_MARKERS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("kernel", re.compile(KERNEL_STAMP + r" Trying to unpack rootfs image as initramfs", re.M)),
+    ("unpack", re.compile(KERNEL_STAMP + r" Freeing initrd memory", re.M)),
+    ("kernel_rest", re.compile(KERNEL_STAMP + r" Run /init as init process", re.M)),
+    ("dracut_start", re.compile(KERNEL_STAMP + r" dracut: \S", re.M)),  # its first message: udev starts
+    ("udev_modules", re.compile(KERNEL_STAMP + r" dracut: Starting dhcp for interface", re.M)),
+    ("dhcp", re.compile(r"swarmboot: agent started \(monotonic clock (\d+\.\d+) s")),
+)
+
+
+def initramfs_phases(text: str) -> dict[str, float]:
+    """Seconds of each phase from the kernel's start to the agent's: `kernel` (to the initramfs
+    unpack), `unpack` (the kernel unpacking the initramfs), `kernel_rest` (to /init), `dracut_start`
+    (to dracut's first message), `udev_modules` (udev, coldplug, drivers, until dracut starts DHCP
+    on the boot NIC), `dhcp` (DHCP, the address check, dracut's initqueue, until the agent starts).
+    A phase whose end marker is missing is left out (and the next one spans both)."""
+    phases: dict[str, float] = {}
+    before = 0.0
+    for name, pattern in PHASE_MARKERS:
+        match = pattern.search(text)
+        if match:
+            at = float(match.group(1))
+            phases[name] = round(at - before, 2)
+            before = at
+    return phases
+
+
 def _num(value: Any) -> float:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 

@@ -20,7 +20,7 @@ import pytest
 
 from lab.lab import LabError, ssh_argv
 from lab.server_process import swarmboot_command
-from lab.timeline import BootSummary, kernel_clock, timeline_line
+from lab.timeline import BootSummary, initramfs_phases, kernel_clock, timeline_line
 from tests.helpers.e2e import (
     DEAD_SERVER_ARGS,
     FIGURES,
@@ -60,6 +60,10 @@ def summarize(lab: E2ELab, name: str, details: dict) -> BootSummary:
     )
     FIGURES.append(f"{name} timeline: " + timeline_line(
         lab.lab.timelines[name].seen, kernel_clock(vm.console_text()), summary.uptime))
+    phases = initramfs_phases(vm.console_text())
+    listed = ", ".join(f"{k} {v:.2f}" for k, v in phases.items())
+    total = sum(phases.values())
+    FIGURES.append(f"{name} before the agent (guest kernel clock, s): {listed}; total {total:.2f}")
     return summary
 
 

@@ -3,7 +3,7 @@ taken from a real PXE boot in the e2e lab."""
 
 from __future__ import annotations
 
-from lab.timeline import BootSummary, ConsoleTimeline, kernel_clock, timeline_line
+from lab.timeline import BootSummary, ConsoleTimeline, initramfs_phases, kernel_clock, timeline_line
 
 CONSOLE = """\
 SeaBIOS (version 1.16.2-debian-1.16.2-1)
@@ -69,3 +69,28 @@ def test_timeline_line() -> None:
     line = timeline_line({"kernel": 29.0, "booted": 151.2}, {"init": 7.98926}, 121.4)
     assert line == ("host clock (since QEMU start): kernel@29s booted@151s; "
                     "guest kernel clock: init 8.0 booted 121.4")
+
+
+# n1's console lines in this week's e2e run (tests/e2e/test_boot.py), the markers only
+PHASES_CONSOLE = """\
+[    1.530526] Trying to unpack rootfs image as initramfs...
+[    4.446140] Freeing initrd memory: 44660K
+[    5.724855] Run /init as init process
+[    7.997529] dracut: Debian GNU/Linux-12
+Starting systemd-udevd version 252.39-1~deb12u2
+[   10.121969] dracut: rd.md=0: removing MD RAID activation
+[   13.697807] virtio_net virtio0 ens3: renamed from eth0
+[   15.650702] dracut: Starting dhcp for interface ens3
+dhcp: BOUND setting up ens3
+[   0.00] swarmboot: agent started (monotonic clock 22.98 s, as the kernel's log)
+"""
+
+
+def test_the_initramfs_phases_before_the_agent_add_up_to_its_start() -> None:
+    phases = initramfs_phases(PHASES_CONSOLE)
+    assert phases == {"kernel": 1.53, "unpack": 2.92, "kernel_rest": 1.28, "dracut_start": 2.27,
+                      "udev_modules": 7.65, "dhcp": 7.33}
+    assert round(sum(phases.values()), 2) == 22.98  # the agent's start on the kernel's clock
+    # without the unpack markers (another kernel's wording) the first phase spans them
+    lines = [line for line in PHASES_CONSOLE.splitlines() if "initr" not in line]
+    assert initramfs_phases("\n".join(lines))["kernel_rest"] == 5.72
