@@ -15,8 +15,9 @@ The model (every parameter is in `Params`):
   `hop_delay` seconds later (hash check, HAVE, request). Neighbours: everyone up to `degree`
   (libtorrent's peer list), else a random graph of that degree.
 - A node starts `start` seconds after go (the measured start-up: plan, torrent, session,
-  tracker), plus a uniform jitter of +- `start_jitter`; it is done `end_delay` after its last
-  piece (flush and the streamed sha256). Done nodes keep uploading (the agent's seeder).
+  tracker), plus a uniform jitter of +- `start_jitter` (or at its own time in `starts`); it is
+  done `end_delay` after its last piece (flush and the streamed sha256). Done nodes keep
+  uploading (the agent's seeder).
 
 Transfers are matched when a slot frees or a piece arrives; a node that finds nothing retries
 after one piece time. Bytes are conserved: what the server and the nodes send is what the nodes
@@ -53,6 +54,7 @@ class Params:
     hop_delay: float = 0.0
     end_delay: float = 0.05
     seed: int = 1
+    starts: tuple[float, ...] = ()  # each node's own start (bench/boot_model.py), else start +- jitter
 
     @property
     def pieces(self) -> int:
@@ -137,7 +139,8 @@ def simulate(p: Params) -> Result:
     received = [0] * n
     server_bytes = 0
     for i in range(n):
-        _push(st, p.start + st.rng.uniform(-p.start_jitter, p.start_jitter), START, i)
+        jitter = st.rng.uniform(-p.start_jitter, p.start_jitter)
+        _push(st, p.starts[i] if p.starts else p.start + jitter, START, i)
     remaining = n
     while st.heap and remaining:
         t, _, kind, a, b, k = heapq.heappop(st.heap)
