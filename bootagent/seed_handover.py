@@ -18,6 +18,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from bootagent.boot_files import PORT as BOOT_FILES_PORT
 from bootagent.context import BootContext
 from bootagent.seeder import Handover
 from ground.contract.plan import BootPlan
@@ -27,6 +28,7 @@ UNIT = "swarmboot-seed.service"
 HANDOVER_FILE = "seed-handover.json"
 STATUS_FILE = "seed-status.json"  # the booted seeder's counters (seeder.json: the initramfs one's)
 AGENT_DIR = "agent"
+BOOT_FILES_DIR = "boot-files"  # the kernel and initramfs the booted service serves (bootagent/boot_files.py)
 AGENT_TMPFS_SIZE = "96m"  # the bundle is ~25 MB
 
 
@@ -106,7 +108,7 @@ def take_cleanup(run_dir: Path, image_file: Path) -> tuple[str, ...]:
 
 def handover_for(  # noqa: PLR0917
     plan: BootPlan, run_dir: Path, image_file: Path, listen: str, events_urls: list[str], token: str,
-    remove_after: tuple[str, ...] = (),
+    remove_after: tuple[str, ...] = (), servers: tuple[str, ...] = (), boot_files_port: int = BOOT_FILES_PORT,
 ) -> Handover:
     """What the seeding service is told: the plan's torrent.seed_* rules for the file the node holds
     (the torrent and the status in `run_dir`). The agent's handover and the swarm benchmark's
@@ -126,6 +128,10 @@ def handover_for(  # noqa: PLR0917
         image=plan.image.name,
         version=plan.image.version,
         remove_after=remove_after,
+        node=plan.node.name,
+        servers=tuple(servers),
+        boot_files_dir=str(run_dir / BOOT_FILES_DIR) if servers else "",
+        boot_files_port=boot_files_port,
     )
 
 
@@ -154,7 +160,7 @@ def stage_seed_handover(
     handover = handover_for(
         plan, run_dir, ctx.image_file, ctx.config.listen_interfaces,
         events_urls(plan.reporting.events_url, args.servers), args.token,
-        remove_after=take_cleanup(run_dir, ctx.image_file),
+        remove_after=take_cleanup(run_dir, ctx.image_file), servers=tuple(args.servers),
     )
     path = run_dir / HANDOVER_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

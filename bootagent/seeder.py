@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,7 @@ LOOK_EVERY = 0.5
 PROGRESS_EVERY = 30.0  # a `seed progress` event at most this often, when it sent more or its need changed
 ALERT_QUEUE = 1 << 16  # block_uploaded_alerts between two looks: ~4000 a second at 1 GbE
 REANNOUNCE_EVERY = 15.0  # the booted seeder asks the tracker this often how many still download
+SIGNALLED = threading.Event()  # SIGTERM/SIGINT came (the booted service then stops serving boot files too)
 
 
 def agent_command() -> list[str]:
@@ -147,6 +149,10 @@ class Handover:
     image: str = ""
     version: int = 0
     remove_after: tuple[str, ...] = ()  # a tmpfs root's archive: RAM freed when seeding ends
+    node: str = ""
+    servers: tuple[str, ...] = ()  # the server's URLs (the boot files' source, bootagent/boot_files.py)
+    boot_files_dir: str = ""  # "": serve no boot files
+    boot_files_port: int = 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1) + "\n"
@@ -154,7 +160,7 @@ class Handover:
     @classmethod
     def read(cls, path: Path) -> Handover:
         data = json.loads(path.read_text())
-        for key in ("events_urls", "remove_after"):
+        for key in ("events_urls", "remove_after", "servers"):
             data[key] = tuple(data.get(key) or ())
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
@@ -187,6 +193,7 @@ def seed_main(
     def on_signal(signum: int, frame: object) -> None:
         nonlocal stop
         stop = True
+        SIGNALLED.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -275,7 +282,9 @@ def seed_main(
 
 def seed_after_boot(handover_file: Path) -> int:
     """The booted system's seeding service (swarmboot-seed.service): the handover's settings, its
-    events to the server, and the archive it frees at the end."""
+    events to the server, and the archive it frees at the end. It also serves the boot files
+    (bootagent/boot_files.py) from the start until it is stopped, long after the image's seeding."""
+    from bootagent import boot_files
     from bootagent.context import Console, Paths
     from bootagent.report import Reporter
 
@@ -291,13 +300,35 @@ def seed_after_boot(handover_file: Path) -> int:
         reporter.console.info(message)
         reporter.event("seed", status_word, message=message, details={"seeding": details})
 
+    def on_boot_files(status_word: str, message: str, details: dict[str, Any]) -> None:
+        reporter.console.info(message)
+        reporter.event("seed", status_word, message=message, details={"boot_files": details})
+
+    stopping = threading.Event()
+    serving = None
+    if handover.boot_files_dir and handover.servers and handover.node:
+        serving = threading.Thread(
+            target=boot_files.serve_after_boot, name="boot-files", daemon=True,
+            args=(handover.servers, handover.node, Path(handover.boot_files_dir), handover.boot_files_port,
+                  stopping, on_boot_files, reporter.console.info),
+        )
+        serving.start()
     try:
-        return seed_main(
+        code = seed_main(
             Path(handover.torrent), Path(handover.dir), handover.sha256, handover.listen, status,
             max_seconds=handover.max_seconds, idle_seconds=handover.idle_seconds,
             rate_limit=handover.rate_limit, on_event=on_event,
         )
+        for name in handover.remove_after:  # the image's seeding is over: a tmpfs root's archive goes
+            Path(name).unlink(missing_ok=True)
+        if serving is not None:  # the boot files: until the system stops the service (SIGTERM)
+            while serving.is_alive() and not SIGNALLED.wait(5.0):
+                pass
+        return code
     finally:
+        stopping.set()
+        if serving is not None:
+            serving.join(timeout=10.0)
         reporter.close(timeout=15.0)
         for name in handover.remove_after:
             Path(name).unlink(missing_ok=True)

@@ -55,6 +55,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("seed_idle_seconds", int, 60,
             "a booted node stops seeding once the tracker has had no incomplete peer this long"),
     Setting("seed_after_boot_rate", int, 0, "a booted node's upload limit in bytes/s as it seeds (0: none)"),
+    Setting("boot_files_from_peers", bool, True,
+            "booted nodes serve the kernel and initramfs to rebooting ones (iPXE falls back to the server)"),
     Setting("boot_menu_timeout", int, 30, "seconds the unknown-machine boot menu waits before local boot"),
     Setting("rescue_group", str, "", "group whose image starts the rescue shell of unknown machines"),
     Setting("dhcp_interface", str, "", "interface `serve` runs dnsmasq on (empty: no DHCP/TFTP)"),
@@ -92,6 +94,7 @@ class Settings:
     seed_after_boot_seconds: int = 1800
     seed_idle_seconds: int = 60
     seed_after_boot_rate: int = 0
+    boot_files_from_peers: bool = True
     boot_menu_timeout: int = 30
     rescue_group: str = ""
     dhcp_interface: str = ""

@@ -159,6 +159,13 @@ def _state_for(event: dict[str, Any], previous: str) -> str:
     return "provisioning"
 
 
+def _merge_details(state: NodeState, details: dict[str, Any]) -> None:
+    merged = {**(state.details or {}), **details}
+    if len(json.dumps(merged)) > MAX_DETAILS_BYTES:  # keep the newest, not an ever-growing blob
+        merged = dict(details)
+    state.details = merged
+
+
 def _timeline(session: Session, node: Node, event: dict[str, Any], now: dt.datetime, server: str) -> None:
     """Note the event in the node's timeline (heartbeats and download progress are not kept)."""
     if event["status"] in ("heartbeat", "progress") or event["stage"] == "heartbeat":
@@ -192,6 +199,11 @@ def apply(
     if stage in ("heartbeat",) or status == "heartbeat":
         state.state = _state_for(event, state.state)
         return state
+    if stage == "seed" and "boot_files" in event["details"] and "seeding" not in event["details"]:
+        # the booted service serving boot files (server/boot_peers.py): a detail of the node, kept
+        # beside its seeding; the stage, status and message stay what the seeding last said
+        _merge_details(state, event["details"])
+        return state
     if stage == "ipxe" or (stage == "cmdline" and status == "start"):  # a new boot begins
         after_ipxe = stage == "cmdline" and state.stage == "ipxe"  # the same boot: it started at iPXE
         if state.boot_started is not None and not after_ipxe:
@@ -221,10 +233,7 @@ def apply(
     elif state.state != "failed":
         state.message = ""
     if event["details"]:
-        merged = {**(state.details or {}), **event["details"]}
-        if len(json.dumps(merged)) > MAX_DETAILS_BYTES:  # keep the newest, not an ever-growing blob
-            merged = dict(event["details"])
-        state.details = merged
+        _merge_details(state, event["details"])
     from server import install
 
     install.on_event(session, node, event, now)

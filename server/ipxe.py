@@ -15,6 +15,7 @@ import jinja2
 from ground.contract.cmdline import boot_arguments
 from ground.errors import ConflictError
 from ground.inputs import bad_text, printable
+from server.boot_peers import Holder
 from server.catalog import Catalog, Version
 from server.inventory.models import Node
 
@@ -84,7 +85,10 @@ def render_node(
     group_name: str = "",
     token: str = "",
     lldp_wait: int = 0,
+    peer: Holder | None = None,
 ) -> str:
+    """`peer`: a booted node serving this version's kernel and initramfs (server/boot_peers.py);
+    the script tries it first and the server after it (iPXE's `||`)."""
     m = version.manifest
     return (
         env()
@@ -100,6 +104,9 @@ def render_node(
             server_url=catalog.server_url,
             kernel_url=catalog.url(version, m.kernel.name),
             initrd_url=catalog.url(version, m.initramfs.name),
+            peer_kernel_url=peer.url(m.kernel.name) if peer else "",
+            peer_initrd_url=peer.url(m.initramfs.name) if peer else "",
+            peer=peer.node if peer else "",
             # every head node sharing the inventory, this one first (the agent fails over)
             cmdline=cmdline(
                 node, version, catalog.server_list, mac, platform=platform, service=service,

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ground.config import Settings
+from server.boot_peers import BootPeers
 from server.catalog import Catalog
 from server.inventory.db import Database
 from server.inventory.models import Node, NodeState, Switch
@@ -57,6 +58,7 @@ class ServerState:
         self.cache_epoch = 0
         self.db_generation = -1
         self.counters = Counters()
+        self.boot_peers = BootPeers()  # booted nodes serving boot files (server/boot_peers.py)
         self.listeners: list[Callable[[], None]] = []  # called after a change (seeder, dnsmasq)
         # called with (event, recorded state) after each node event (metrics)
         self.event_listeners: list[Callable[[dict[str, Any], dict[str, Any]], None]] = []

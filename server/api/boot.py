@@ -81,12 +81,18 @@ def _node_script(
                 log.warning("node %s: iPXE script asked for from %s, not its address %s: no token "
                             "(no secrets)", node.name, address, node.address)
         events.apply(session, node, event, address, now, server=state.server_url)
+    state.boot_peers.drop(node.name)  # it reboots: whatever it served is gone
     if local:  # installed, and the installed version is the one to run: the firmware boots the disk
         return ipxe.render_local(node, version, platform=platform)
+    peer = None
+    if state.settings.boot_files_from_peers:  # a booted node holding this version's files, if one is free
+        m = version.manifest
+        peer = state.boot_peers.for_ipxe((m.image, m.version), node.name, state.ip_switch.get(address, ""),
+                                         (m.kernel.name, m.initramfs.name))
     try:
         return ipxe.render_node(
             node, version, state.catalog, mac, platform=platform, service=service or node.service,
-            token=token, lldp_wait=state.settings.lldp_wait,
+            token=token, lldp_wait=state.settings.lldp_wait, peer=peer,
         )
     except SwarmbootError as exc:
         lines = [exc.message, exc.hint]

@@ -7,13 +7,20 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from ground.errors import NotFoundError
 from ground.inputs import digits
-from server.api.deps import state_of
-from server.state import Counters
+from server.api.deps import client_ip, state_of
+from server.inventory.models import Node
+from server.plan import image_version
+from server.state import Counters, ServerState
 
 router = APIRouter()
+
+# how long a booted node serves its boot files (0: until it shuts down), told to its service
+BOOT_FILES_SERVE_SECONDS = 0
 
 
 class CountingFileResponse(FileResponse):
@@ -50,3 +57,34 @@ async def image_file(request: Request, image: str, version: str, name: str) -> R
     return CountingFileResponse(
         found.path(name), media_type=media, counters=state.counters, key=f"{image}/{version}/{name}"
     )
+
+
+@router.get("/api/v1/boot-files")
+async def boot_files(request: Request, node: str) -> dict[str, Any]:
+    """Where a booted node's service gets its version's kernel and initramfs (bootagent/boot_files.py):
+    from a booted peer when one holds them, else from here; `wait`: ask again in that many seconds,
+    another node is fetching them from here and will hold them soon (server/boot_peers.py)."""
+    state = state_of(request)
+    return await run_in_threadpool(_boot_files_for, state, node, client_ip(request))
+
+
+def _boot_files_for(state: ServerState, name: str, address: str) -> dict[str, Any]:
+    with state.db.read() as session:
+        found = session.execute(select(Node).where(Node.name == name)).unique().scalar_one_or_none()
+        if found is None:
+            raise NotFoundError(f"no node {name!r}", hint="swarmboot node list")
+        version = image_version(found.group, state.catalog)
+    m = version.manifest
+    if not state.settings.boot_files_from_peers:
+        return {"serve": False, "image": m.image, "version": m.version, "files": [], "wait": 0}
+    names = (m.kernel.name, m.initramfs.name)
+    holder, wait = state.boot_peers.for_service(
+        (m.image, m.version), name, state.ip_switch.get(address, ""), names
+    )
+    files = [
+        {"name": e.name, "sha256": e.sha256, "size": e.size,
+         "urls": ([holder.url(e.name)] if holder else []) + [state.catalog.url(version, e.name)]}
+        for e in (m.kernel, m.initramfs)
+    ]
+    return {"serve": True, "image": m.image, "version": m.version, "files": files, "wait": wait,
+            "serve_seconds": BOOT_FILES_SERVE_SECONDS}

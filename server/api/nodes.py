@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import json
 import logging
+from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request, Response
@@ -189,6 +190,30 @@ async def _body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _boot_files(state: ServerState, name: str, event: dict[str, Any], address: str) -> None:
+    """A booted node's boot-file service says it serves (or stopped serving) its version's kernel
+    and initramfs (server/boot_peers.py)."""
+    said = event["details"]["boot_files"]
+    port, files = said.get("port"), said.get("files")
+    version = (str(event.get("image") or ""), event.get("version"))
+    ok = (
+        event["status"] in ("start", "progress") and isinstance(port, int) and 0 < port < 65536
+        and isinstance(files, dict) and isinstance(version[1], int) and address
+    )
+    if not ok:
+        state.boot_peers.drop(name)
+        return
+    found = state.catalog.get(version[0], version[1])
+    if found is None:
+        return
+    m = found.manifest
+    wanted = {m.kernel.name: m.kernel.sha256, m.initramfs.name: m.initramfs.sha256}
+    if any(files.get(n) != sha for n, sha in wanted.items()):  # not this version's files: not served
+        log.warning("node %s: says it serves boot files that are not %s/%s's", name, *version)
+        return
+    state.boot_peers.hold(version, name, address, port, wanted, switch=state.ip_switch.get(address, ""))
+
+
 @router.post("/api/v1/nodes/{name}/events")
 async def post_event(request: Request, name: str) -> dict[str, object]:
     state = state_of(request)
@@ -201,6 +226,8 @@ async def post_event(request: Request, name: str) -> dict[str, object]:
     state.notify_event(event, result)
     if "install" in event["details"]:  # a disk install finished: the next plan carries its record
         state.forget_plans(name)
+    if event["stage"] == "seed" and isinstance(event["details"].get("boot_files"), dict):
+        _boot_files(state, name, event, client_ip(request))
     if event["status"] == "failed":
         log.warning("node %s: %s failed: %s", name, event["stage"], event["message"])
     return {"ok": True, "state": result["state"]}

@@ -169,26 +169,40 @@ def seeding(row: dict) -> dict:
     return row["details"].get("seeding") or {}
 
 
+def boot_files(row: dict) -> dict:
+    return row["details"].get("boot_files") or {}
+
+
 def test_a_node_booting_later_gets_pieces_from_booted_nodes_whose_seeding_then_stops(lab: E2ELab) -> None:
     """(9) seeding after boot (issue 12): n1 and n2, booted, run the seeding service the agent
     handed over (swarmboot-seed.service from /run: systemd, the agent's bundle, no Python in the
     image); n7 boots after them with the server's link shaped again and gets pieces from them: by
     the tracker (booted peers, complete, with uploads) and by their per-peer counters (n7's
     address); then, nobody needing the image for the lab's seed_idle_seconds (120), both stop by
-    that rule and say so."""
+    that rule and say so. n7's iPXE fetches its kernel and initramfs from n1 or n2, which the
+    server names in its script (their boot-file service, server/boot_peers.py): the head node
+    sends none of them."""
     the_lab, manifest = lab.lab, lab.images.squashfs
     seeders = ["n1", "n2"]
     for name in seeders:
         row = wait_row(lab, name, lambda r: "uploaded" in seeding(r), 120, "the seed start event")
         assert not seeding(row)["stopped"] and row["state"] == "booted", row
-        assert row["stage"] == "seed" and row["status"] == "start", row
+        assert row["stage"] == "seed" and row["status"] in ("start", "progress"), row
+    for name in seeders:  # and they serve their kernel and initramfs (server/boot_peers.py)
+        wait_row(lab, name, lambda r: "port" in boot_files(r), 120, "the boot files served")
+    boot_pair = (f"{IMAGE}/{manifest.version}/{manifest.kernel.name}",
+                 f"{IMAGE}/{manifest.version}/{manifest.initramfs.name}")
+    head_before = sum(the_lab.admin("stats")["http_bytes"].get(k, 0) for k in boot_pair)
     the_lab.set_server_rate("100mbit")
     try:
-        the_lab.start_vm("n7", lab.mac("n7"), lab.firmware("n7"), deadline_s=900.0)
+        vm = the_lab.start_vm("n7", lab.mac("n7"), lab.firmware("n7"), deadline_s=900.0)
         rows = the_lab.wait_booted(["n7"], timeout=BOOT_TIMEOUT)
         stats = the_lab.admin("stats")
     finally:
         the_lab.set_server_rate("")
+    head_boot_files = sum(stats["http_bytes"].get(k, 0) for k in boot_pair) - head_before
+    peer_line = re.search(r"swarmboot: the kernel and initramfs from (n[12]), booted", vm.console_text())
+    assert peer_line, "n7's iPXE script named no booted peer for its boot files\n" + the_lab.evidence(["n7"])
     row, evidence = rows["n7"], the_lab.evidence(["n7", *seeders], rows)
     summary = summarize(lab, "n7", row["details"])
     assert summary.image_bytes == manifest.image_file.size and summary.from_peers > 0, evidence
@@ -212,6 +226,15 @@ def test_a_node_booting_later_gets_pieces_from_booted_nodes_whose_seeding_then_s
         to_n7 += int(s["served"].get(addresses["n7"], 0))
         FIGURES.append(f"{name} seeding after boot: {seeder_row['message']}; served {s['served']}")
     assert to_n7 >= manifest.piece_size, (to_n7, {n: seeding(r) for n, r in done.items()})
+    # n7's iPXE got its kernel and initramfs from the booted peer the server named: that peer's
+    # counters (reported every minute: they have by now) and the head node's, which sent none
+    pair = manifest.kernel.size + manifest.initramfs.size
+    holder = boot_files(the_lab.status([peer_line.group(1)])[0])
+    seeder_ips = {addresses[n] for n in seeders}  # (the second seeder's own fetch came from the first)
+    from_holder = sum(int(v) for ip, v in holder.get("served", {}).items() if ip not in seeder_ips)
+    assert from_holder >= pair and head_boot_files == 0, (holder, head_boot_files, addresses)
+    FIGURES.append(f"n7's kernel and initramfs ({pair / 2**20:.1f} MiB) from booted {peer_line.group(1)}: "
+                   f"{from_holder / 2**20:.1f} MiB by its counters, {head_boot_files} B from the head node")
     FIGURES.append(f"n7 got {to_n7 / 2**20:.1f} MiB from booted n1+n2 (their counters), "
                    f"{summary.from_peers / 2**20:.0f} MiB from peers in all")
     the_lab.stop_vm("n7")

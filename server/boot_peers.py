@@ -1,0 +1,140 @@
+"""Booted nodes that serve the packed kernel and initramfs (docs/swarm.md, "Boot files from peers").
+
+A node's booted seeding service (bootagent/boot_files.py) fetches its version's boot files once,
+from a peer the server names or from the server, checks them against the manifest's sha256, serves
+them over HTTP, and says so (`seed` events whose details carry `boot_files`, again every
+`REPORT_EVERY` seconds). The server keeps those holders here, in memory, and:
+- writes a holder into a rebooting node's iPXE script, `kernel PEER || kernel SERVER`, so the head
+  node's link carries a boot file only when no holder is free (or the peer fails: iPXE's `||`);
+- names a holder to a booted service that fetches the files, so the cluster's copies come from
+  one another, and the head node sends about one copy per version.
+
+A holder is chosen on the asking node's switch when it can be (the switches' forwarding tables,
+as the tracker uses them), then anywhere; a holder takes at most `PER_HOLDER` assignments per
+`WINDOW` seconds (a 47 MB pair is well under a second on 1 GbE, minutes on the lab's slow links).
+A holder is dropped when its node reboots (its iPXE script), when it says it stopped, or when it
+has not reported for `TTL` seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+REPORT_EVERY = 60.0  # the service's own rhythm (bootagent/boot_files.py); the TTL leaves room for two misses
+TTL = 3 * REPORT_EVERY + 10.0
+PER_HOLDER = 4
+WINDOW = 30.0
+SERVER_FETCH_WAIT = 10  # seconds a booted service waits while another fetches its files from the server
+
+
+@dataclass
+class Holder:
+    node: str
+    address: str
+    port: int
+    switch: str
+    files: dict[str, str]  # file name -> sha256
+    seen: float
+    assigned: deque[float] = field(default_factory=deque)
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"http://{host}:{self.port}"
+
+    def url(self, name: str) -> str:
+        return f"{self.base_url}/boot-files/{self.files[name]}/{name}"
+
+    def load(self, now: float) -> int:
+        while self.assigned and now - self.assigned[0] > WINDOW:
+            self.assigned.popleft()
+        return len(self.assigned)
+
+
+Version = tuple[str, int]  # (image, version number)
+
+
+class BootPeers:
+    """The booted nodes holding each version's boot files. Thread-safe (the API's thread pool)."""
+
+    def __init__(self, clock: type[time.monotonic] | None = None) -> None:
+        self._clock = clock or time.monotonic
+        self._lock = threading.Lock()
+        self._holders: dict[Version, dict[str, Holder]] = {}
+        self._server_fetches: dict[Version, float] = {}  # when a booted service last got the server
+        self.assigned_ipxe = 0
+        self.assigned_service = 0
+
+    def hold(
+        self, version: Version, node: str, address: str, port: int, files: dict[str, str], *, switch: str = ""
+    ) -> None:
+        now = self._clock()
+        with self._lock:
+            self._forget(node)
+            holder = Holder(node, address, port, switch, dict(files), now)
+            self._holders.setdefault(version, {})[node] = holder
+
+    def drop(self, node: str) -> None:
+        """The node reboots, or its service stopped: it serves nothing any more."""
+        with self._lock:
+            self._forget(node)
+
+    def _forget(self, node: str) -> None:
+        for holders in self._holders.values():
+            holders.pop(node, None)
+
+    def _live(self, version: Version, now: float, names: tuple[str, ...]) -> list[Holder]:
+        holders = self._holders.get(version, {})
+        for gone in [n for n, h in holders.items() if now - h.seen > TTL]:
+            del holders[gone]
+        return [h for h in holders.values() if all(n in h.files for n in names)]
+
+    def pick(
+        self, version: Version, node: str, switch: str, names: tuple[str, ...], *, busy_ok: bool = False
+    ) -> Holder | None:
+        """A holder of `names` for `node` (never itself): on its switch first, the least loaded;
+        one at its `PER_HOLDER` limit only when `busy_ok` (a booted service, off the boot's path)."""
+        now = self._clock()
+        with self._lock:
+            live = [h for h in self._live(version, now, names) if h.node != node]
+            if not busy_ok:
+                live = [h for h in live if h.load(now) < PER_HOLDER]
+            if not live:
+                return None
+            best = min(live, key=lambda h: (not (switch and h.switch == switch), h.load(now), h.seen, h.node))
+            best.assigned.append(now)
+            return best
+
+    def for_ipxe(self, version: Version, node: str, switch: str, names: tuple[str, str]) -> Holder | None:
+        holder = self.pick(version, node, switch, names)
+        if holder is not None:
+            self.assigned_ipxe += 1
+        return holder
+
+    def for_service(self, version: Version, node: str, switch: str, names: tuple[str, ...]) -> tuple[
+        Holder | None, int
+    ]:
+        """(holder, 0), or (None, 0): fetch from the server, or (None, seconds): wait, another node is
+        fetching this version's files from the server and will hold them soon."""
+        holder = self.pick(version, node, switch, names, busy_ok=True)
+        if holder is not None:
+            self.assigned_service += 1
+            return holder, 0
+        now = self._clock()
+        with self._lock:
+            last = self._server_fetches.get(version)
+            if last is not None and now - last < TTL:
+                return None, SERVER_FETCH_WAIT
+            self._server_fetches[version] = now
+        return None, 0
+
+    def stats(self) -> dict[str, object]:
+        now = self._clock()
+        with self._lock:
+            holders = {f"{image}/{number}": len(self._live((image, number), now, ()))
+                       for image, number in self._holders}
+        return {"holders": holders, "assigned_ipxe": self.assigned_ipxe,
+                "assigned_service": self.assigned_service}

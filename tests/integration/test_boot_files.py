@@ -1,0 +1,169 @@
+"""Boot files from booted peers (server/boot_peers.py, bootagent/boot_files.py) against a real
+`swarmboot serve` on loopback: booted services fetch the kernel and initramfs from each other, the
+server writes a holder into rebooting nodes' iPXE scripts with itself after it, and the head node
+sends one copy."""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from bootagent import boot_files
+from ground.config import Settings
+from ground.store import Manifest
+from lab.packed import make_version
+from server.inventory import crud
+from server.inventory.db import Database
+from tests.helpers.server import ServerProcess, boot_token, running_server, token_headers
+
+NODES = 12
+
+
+def mac(i: int) -> str:
+    return f"52:54:00:00:01:{i:02x}"
+
+
+@pytest.fixture
+def manifest(settings: Settings) -> Manifest:
+    return make_version(settings.images_dir, "compute", 1, size=2 * 2**20)
+
+
+@pytest.fixture
+def server(settings: Settings, manifest: Manifest, swarmboot_home: Path) -> Any:
+    db = Database.from_settings(settings, pool_size=2)
+    crud.add(db, "group", "compute", {"image": "compute", "root": {"mode": "tmpfs", "tmpfs_size": "4G"}})
+    for i in range(1, NODES + 1):
+        crud.add_nodes(db, [f"n{i}"], {"group": "compute", "macs": [mac(i)]})
+    db.close()
+    with running_server(swarmboot_home) as srv:
+        yield srv
+
+
+def script(srv: ServerProcess, i: int) -> str:
+    return requests.get(f"{srv.url}/boot/ipxe", params={"mac": mac(i)}, timeout=30).text
+
+
+def urls_in(text: str, command: str) -> list[str]:
+    """The URLs a `kernel`/`initrd` line tries, in order (iPXE's `a || b || goto failed`)."""
+    (line,) = [line for line in text.splitlines() if line.startswith(command + " ")]
+    return [shlex.split(part)[1] for part in line.split(" || ") if part.startswith(command + " ")]
+
+
+def head_bytes(srv: ServerProcess, manifest: Manifest) -> int:
+    sent = srv.admin("stats")["http_bytes"]
+    return sum(sent.get(f"compute/1/{e.name}", 0) for e in (manifest.kernel, manifest.initramfs))
+
+
+class Service:
+    """A booted node's boot-file part, as bootagent/boot_files.py's serve_after_boot runs it."""
+
+    def __init__(self, srv: ServerProcess, i: int, tmp: Path, token: str) -> None:
+        self.srv, self.node, self.token = srv, f"n{i}", token
+        self.got = boot_files.fetch((srv.url,), self.node, tmp / self.node, say=lambda _: None)
+        self.http = boot_files.BootFileServer(self.got.paths, self.got.sha256, port=0).start()
+
+    def say(self, status: str = "progress", details: dict[str, Any] | None = None) -> None:
+        event = {"stage": "seed", "status": status, "image": "compute", "version": 1,
+                 "details": {"boot_files": details or self.http.details()}}
+        answer = requests.post(f"{self.srv.url}/api/v1/nodes/{self.node}/events", json=event, timeout=10,
+                               headers=token_headers(self.token))
+        assert answer.status_code == 200, answer.text
+
+
+def test_booted_nodes_serve_the_boot_files_and_the_head_node_sends_one_copy(
+    server: ServerProcess, manifest: Manifest, tmp_path: Path
+) -> None:
+    pair = manifest.kernel.size + manifest.initramfs.size
+    tokens = [boot_token(server, mac(i)) for i in (1, 2)]  # n1 and n2 boot from the server
+    plain = script(server, 5)
+    assert urls_in(plain, "kernel") == [f"{server.url}/images/compute/1/{manifest.kernel.name}"], plain
+    first = Service(server, 1, tmp_path, tokens[0])  # no holder yet: from the server
+    assert (first.got.from_server, first.got.from_peers) == (pair, 0)
+    for entry in (manifest.kernel, manifest.initramfs):
+        assert hashlib.sha256(first.got.paths[entry.name].read_bytes()).hexdigest() == entry.sha256
+    # n1 fetches from the server and holds nothing yet: the next service is told to wait
+    told = requests.get(f"{server.url}/api/v1/boot-files", params={"node": "n2"}, timeout=10).json()
+    assert told["wait"] > 0 and [len(f["urls"]) for f in told["files"]] == [1, 1]
+    first.say()
+    second = Service(server, 2, tmp_path, tokens[1])  # from n1 (which takes that as one of its 4)
+    assert (second.got.from_server, second.got.from_peers) == (0, pair)
+    assert second.got.sources[0].startswith(f"http://127.0.0.1:{first.http.port}/boot-files/")
+    second.say()
+    assert head_bytes(server, manifest) == pair  # one copy, for n1
+
+    # rebooting nodes: a holder first, the server after it; at most PER_HOLDER each per window
+    peers: dict[int, int] = {}
+    for i in range(3, 3 + 7):
+        text = script(server, i)
+        kernel, initrd = urls_in(text, "kernel"), urls_in(text, "initrd")
+        assert kernel[1] == f"{server.url}/images/compute/1/{manifest.kernel.name}", text
+        assert initrd[1] == f"{server.url}/images/compute/1/{manifest.initramfs.name}", text
+        port = int(kernel[0].split(":")[2].split("/")[0])
+        peers[port] = peers.get(port, 0) + 1
+        for url, entry in ((kernel[0], manifest.kernel), (initrd[0], manifest.initramfs)):
+            assert hashlib.sha256(requests.get(url, timeout=30).content).hexdigest() == entry.sha256
+    assert peers == {first.http.port: 3, second.http.port: 4}
+    assert urls_in(script(server, 10), "kernel") == [f"{server.url}/images/compute/1/{manifest.kernel.name}"]
+    assert head_bytes(server, manifest) == pair
+    assert first.http.counters.sent + second.http.counters.sent == 7 * pair + pair  # + n2's fetch
+    stats = server.admin("stats")["boot_peers"]
+    assert stats["holders"] == {"compute/1": 2} and stats["assigned_ipxe"] == 7
+
+    # a node that reboots holds nothing; one that says it stopped neither
+    script(server, 1)
+    assert server.admin("stats")["boot_peers"]["holders"] == {"compute/1": 1}
+    second.say("done", second.http.details(stopped=True))
+    assert server.admin("stats")["boot_peers"]["holders"] == {"compute/1": 0}
+    first.http.close()
+    second.http.close()
+
+
+def test_a_dead_holder_costs_a_retry_and_wrong_files_are_not_held(
+    server: ServerProcess, manifest: Manifest, tmp_path: Path
+) -> None:
+    tokens = [boot_token(server, mac(i)) for i in (1, 2)]
+    first = Service(server, 1, tmp_path, tokens[0])
+    first.say()
+    first.http.close()  # it dies without a word
+    second = Service(server, 2, tmp_path, tokens[1])  # told n1, which refuses: from the server
+    pair = manifest.kernel.size + manifest.initramfs.size
+    assert (second.got.from_peers, second.got.from_server) == (0, pair)
+    wrong = {**second.http.details(), "files": {manifest.kernel.name: "0" * 64,
+                                                 manifest.initramfs.name: manifest.initramfs.sha256}}
+    second.say("progress", wrong)
+    assert server.admin("stats")["boot_peers"]["holders"] == {"compute/1": 1}  # n1 only (until its TTL)
+    second.http.close()
+
+
+def test_the_service_thread_fetches_serves_reports_and_cleans_up(
+    server: ServerProcess, manifest: Manifest, tmp_path: Path
+) -> None:
+    said: list[tuple[str, str, dict[str, Any]]] = []
+    stopping = threading.Event()
+    directory = tmp_path / "boot-files"
+    thread = threading.Thread(
+        target=boot_files.serve_after_boot,
+        args=((server.url,), "n1", directory, 0, stopping, lambda *a: said.append(a), lambda _: None),
+    )
+    thread.start()
+    for _ in range(200):
+        if said:
+            break
+        stopping.wait(0.05)
+    status, message, details = said[0]
+    assert status == "progress" and f"port {details['port']}" in message
+    assert details["fetched"]["from_server"] == manifest.kernel.size + manifest.initramfs.size
+    url = f"http://127.0.0.1:{details['port']}/boot-files/{manifest.kernel.sha256}/{manifest.kernel.name}"
+    assert len(requests.get(url, timeout=10).content) == manifest.kernel.size
+    assert requests.get(f"http://127.0.0.1:{details['port']}/etc/passwd", timeout=10).status_code == 404
+    stopping.set()
+    thread.join(10)
+    assert not thread.is_alive() and not directory.exists()
+    status, message, details = said[-1]
+    assert status == "done" and details["sent"] == manifest.kernel.size and details["stopped"]
