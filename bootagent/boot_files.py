@@ -157,7 +157,11 @@ class Counters:
 class BootFileServer:
     """Serves the fetched files, and nothing else, on `port` (or a free one) in a daemon thread."""
 
-    def __init__(self, files: dict[str, Path], sha256: dict[str, str], port: int = PORT) -> None:
+    def __init__(
+        self, files: dict[str, Path], sha256: dict[str, str], port: int = PORT, *, image: str = "",
+        version: int = 0,
+    ) -> None:
+        self.image, self.version = image, version
         self.paths = {f"/boot-files/{sha256[name]}/{name}": path for name, path in files.items()}
         self.files = dict(sha256)
         self.counters = Counters()
@@ -179,7 +183,8 @@ class BootFileServer:
         self.httpd.server_close()
 
     def details(self, stopped: bool = False) -> dict[str, Any]:
-        return {"port": self.port, "files": self.files, **self.counters.snapshot(), "stopped": stopped}
+        return {"image": self.image, "version": self.version, "port": self.port, "files": self.files,
+                **self.counters.snapshot(), "stopped": stopped}
 
 
 def _handler(paths: dict[str, Path], counters: Counters) -> type[BaseHTTPRequestHandler]:
@@ -235,7 +240,7 @@ def serve_after_boot(  # noqa: PLR0917
         say("not serving boot files: the server's boot_files_from_peers is off")
         shutil.rmtree(directory, ignore_errors=True)
         return
-    server = BootFileServer(got.paths, got.sha256, port).start()
+    server = BootFileServer(got.paths, got.sha256, port, image=got.image, version=got.version).start()
     fetched = {"from_peers": got.from_peers, "from_server": got.from_server, "sources": got.sources}
     started = time.monotonic()
     try:

@@ -52,6 +52,8 @@ def make_version(
     set_current: bool = True,
     piece_size: int | None = None,
     tree_hook: Callable[[Path], None] | None = None,
+    kernel_size: int = 64 * 1024,
+    initramfs_size: int = 128 * 1024,
 ) -> Manifest:
     """Pack a version of image `name` holding `size` bytes of random (incompressible) data;
     `tree_hook(tree)` may add to the tree before it is packed (owners, modes, links)."""
@@ -74,8 +76,8 @@ def make_version(
     runmod.run(["rm", "-rf", "--one-file-system", tree], timeout=60)
     torrent = make_torrent(squash, piece_size=piece_size)
     (vdir / "image.torrent").write_bytes(torrent.data)
-    _random_file(vdir / "vmlinuz", 64 * 1024, rng)
-    _random_file(vdir / "initramfs.img", 128 * 1024, rng)
+    _random_file(vdir / "vmlinuz", kernel_size, rng)
+    _random_file(vdir / "initramfs.img", initramfs_size, rng)
     manifest = Manifest(
         image=name,
         version=version,

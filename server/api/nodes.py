@@ -195,7 +195,8 @@ def _boot_files(state: ServerState, name: str, event: dict[str, Any], address: s
     and initramfs (server/boot_peers.py)."""
     said = event["details"]["boot_files"]
     port, files = said.get("port"), said.get("files")
-    version = (str(event.get("image") or ""), event.get("version"))
+    image = said.get("image") or event.get("image") or ""
+    version = (str(image), said.get("version") or event.get("version"))
     ok = (
         event["status"] in ("start", "progress") and isinstance(port, int) and 0 < port < 65536
         and isinstance(files, dict) and isinstance(version[1], int) and address

@@ -66,11 +66,11 @@ class Service:
     def __init__(self, srv: ServerProcess, i: int, tmp: Path, token: str) -> None:
         self.srv, self.node, self.token = srv, f"n{i}", token
         self.got = boot_files.fetch((srv.url,), self.node, tmp / self.node, say=lambda _: None)
-        self.http = boot_files.BootFileServer(self.got.paths, self.got.sha256, port=0).start()
+        self.http = boot_files.BootFileServer(self.got.paths, self.got.sha256, port=0, image="compute",
+                                              version=1).start()
 
     def say(self, status: str = "progress", details: dict[str, Any] | None = None) -> None:
-        event = {"stage": "seed", "status": status, "image": "compute", "version": 1,
-                 "details": {"boot_files": details or self.http.details()}}
+        event = {"stage": "seed", "status": status, "details": {"boot_files": details or self.http.details()}}
         answer = requests.post(f"{self.srv.url}/api/v1/nodes/{self.node}/events", json=event, timeout=10,
                                headers=token_headers(self.token))
         assert answer.status_code == 200, answer.text

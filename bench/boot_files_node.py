@@ -1,0 +1,119 @@
+"""One node of the boot-files benchmark (bench/boot_files.py): runs inside the node's namespace.
+
+It does what a rebooting node's iPXE does with its script, then what its booted seeding service
+does with the boot files:
+1. GET /boot/ipxe?mac=MAC from the server (the server's real script); for the `kernel` and
+   `initrd` lines, try each URL in turn as iPXE's `a || b` does (`--direct`: the server's URL
+   only, as with no booted peer), counting the bytes by source; the boot's token is in the
+   script's kernel line;
+2. `--serve`: then the booted service's boot-file thread (bootagent/boot_files.py
+   `serve_after_boot`: from a peer the server names, or from the server; checked; served; its
+   events to the server with the token) until the stop file.
+
+    ip netns exec NS python bench/boot_files_node.py --server URL --node NAME --mac MAC \
+        --dir DIR --go FIFO --stop FILE --result FILE [--direct] [--serve]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bootagent import boot_files  # noqa: E402
+from bootagent.context import Console, Paths  # noqa: E402
+from bootagent.report import Reporter  # noqa: E402
+from lab.server_process import token_in  # noqa: E402
+
+STOP_POLL = 0.2
+LIMIT = 1800.0  # every wait is bounded
+
+
+def urls_of(script: str, command: str) -> list[str]:
+    """The URLs a `kernel` or `initrd` line tries, in order (`kernel A args || kernel B args || goto …`)."""
+    lines = [line for line in script.splitlines() if line.startswith(command + " ")]
+    if len(lines) != 1:
+        raise SystemExit(f"the iPXE script has {len(lines)} {command} lines:\n{script}")
+    return [shlex.split(part)[1] for part in lines[0].split(" || ") if part.startswith(command + " ")]
+
+
+def fetch_one(session: requests.Session, urls: list[str], server: str) -> tuple[str, int]:
+    """What iPXE does with `kernel A || kernel B`: the first URL that answers whole."""
+    for url in urls:
+        try:
+            with session.get(url, stream=True, timeout=60) as response:
+                if response.status_code != 200:
+                    continue
+                size = sum(len(chunk) for chunk in response.iter_content(1 << 20))
+            return ("server" if url.startswith(server) else "peer"), size
+        except requests.RequestException:
+            continue
+    raise SystemExit(f"no URL gave the file: {urls}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    for name in ("--server", "--node", "--mac", "--dir", "--go", "--stop", "--result"):
+        ap.add_argument(name, required=True)
+    ap.add_argument("--direct", action="store_true", help="the server's URLs only (no booted peers)")
+    ap.add_argument("--serve", action="store_true", help="then run the booted service's boot-file part")
+    args = ap.parse_args()
+    result = Path(args.result)
+    result.with_suffix(".ready").write_text("ready\n")
+    with open(args.go) as fifo:  # a FIFO: blocks until the orchestrator writes
+        t0 = float(fifo.readline())
+    record: dict[str, Any] = {"node": args.node, "bytes": {"peer": 0, "server": 0}}
+    with requests.Session() as session:
+        script = session.get(f"{args.server}/boot/ipxe", params={"mac": args.mac}, timeout=60).text
+        token = token_in(script)
+        record["peer_named"] = len(urls_of(script, "kernel")) > 1
+        for command in ("kernel", "initrd"):
+            urls = urls_of(script, command)
+            source, size = fetch_one(session, urls[-1:] if args.direct else urls, args.server)
+            record["bytes"][source] += size
+    record["files_at"] = time.monotonic() - t0
+    stopping = threading.Event()
+    said: list[dict[str, Any]] = []
+    if args.serve:
+        reporter = Reporter(Console(Paths(run_dir=Path(args.dir))), heartbeat_seconds=3600.0)
+        reporter.urls = [f"{args.server}/api/v1/nodes/{args.node}/events"]
+        reporter.token = token
+        reporter.start()
+
+        def report(status: str, message: str, details: dict[str, Any]) -> None:
+            said.append({"status": status, "at": time.monotonic() - t0, **details})
+            reporter.event("seed", status, message=message, details={"boot_files": details})
+
+        thread = threading.Thread(
+            target=boot_files.serve_after_boot, daemon=True,
+            args=((args.server,), args.node, Path(args.dir) / "boot-files", boot_files.PORT, stopping, report,
+                  lambda _: None),
+        )
+        thread.start()
+    result.write_text(json.dumps(record) + "\n")
+    end = time.monotonic() + LIMIT
+    stop = Path(args.stop)
+    while not stop.exists() and time.monotonic() < end:
+        time.sleep(STOP_POLL)
+    if args.serve:
+        stopping.set()
+        thread.join(15)
+        reporter.close(timeout=10)
+        record["service"] = said[0] if said else {}
+        record["service_done"] = said[-1] if len(said) > 1 else {}
+    result.with_suffix(".final").write_text(json.dumps(record) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
