@@ -81,3 +81,28 @@ def test_a_small_swarm_beats_plain_http_and_leaves_nothing_behind(tmp_path: Path
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert _namespaces() == before_ns
     assert _benches() == before_work
+
+
+BOOT_FILES_LINE = re.compile(
+    r"^boot-files N=(\d+) booted=(\d+) head_peers=([\d.]+)MB head_direct=([\d.]+)MB copies=([\d.]+) "
+    r"last_peers=([\d.]+)s last_direct=([\d.]+)s$"
+)
+
+
+def test_nodes_rebooting_beside_booted_peers_take_their_boot_files_from_them(tmp_path: Path) -> None:
+    """bench/boot_files.py, small: 4 nodes reboot beside 2 booted ones; the server's scripts name
+    the booted peers, so the head node sends none of the 4 copies it sends without them."""
+    before_ns = _namespaces()
+    out = tmp_path / "boot_files.json"
+    cmd = [sys.executable, str(ROOT / "bench" / "boot_files.py"), "--rebooting", "4", "--booted", "2",
+           "--kernel", "300KB", "--initramfs", "1.2MB", "--link", "50mbit", "--server-link", "50mbit",
+           "--json", str(out)]
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    match = BOOT_FILES_LINE.match(proc.stdout.strip().splitlines()[-1])
+    assert match, proc.stdout
+    (row,) = json.loads(out.read_text())
+    assert row["head_direct"] == 4 * row["pair_bytes"]  # without peers: a copy per node
+    assert row["scripts_naming_a_peer"] == 4 and row["ipxe_bytes_from_peers"] == 4 * row["pair_bytes"]
+    assert row["head_peers_total"] == 0  # iPXE and the booted services: all from the booted peers
+    assert _namespaces() == before_ns
