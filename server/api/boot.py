@@ -60,6 +60,12 @@ def _node_script(
         )
     with state.db.read() as session:
         local = not service and install.boots_from_disk(session, node, version)
+    state.boot_peers.drop(node.name)  # it reboots: whatever it served is gone
+    peer = None
+    if not local and state.settings.boot_files_from_peers:  # a booted node holding this version's files
+        m = version.manifest
+        peer = state.boot_peers.for_ipxe((m.image, m.version), node.name, state.ip_switch.get(address, ""),
+                                         (m.kernel.name, m.initramfs.name))
     event = {
         "stage": "ipxe",
         "status": "done",
@@ -68,7 +74,8 @@ def _node_script(
         "message": "booting from its disk" if local else "",
         "image": version.image,
         "version": version.number,
-        "details": {"platform": platform, "boot": "disk" if local else "network"},
+        "details": {"platform": platform, "boot": "disk" if local else "network",
+                    "boot_files_from": "" if local else peer.node if peer else "server"},
     }
     now = dt.datetime.now(dt.UTC)
     with state.db.write_state() as session:
@@ -81,14 +88,8 @@ def _node_script(
                 log.warning("node %s: iPXE script asked for from %s, not its address %s: no token "
                             "(no secrets)", node.name, address, node.address)
         events.apply(session, node, event, address, now, server=state.server_url)
-    state.boot_peers.drop(node.name)  # it reboots: whatever it served is gone
     if local:  # installed, and the installed version is the one to run: the firmware boots the disk
         return ipxe.render_local(node, version, platform=platform)
-    peer = None
-    if state.settings.boot_files_from_peers:  # a booted node holding this version's files, if one is free
-        m = version.manifest
-        peer = state.boot_peers.for_ipxe((m.image, m.version), node.name, state.ip_switch.get(address, ""),
-                                         (m.kernel.name, m.initramfs.name))
     try:
         return ipxe.render_node(
             node, version, state.catalog, mac, platform=platform, service=service or node.service,

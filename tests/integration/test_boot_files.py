@@ -111,6 +111,9 @@ def test_booted_nodes_serve_the_boot_files_and_the_head_node_sends_one_copy(
     assert peers == {first.http.port: 3, second.http.port: 4}
     assert urls_in(script(server, 10), "kernel") == [f"{server.url}/images/compute/1/{manifest.kernel.name}"]
     assert head_bytes(server, manifest) == pair
+    rows = {r["name"]: r for r in server.admin("nodes")}  # what `node status` shows of it
+    assert rows["n3"]["details"]["boot_files_from"] in ("n1", "n2"), rows["n3"]["details"]
+    assert rows["n10"]["details"]["boot_files_from"] == "server"  # both holders were busy
     assert first.http.counters.sent + second.http.counters.sent == 7 * pair + pair  # + n2's fetch
     stats = server.admin("stats")["boot_peers"]
     assert stats["holders"] == {"compute/1": 2} and stats["assigned_ipxe"] == 7
