@@ -18,6 +18,11 @@ Three phases, on the same namespaces:
     flock /tmp/swarmboot-heavy.lock .venv/bin/python bench/boot_files.py --rebooting 16,32 \
         [--booted 8] [--link 200mbit] [--server-link 200mbit] [--kernel 8.2MB] [--initramfs 39.4MB]
 
+`--cold N [--server-streams K] [--boot-seconds S]`: a cold start instead. N nodes power on at
+once and serve S seconds after their files. It runs twice, without the hold-back and with the
+server sending at most K boot-file transfers at once, telling the others to wait for the first
+nodes up.
+
 The last line per N: `boot-files N=… booted=… head_peers=…MB head_direct=…MB copies=… last_peers=…s
 last_direct=…s`.
 """
@@ -175,6 +180,57 @@ def run_one(args: argparse.Namespace, rebooting: int, work: Path) -> dict[str, A
     }
 
 
+def run_cold(args: argparse.Namespace, nodes: int, work: Path, streams: int) -> dict[str, Any]:
+    """A cold start: `nodes` power on at once; each serves `--boot-seconds` after its files.
+    `streams` 0: no hold-back (every node shares the head link at once)."""
+    with NetLab() as lab:
+        rates = parse_rate(args.link), parse_rate(args.server_link)
+        topo = swarm_lab.Topology(lab, nodes, *rates)
+        topo.build()
+        home = work / "home"
+        manifest = make_version(home / "images", IMAGE, 1, size=1 << 20, kernel_size=args.kernel,
+                                initramfs_size=args.initramfs)
+        swarm_lab.import_inventory(home, swarm_lab.inventory(nodes, IMAGE))
+        server = swarm_lab.start_server(topo.server, home,
+                                        {"SWARMBOOT_BOOT_FILES_SERVER_STREAMS": str(streams)})
+        phase = Phase(topo, server, work, "cold", list(range(1, nodes + 1)),
+                      ["--serve", "--boot-seconds", str(args.boot_seconds)])
+        try:
+            phase.go()
+            got = phase.results(1800)
+            head = head_bytes(server, manifest)
+            stats = server.admin("stats")["boot_peers"]
+            phase.stop()
+        finally:
+            phase.kill()
+            server.stop()
+    times = sorted(r["files_at"] for r in got.values())
+    return {"nodes": nodes, "streams": streams, "pair_bytes": manifest.kernel.size + manifest.initramfs.size,
+            "head": head, "p50_s": round(times[len(times) // 2], 1), "last_s": round(times[-1], 1),
+            "held_back": stats["held_back"], "from_peers": sum(1 for r in got.values() if r["bytes"]["peer"])}
+
+
+def cold_main(args: argparse.Namespace) -> int:
+    rows = []
+    for streams in (0, args.server_streams):
+        with tempfile.TemporaryDirectory(prefix="sb-bootfiles-") as tmp:
+            row = run_cold(args, args.cold, Path(tmp), streams)
+        rows.append(row)
+        print(f"cold start of {row['nodes']}, server streams {streams or 'unlimited'}, boot "
+              f"{args.boot_seconds:.0f} s: head node {row['head'] / MB:.1f} MB "
+              f"({row['head'] / row['pair_bytes']:.1f} copies), {row['from_peers']} nodes' files from peers, "
+              f"files p50 {row['p50_s']:.1f} s, last {row['last_s']:.1f} s; "
+              f"{row['held_back']} scripts said wait", flush=True)
+    base, held = rows
+    copies = held["head"] / held["pair_bytes"]
+    print(f"boot-files-cold N={args.cold} streams={args.server_streams} copies={copies:.2f} "
+          f"copies_unlimited={base['head'] / base['pair_bytes']:.2f} last={held['last_s']:.1f}s "
+          f"last_unlimited={base['last_s']:.1f}s", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rebooting", default="16,32", help="N, or a list: 16,32")
@@ -183,9 +239,15 @@ def main() -> int:
     ap.add_argument("--server-link", default="200mbit", help="the head node's link (default 200mbit)")
     ap.add_argument("--kernel", type=parse_bytes, default=parse_bytes("8.2MB"))
     ap.add_argument("--initramfs", type=parse_bytes, default=parse_bytes("39.4MB"))
+    ap.add_argument("--cold", type=int, default=0,
+                    help="a cold start of this many nodes instead (with and without the hold-back)")
+    ap.add_argument("--server-streams", type=int, default=4, help="--cold: boot_files_server_streams")
+    ap.add_argument("--boot-seconds", type=float, default=30.0, help="--cold: from the files to serving")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the namespaces are removed
+    if args.cold:
+        return cold_main(args)
     rows = []
     for n in [int(x) for x in args.rebooting.split(",")]:
         with tempfile.TemporaryDirectory(prefix="sb-bootfiles-") as tmp:

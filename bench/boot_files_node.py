@@ -2,7 +2,8 @@
 
 It does what a rebooting node's iPXE does with its script, then what its booted seeding service
 does with the boot files:
-1. GET /boot/ipxe?mac=MAC from the server (the server's real script); for the `kernel` and
+1. GET /boot/ipxe?mac=MAC from the server (the server's real script; one that says "wait" is
+   slept on and asked for again, as iPXE does with its `sleep` and `chain`); for the `kernel` and
    `initrd` lines, try each URL in turn as iPXE's `a || b` does (`--direct`: the server's URL
    only, as with no booted peer), counting the bytes by source; the boot's token is in the
    script's kernel line;
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import sys
 import threading
@@ -67,14 +69,23 @@ def main() -> int:
         ap.add_argument(name, required=True)
     ap.add_argument("--direct", action="store_true", help="the server's URLs only (no booted peers)")
     ap.add_argument("--serve", action="store_true", help="then run the booted service's boot-file part")
+    ap.add_argument("--boot-seconds", type=float, default=0.0, help="from the files to the booted service")
     args = ap.parse_args()
     result = Path(args.result)
     result.with_suffix(".ready").write_text("ready\n")
     with open(args.go) as fifo:  # a FIFO: blocks until the orchestrator writes
         t0 = float(fifo.readline())
     record: dict[str, Any] = {"node": args.node, "bytes": {"peer": 0, "server": 0}}
+    record["held_back"] = 0
     with requests.Session() as session:
-        script = session.get(f"{args.server}/boot/ipxe", params={"mac": args.mac}, timeout=60).text
+        for _ in range(int(LIMIT)):  # iPXE's loop: a script that says "wait" sleeps, then asks again
+            script = session.get(f"{args.server}/boot/ipxe", params={"mac": args.mac}, timeout=60).text
+            wait = re.search(r"^sleep (\d+)$", script, re.MULTILINE)
+            if any(line.startswith("kernel ") for line in script.splitlines()) or wait is None:
+                break
+            record["held_back"] += 1
+            time.sleep(int(wait.group(1)))
+        record["script_at"] = time.monotonic() - t0
         token = token_in(script)
         record["peer_named"] = len(urls_of(script, "kernel")) > 1
         for command in ("kernel", "initrd"):
@@ -82,6 +93,7 @@ def main() -> int:
             source, size = fetch_one(session, urls[-1:] if args.direct else urls, args.server)
             record["bytes"][source] += size
     record["files_at"] = time.monotonic() - t0
+    time.sleep(args.boot_seconds)  # the kernel, the initramfs, the image, switch_root, systemd
     stopping = threading.Event()
     said: list[dict[str, Any]] = []
     if args.serve:

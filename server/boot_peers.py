@@ -12,7 +12,11 @@ them over HTTP, and says so (`seed` events whose details carry `boot_files`, aga
 A holder is chosen on the asking node's switch when it can be (the switches' forwarding tables,
 as the tracker uses them), then anywhere; a holder takes at most `PER_HOLDER` assignments per
 `WINDOW` seconds (a 47 MB pair is well under a second on 1 GbE, minutes on the lab's slow links).
-A holder is dropped when its node reboots (its iPXE script), when it says it stopped, or when it
+In a cold start nobody holds the files yet: the server then sends the boot files to at most
+`boot_files_server_streams` nodes at once (from the script that names it until that node's
+initramfs is sent, by its address) and tells the nodes beyond them to ask
+again in 5-15 s (`hold_back`), so that the first nodes get the whole link, boot, and serve the
+next ones. A holder is dropped when its node reboots (its iPXE script), when it says it stopped, or when it
 has not reported for `TTL` seconds.
 """
 
@@ -28,6 +32,8 @@ TTL = 3 * REPORT_EVERY + 10.0
 PER_HOLDER = 4
 WINDOW = 30.0
 SERVER_FETCH_WAIT = 10  # seconds a booted service waits while another fetches its files from the server
+PENDING_TTL = 120.0  # a node sent to the server's files that never fetched its initramfs frees its slot
+HOLD_BACK_SECONDS = (5, 15)  # a held-back node's iPXE asks again after a random wait in this range
 
 
 @dataclass
@@ -67,6 +73,9 @@ class BootPeers:
         self._server_fetches: dict[Version, float] = {}  # when a booted service last got the server
         self.assigned_ipxe = 0
         self.assigned_service = 0
+        self.held_back = 0  # iPXE scripts that said "wait": the server's boot-file streams were full
+        self.streams = 0  # boot-file transfers the server is sending now (server/api/images.py)
+        self._pending: dict[str, float] = {}  # address -> when a script sent it to the server's files
 
     def hold(
         self, version: Version, node: str, address: str, port: int, files: dict[str, str], *, switch: str = ""
@@ -131,10 +140,48 @@ class BootPeers:
             self._server_fetches[version] = now
         return None, 0
 
+    def stream_started(self) -> None:
+        with self._lock:
+            self.streams += 1
+
+    def stream_ended(self) -> None:
+        with self._lock:
+            self.streams -= 1
+
+    def from_server(self, address: str) -> None:
+        """A script naming the server for the boot files went to `address`: a slot is taken until
+        its initramfs has been sent (`server_sent`), or for `PENDING_TTL` s at most."""
+        with self._lock:
+            self._pending[address] = self._clock()
+
+    def server_sent(self, address: str) -> None:
+        with self._lock:
+            self._pending.pop(address, None)
+
+    def hold_back(self, limit: int, address: str) -> bool:
+        """A cold start: no booted peer is free and the server is already sending the boot files
+        to `limit` nodes. This one waits and asks again (cheap: no token, no event) instead of
+        sharing the head node's link with all the others; by then the first nodes up may serve it."""
+        if limit <= 0:
+            return False
+        now = self._clock()
+        with self._lock:
+            for gone in [a for a, t in self._pending.items() if now - t > PENDING_TTL]:
+                del self._pending[gone]
+            if address in self._pending or len(self._pending) < limit:
+                return False
+            self.held_back += 1
+            return True
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
     def stats(self) -> dict[str, object]:
         now = self._clock()
         with self._lock:
             holders = {f"{image}/{number}": len(self._live((image, number), now, ()))
                        for image, number in self._holders}
         return {"holders": holders, "assigned_ipxe": self.assigned_ipxe,
-                "assigned_service": self.assigned_service}
+                "assigned_service": self.assigned_service, "held_back": self.held_back,
+                "server_streams": self.streams, "server_pending": len(self._pending)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import random
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
@@ -18,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from ground.errors import SwarmbootError
 from server import events, install, ipxe, tokens
 from server.api.deps import client_ip, state_of
+from server.boot_peers import HOLD_BACK_SECONDS
 from server.inventory import validate
 from server.inventory.models import Group, Mac, Node
 from server.inventory.nodes import bind_mac, node_by_mac
@@ -66,6 +68,16 @@ def _node_script(
         m = version.manifest
         peer = state.boot_peers.for_ipxe((m.image, m.version), node.name, state.ip_switch.get(address, ""),
                                          (m.kernel.name, m.initramfs.name))
+        if peer is None and state.boot_peers.hold_back(state.settings.boot_files_server_streams, address):
+            busy = state.boot_peers.pending()
+            return ipxe.render_message(
+                f"node {node.name} waits for its kernel and initramfs",
+                [f"the server is sending them to {busy} nodes now, and no booted node is free to",
+                 "serve them: the first nodes up will (boot_files_server_streams)"],
+                mac, state.server_url, retry=random.randint(*HOLD_BACK_SECONDS),
+            )
+        if peer is None:
+            state.boot_peers.from_server(address)
     event = {
         "stage": "ipxe",
         "status": "done",

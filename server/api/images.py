@@ -26,10 +26,14 @@ BOOT_FILES_SERVE_SECONDS = 0
 class CountingFileResponse(FileResponse):
     """A FileResponse (with Range support) that adds the bytes it sends to a counter."""
 
-    def __init__(self, *args: Any, counters: Counters, key: str, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, counters: Counters, key: str, streams: Any = None, sent_to: str = "", **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self._sent_to = sent_to
         self._counters = counters
         self._key = key
+        self._streams = streams  # BootPeers: a boot file's transfer counts while it runs
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         async def counting_send(message: dict[str, Any]) -> None:
@@ -37,7 +41,15 @@ class CountingFileResponse(FileResponse):
                 self._counters.add_bytes(self._key, len(message.get("body", b"")))
             await send(message)
 
-        await super().__call__(scope, receive, counting_send)
+        if self._streams is not None:
+            self._streams.stream_started()
+        try:
+            await super().__call__(scope, receive, counting_send)
+        finally:
+            if self._streams is not None:
+                self._streams.stream_ended()
+                if self._sent_to:
+                    self._streams.server_sent(self._sent_to)
 
 
 @router.get("/images/{image}/{version}/{name}")
@@ -54,8 +66,13 @@ async def image_file(request: Request, image: str, version: str, name: str) -> R
     if name == found.manifest.torrent.name:
         return Response(state.catalog.torrent(found), media_type="application/x-bittorrent")
     media = "application/json" if name.endswith(".json") else "application/octet-stream"
+    m = found.manifest
+    boot_file = name in (m.kernel.name, m.initramfs.name) and request.method == "GET"
     return CountingFileResponse(
-        found.path(name), media_type=media, counters=state.counters, key=f"{image}/{version}/{name}"
+        found.path(name), media_type=media, counters=state.counters, key=f"{image}/{version}/{name}",
+        streams=state.boot_peers if boot_file else None,
+        # the last boot file iPXE fetches: that node's slot on the server's link is free again
+        sent_to=client_ip(request) if boot_file and name == m.initramfs.name else "",
     )
 
 

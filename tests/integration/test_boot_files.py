@@ -35,13 +35,16 @@ def manifest(settings: Settings) -> Manifest:
 
 
 @pytest.fixture
-def server(settings: Settings, manifest: Manifest, swarmboot_home: Path) -> Any:
+def server(
+    settings: Settings, manifest: Manifest, swarmboot_home: Path, request: pytest.FixtureRequest
+) -> Any:
     db = Database.from_settings(settings, pool_size=2)
     crud.add(db, "group", "compute", {"image": "compute", "root": {"mode": "tmpfs", "tmpfs_size": "4G"}})
     for i in range(1, NODES + 1):
         crud.add_nodes(db, [f"n{i}"], {"group": "compute", "macs": [mac(i)]})
     db.close()
-    with running_server(swarmboot_home) as srv:
+    env = getattr(request, "param", {})
+    with running_server(swarmboot_home, **env) as srv:
         yield srv
 
 
@@ -170,3 +173,27 @@ def test_the_service_thread_fetches_serves_reports_and_cleans_up(
     assert not thread.is_alive() and not directory.exists()
     status, message, details = said[-1]
     assert status == "done" and details["sent"] == manifest.kernel.size and details["stopped"]
+
+
+@pytest.mark.parametrize(
+    "server", [{"SWARMBOOT_BOOT_FILES_SERVER_STREAMS": "2", "SWARMBOOT_TRUSTED_PROXIES": "127.0.0.1"}],
+    indirect=True,
+)
+def test_a_cold_start_beyond_the_servers_streams_waits_for_a_slot_or_a_booted_peer(
+    server: ServerProcess, manifest: Manifest
+) -> None:
+    def script_from(i: int) -> str:  # node i asking from its own address (X-Forwarded-For)
+        return requests.get(f"{server.url}/boot/ipxe", params={"mac": mac(i)}, timeout=30,
+                            headers={"X-Forwarded-For": f"10.9.0.{i}"}).text
+
+    assert urls_in(script_from(1), "kernel") and urls_in(script_from(2), "kernel")
+    held = script_from(3)
+    assert "\nkernel " not in held and "waits for its kernel and initramfs" in held, held
+    assert "sending them to 2 nodes now" in held and "\nsleep " in held and "/boot/ipxe?mac=" in held
+    assert urls_in(script_from(1), "kernel")  # a node the server is sending to keeps its slot
+    initrd = requests.get(f"{server.url}/images/compute/1/{manifest.initramfs.name}", timeout=30,
+                          headers={"X-Forwarded-For": "10.9.0.1"})
+    assert len(initrd.content) == manifest.initramfs.size  # n1 has its files: its slot is free
+    assert urls_in(script_from(3), "kernel")
+    stats = server.admin("stats")["boot_peers"]
+    assert stats["held_back"] == 1 and stats["server_pending"] == 2 and stats["server_streams"] == 0
