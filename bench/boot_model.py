@@ -5,7 +5,9 @@ Each node goes through, in order (every parameter is in `Fixed` and `Cluster`):
 2. the kernel and initramfs (`boot_files` bytes) over HTTP, from the head node — whose link u_s is
    shared fairly between the nodes fetching at once, each at most its own link c (processor
    sharing, `http_finish`) — or, with `boot_files_from_peers`, from a booted peer on its switch
-   (at c, the head node sending one copy);
+   (at c, the head node sending one copy); in a cold start with the files from peers
+   (`cold_from_peers`), the head node sends them to 16 nodes at a time and each node serves them
+   once it is up, to 4 nodes per 30 s (`cold_peer_files`, server/boot_peers.py's rules);
 3. the kernel and dracut up to the agent (`Fixed.kernel`: kernel init, udev, modules, DHCP);
 4. the plan and the .torrent: a queue at the server's plan rate (bench/server.py: plans built
    ahead are cache hits) and the .torrent's bytes over u_s;
@@ -33,6 +35,7 @@ checked against every size in it (bench/swarm_model.py). Then the predictions ta
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import math
 import re
@@ -48,9 +51,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from swarm_report import payload_rate, percentile
 from swarm_sim import Params, simulate
 
+from server.boot_peers import PER_HOLDER, WINDOW
+
 GB = 10**9
 MODEL_PIECES = 256  # pieces the simulation moves (a 1 GB image's 1 MiB pieces, 4 at a time)
 TORRENT_BYTES = 20 * 1024 + 400  # a 1 GB image's .torrent at 1 MiB pieces
+SERVER_STREAMS = 16  # boot_files_server_streams' default
+SERVICE_START = 10.0  # switch_root -> the seeding service serves its boot files (systemd, the fetch)
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,7 @@ class Cluster:
     boot_files: int  # B: vmlinuz + initramfs.img, bytes
     plans_per_second: float
     boot_files_from_peers: bool = False
+    cold_from_peers: bool = False  # a cold start: the head's hold-back, then the first nodes up serve
     torrent: int = TORRENT_BYTES
     swarm_start: float = 0.3  # plan -> the first byte (session, tracker): the benchmark's first_byte
 
@@ -119,6 +127,47 @@ def http_finish(arrivals: list[float], size: float, rate: float, cap: float) -> 
     return finish
 
 
+def cold_peer_files(  # noqa: PLR0917
+    arrivals: list[float], size: float, rate: float, cap: float, streams: int, serving_after: float,
+    per_holder: int = PER_HOLDER, window: float = WINDOW,
+) -> tuple[list[float], int]:
+    """A cold start with the hold-back (server/boot_peers.py): the head node sends the boot files
+    to at most `streams` nodes at once (its `rate` shared, each at most `cap`); a node that has
+    them serves them `serving_after` seconds later (its boot, then the seeding service), to at
+    most `per_holder` nodes per `window` seconds, each at `cap`. A waiting node takes the first
+    holder free, else a server slot. Returns each node's finish and how many came from the head."""
+    order = sorted(range(len(arrivals)), key=arrivals.__getitem__)
+    finish = [0.0] * len(arrivals)
+    slots = [0.0] * max(1, streams)  # when each server slot is free again
+    per_copy = size / min(cap, rate / max(1, streams))
+    holders: list[float] = []  # heap of the next time each holder may take a node
+    ready: list[float] = []  # heap of when nodes start serving (not holders yet)
+    gap = window / per_holder
+    from_head = 0
+    for i in order:
+        t = arrivals[i]
+        while ready and ready[0] <= t:
+            heapq.heappush(holders, heapq.heappop(ready))
+        slot = min(range(len(slots)), key=slots.__getitem__)
+        t_server = max(t, slots[slot])
+        # a holder free before the server slot (holders that start serving meanwhile count too)
+        while ready and ready[0] <= t_server:
+            heapq.heappush(holders, heapq.heappop(ready))
+        t_peer = max(t, holders[0]) if holders else math.inf
+        if t_peer < t_server:
+            start = heapq.heappop(holders)
+            start = max(t, start)
+            heapq.heappush(holders, start + gap)
+            done = start + size / cap
+        else:
+            done = t_server + per_copy
+            slots[slot] = done
+            from_head += 1
+        finish[i] = done
+        heapq.heappush(ready, done + serving_after)
+    return finish, from_head
+
+
 def plan_finish(arrivals: list[float], per_second: float, torrent: float, rate: float) -> list[float]:
     """The plan requests served one after the other at `per_second`, then each node's .torrent
     over the server's link (small: counted as if sent one after the other)."""
@@ -136,7 +185,11 @@ def boot(cluster: Cluster, fixed: Fixed, swarm: dict[str, Any], seed: int = 1) -
     n = cluster.nodes
     c, u = payload_rate(int(cluster.node_bit)), payload_rate(int(cluster.head_bit))
     at_ipxe = [fixed.ipxe] * n
-    if cluster.boot_files_from_peers:  # one copy from the head node, then peer to peer at c
+    if cluster.cold_from_peers:  # a node serves once booted: its files, kernel, swarm, agent, service
+        serving_after = (fixed.kernel + cluster.swarm_start + 1.3 * cluster.image / c + fixed.agent
+                         + fixed.switch_root + SERVICE_START)
+        files, _ = cold_peer_files(at_ipxe, cluster.boot_files, u, c, SERVER_STREAMS, serving_after)
+    elif cluster.boot_files_from_peers:  # one copy from the head node, then peer to peer at c
         first = cluster.boot_files / min(u, c)
         files = [t + first + cluster.boot_files / c * (i > 0) for i, t in enumerate(at_ipxe)]
     else:
@@ -159,7 +212,8 @@ def limit(cluster: Cluster, fixed: Fixed) -> float:
     n = cluster.nodes
     c, u = payload_rate(int(cluster.node_bit)), payload_rate(int(cluster.head_bit))
     b, f = cluster.boot_files, cluster.image
-    files = b / min(u, c) if cluster.boot_files_from_peers else max(b / c, n * b / u)
+    peers = cluster.boot_files_from_peers or cluster.cold_from_peers
+    files = b / min(u, c) if peers else max(b / c, n * b / u)
     return fixed.total + files + max(f / u, f / c, n * f / (u + n * c))
 
 
@@ -262,8 +316,8 @@ def scenarios(plans_per_second: float, boot_files: int) -> list[tuple[str, Clust
                 if node < head:
                     continue
                 for image in (1, 4):
-                    for kind in ("cold", "rolling", "rolling, files from peers"):
-                        size = n if kind == "cold" else n // 10
+                    for kind in ("cold", "cold, files from peers", "rolling", "rolling, files from peers"):
+                        size = n if kind.startswith("cold") else n // 10
                         cluster = Cluster(
                             nodes=size,
                             head_bit=head * 1e9,
@@ -271,18 +325,22 @@ def scenarios(plans_per_second: float, boot_files: int) -> list[tuple[str, Clust
                             image=image * GB,
                             boot_files=boot_files,
                             plans_per_second=plans_per_second,
-                            boot_files_from_peers=kind.endswith("peers"),
+                            boot_files_from_peers=kind == "rolling, files from peers",
+                            cold_from_peers=kind == "cold, files from peers",
                         )
                         out.append((f"{n} {kind}", cluster))
     return out
 
 
-def predict(
-    fixed: Fixed, swarm: dict[str, Any], plans_per_second: float, boot_files: int, quick: bool = False
+def predict(  # noqa: PLR0917
+    fixed: Fixed, swarm: dict[str, Any], plans_per_second: float, boot_files: int, quick: bool = False,
+    cases: str = "",
 ) -> list[dict[str, Any]]:
     rows = []
     for label, cluster in scenarios(plans_per_second, boot_files):
         if quick and (cluster.nodes > 1000 or cluster.image > GB):
+            continue
+        if cases and not any(label.split(" ", 1)[1] == c.strip() for c in cases.split(";")):
             continue
         t0 = time.monotonic()
         b = boot(cluster, fixed, swarm)
@@ -352,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--fixed-from", default="", help="the predictions' fixed times: this e2e node's")
     p.add_argument("--quick", action="store_true", help="predict 1,000 nodes and 1 GB only")
+    p.add_argument("--cases", default="", help="only these kinds, ';'-separated: 'cold, files from peers'")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
 
@@ -403,7 +462,9 @@ def main(argv: list[str] | None = None) -> int:
         f"predictions with fixed times {fixed} ({fixed.total:.1f} s per node), boot files "
         f"{args.boot_files / 1e6:.1f} MB, {args.plans_per_second:.0f} plans/s, {MODEL_PIECES} pieces:"
     )
-    out["predictions"] = predict(fixed, fit, args.plans_per_second, int(args.boot_files), args.quick)
+    out["predictions"] = predict(
+        fixed, fit, args.plans_per_second, int(args.boot_files), args.quick, args.cases
+    )
     out["luna"] = luna(fixed, fit, args.plans_per_second, int(args.boot_files))
     print(
         f"Luna's 72 nodes, 1 GB, 1 GbE: 240 s published (with POST); model p99 {out['luna']['p99']:.1f} s "

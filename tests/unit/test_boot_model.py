@@ -83,3 +83,18 @@ def test_the_e2e_log_gives_each_nodes_fixed_times_and_the_check_holds_the_others
     (row,) = check_e2e([n1, n2])
     assert row["node"] == "n2" and row["measured"] == pytest.approx(10.0 - 1.0 + 49.5 + 1.7)
     assert row["model"] == pytest.approx(Fixed(2.0, 15.1, 2.3, 1.7).total + 6.0 + 31.5)  # n1's fixed times
+
+
+def test_a_cold_start_from_peers_sends_few_copies_from_the_head_and_ends_sooner() -> None:
+    from boot_model import cold_peer_files
+
+    arrivals = [0.0] * 400
+    alone = http_finish(arrivals, 100.0, rate=100.0, cap=100.0)  # 400 copies through the head: 400 s
+    files, from_head = cold_peer_files(arrivals, 100.0, rate=100.0, cap=100.0, streams=4, serving_after=10.0)
+    assert max(alone) == pytest.approx(400.0)
+    assert from_head < 100 and max(files) < 0.5 * max(alone)
+    assert sorted(files)[:4] == pytest.approx([4.0] * 4)  # the first 4 share the head's link
+    # nobody serves before it has the files and has booted
+    never, head_only = cold_peer_files([0.0] * 8, 100.0, rate=100.0, cap=100.0, streams=4,
+                                       serving_after=1e9)
+    assert head_only == 8 and max(never) == pytest.approx(8.0)
