@@ -69,9 +69,12 @@ def test_tar_command_keeps_metadata_and_excludes() -> None:
 
 @pytest.mark.parametrize(
     ("size", "piece"),
-    [(1, MiB), (200 * MiB, MiB), (1024 * MiB, MiB), (1024 * MiB + 1, 2 * MiB), (4096 * MiB, 2 * MiB),
-     (4096 * MiB + 1, 4 * MiB), (64 * 1024 * MiB, 4 * MiB)],
+    [(1, 64 * 1024), (128 * MiB, 64 * 1024), (128 * MiB + 1, 128 * 1024), (235 * MiB, 128 * 1024),
+     (1024 * MiB, 512 * 1024), (1024 * MiB + 1, MiB), (4096 * MiB, 2 * MiB), (8192 * MiB + 1, 4 * MiB),
+     (64 * 1024 * MiB, 4 * MiB)],
 )
 def test_piece_size_by_size(size: int, piece: int) -> None:
     assert piece_size_for(size) == piece
-    assert 1 * MiB <= piece <= 4 * MiB
+    assert 64 * 1024 <= piece <= 4 * MiB
+    if 128 * MiB < size <= 8192 * MiB:
+        assert 1024 < size / piece <= 2048
