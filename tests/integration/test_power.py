@@ -190,7 +190,16 @@ def redfish(tmp_path: Path):
             except requests.RequestException:
                 return False
 
+        def systems() -> bool:  # the fake driver builds its systems on first use: once, before the
+            try:  # test's concurrent requests (one of them got an HTTP 500 from that race in CI)
+                answer = requests.get(f"http://127.0.0.1:{port}/redfish/v1/Systems", timeout=5,
+                                      auth=("root", REDFISH_PASSWORD))
+            except requests.RequestException:
+                return False
+            return answer.status_code == 200
+
         wait_for(up, 30, what="sushy-emulator")
+        wait_for(systems, 30, what="sushy-emulator's systems")
         yield f"http://127.0.0.1:{port}"
 
 
