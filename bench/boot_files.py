@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,17 +124,30 @@ def wait_holders(server: Any, want: int, timeout: float) -> float:
     raise SwarmbootError(f"{holders(server)} of {want} nodes serve the boot files after {timeout:.0f} s")
 
 
-def run_one(args: argparse.Namespace, rebooting: int, work: Path) -> dict[str, Any]:
-    booted = args.booted
+@contextlib.contextmanager
+def served_lab(
+    args: argparse.Namespace, nodes: int, work: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[swarm_lab.Topology, Any, Any]]:
+    """The namespaces for `nodes` nodes, a packed version with boot files of the sizes asked for,
+    the inventory, and `swarmboot serve` (stopped at the end): (topology, server, manifest)."""
     with NetLab() as lab:
         rates = parse_rate(args.link), parse_rate(args.server_link)
-        topo = swarm_lab.Topology(lab, booted + rebooting, *rates)
+        topo = swarm_lab.Topology(lab, nodes, *rates)
         topo.build()
         home = work / "home"
         manifest = make_version(home / "images", IMAGE, 1, size=1 << 20, kernel_size=args.kernel,
                                 initramfs_size=args.initramfs)
-        swarm_lab.import_inventory(home, swarm_lab.inventory(booted + rebooting, IMAGE))
-        server = swarm_lab.start_server(topo.server, home)
+        swarm_lab.import_inventory(home, swarm_lab.inventory(nodes, IMAGE))
+        server = swarm_lab.start_server(topo.server, home, env)
+        try:
+            yield topo, server, manifest
+        finally:
+            server.stop()
+
+
+def run_one(args: argparse.Namespace, rebooting: int, work: Path) -> dict[str, Any]:
+    booted = args.booted
+    with served_lab(args, booted + rebooting, work) as (topo, server, manifest):
         pair = manifest.kernel.size + manifest.initramfs.size
         phases: list[Phase] = []
         try:
@@ -169,7 +183,6 @@ def run_one(args: argparse.Namespace, rebooting: int, work: Path) -> dict[str, A
         finally:
             for p in phases:
                 p.kill()
-            server.stop()
     return {
         "rebooting": rebooting, "booted": booted, "pair_bytes": pair,
         "head_booted_phase": h0 - h_direct, "booted_ready_s": round(warm, 1),
@@ -183,16 +196,8 @@ def run_one(args: argparse.Namespace, rebooting: int, work: Path) -> dict[str, A
 def run_cold(args: argparse.Namespace, nodes: int, work: Path, streams: int) -> dict[str, Any]:
     """A cold start: `nodes` power on at once; each serves `--boot-seconds` after its files.
     `streams` 0: no hold-back (every node shares the head link at once)."""
-    with NetLab() as lab:
-        rates = parse_rate(args.link), parse_rate(args.server_link)
-        topo = swarm_lab.Topology(lab, nodes, *rates)
-        topo.build()
-        home = work / "home"
-        manifest = make_version(home / "images", IMAGE, 1, size=1 << 20, kernel_size=args.kernel,
-                                initramfs_size=args.initramfs)
-        swarm_lab.import_inventory(home, swarm_lab.inventory(nodes, IMAGE))
-        server = swarm_lab.start_server(topo.server, home,
-                                        {"SWARMBOOT_BOOT_FILES_SERVER_STREAMS": str(streams)})
+    env = {"SWARMBOOT_BOOT_FILES_SERVER_STREAMS": str(streams)}
+    with served_lab(args, nodes, work, env) as (topo, server, manifest):
         phase = Phase(topo, server, work, "cold", list(range(1, nodes + 1)),
                       ["--serve", "--boot-seconds", str(args.boot_seconds)])
         try:
@@ -203,11 +208,16 @@ def run_cold(args: argparse.Namespace, nodes: int, work: Path, streams: int) -> 
             phase.stop()
         finally:
             phase.kill()
-            server.stop()
     times = sorted(r["files_at"] for r in got.values())
     return {"nodes": nodes, "streams": streams, "pair_bytes": manifest.kernel.size + manifest.initramfs.size,
             "head": head, "p50_s": round(times[len(times) // 2], 1), "last_s": round(times[-1], 1),
             "held_back": stats["held_back"], "from_peers": sum(1 for r in got.values() if r["bytes"]["peer"])}
+
+
+def write_rows(args: argparse.Namespace, rows: list[dict[str, Any]]) -> int:
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
 
 
 def cold_main(args: argparse.Namespace) -> int:
@@ -226,9 +236,7 @@ def cold_main(args: argparse.Namespace) -> int:
     print(f"boot-files-cold N={args.cold} streams={args.server_streams} copies={copies:.2f} "
           f"copies_unlimited={base['head'] / base['pair_bytes']:.2f} last={held['last_s']:.1f}s "
           f"last_unlimited={base['last_s']:.1f}s", flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
-    return 0
+    return write_rows(args, rows)
 
 
 def main() -> int:
@@ -264,9 +272,7 @@ def main() -> int:
         print(f"boot-files N={n} booted={row['booted']} head_peers={total / MB:.1f}MB "
               f"head_direct={row['head_direct'] / MB:.1f}MB copies={total / pair:.2f} "
               f"last_peers={row['last_peers_s']:.1f}s last_direct={row['last_direct_s']:.1f}s", flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
-    return 0
+    return write_rows(args, rows)
 
 
 if __name__ == "__main__":
