@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shlex
 import sys
 import threading
 import time
@@ -35,18 +34,10 @@ sys.path.insert(0, str(ROOT))
 from bootagent import boot_files  # noqa: E402
 from bootagent.context import Console, Paths  # noqa: E402
 from bootagent.report import Reporter  # noqa: E402
-from lab.server_process import token_in  # noqa: E402
+from lab.server_process import token_in, urls_in  # noqa: E402
 
 STOP_POLL = 0.2
 LIMIT = 1800.0  # every wait is bounded
-
-
-def urls_of(script: str, command: str) -> list[str]:
-    """The URLs a `kernel` or `initrd` line tries, in order (`kernel A args || kernel B args || goto …`)."""
-    lines = [line for line in script.splitlines() if line.startswith(command + " ")]
-    if len(lines) != 1:
-        raise SystemExit(f"the iPXE script has {len(lines)} {command} lines:\n{script}")
-    return [shlex.split(part)[1] for part in lines[0].split(" || ") if part.startswith(command + " ")]
 
 
 def fetch_one(session: requests.Session, urls: list[str], server: str) -> tuple[str, int]:
@@ -87,9 +78,9 @@ def main() -> int:
             time.sleep(int(wait.group(1)))
         record["script_at"] = time.monotonic() - t0
         token = token_in(script)
-        record["peer_named"] = len(urls_of(script, "kernel")) > 1
+        record["peer_named"] = len(urls_in(script, "kernel")) > 1
         for command in ("kernel", "initrd"):
-            urls = urls_of(script, command)
+            urls = urls_in(script, command)
             source, size = fetch_one(session, urls[-1:] if args.direct else urls, args.server)
             record["bytes"][source] += size
     record["files_at"] = time.monotonic() - t0

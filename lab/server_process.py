@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -41,6 +42,15 @@ def token_in(script: str) -> str:
     """The boot token an iPXE script gives its node ("" for a script without one)."""
     match = TOKEN_ARG.search(script)
     return match.group(1) if match else ""
+
+
+def urls_in(script: str, command: str) -> list[str]:
+    """The URLs an iPXE script's `kernel` or `initrd` line tries, in order (`kernel A args ||
+    kernel B args || goto failed`: a booted peer, then the server)."""
+    lines = [line for line in script.splitlines() if line.startswith(command + " ")]
+    if len(lines) != 1:
+        raise ValueError(f"the iPXE script has {len(lines)} {command} lines:\n{script}")
+    return [shlex.split(part)[1] for part in lines[0].split(" || ") if part.startswith(command + " ")]
 
 
 class ServerProcessError(SwarmbootError):

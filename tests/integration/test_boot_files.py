@@ -6,7 +6,6 @@ sends one copy."""
 from __future__ import annotations
 
 import hashlib
-import shlex
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from bootagent import boot_files
 from ground.config import Settings
 from ground.store import Manifest
 from lab.packed import make_version
+from lab.server_process import urls_in
 from server.inventory import crud
 from server.inventory.db import Database
 from tests.helpers.server import ServerProcess, boot_token, running_server, token_headers
@@ -50,12 +50,6 @@ def server(
 
 def script(srv: ServerProcess, i: int) -> str:
     return requests.get(f"{srv.url}/boot/ipxe", params={"mac": mac(i)}, timeout=30).text
-
-
-def urls_in(text: str, command: str) -> list[str]:
-    """The URLs a `kernel`/`initrd` line tries, in order (iPXE's `a || b || goto failed`)."""
-    (line,) = [line for line in text.splitlines() if line.startswith(command + " ")]
-    return [shlex.split(part)[1] for part in line.split(" || ") if part.startswith(command + " ")]
 
 
 def head_bytes(srv: ServerProcess, manifest: Manifest) -> int:
