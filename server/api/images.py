@@ -36,9 +36,27 @@ class CountingFileResponse(FileResponse):
         self._streams = streams  # BootPeers: a boot file's transfer counts while it runs
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        ended = False
+
+        def end_stream() -> None:
+            nonlocal ended
+            if self._streams is not None and not ended:
+                ended = True
+                self._streams.stream_ended()
+                if self._sent_to:
+                    self._streams.server_sent(self._sent_to)
+
+        length, sent = -1, 0
+
         async def counting_send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.body":
+            nonlocal length, sent
+            if message["type"] == "http.response.start":
+                length = next((int(v) for k, v in message.get("headers", []) if k == b"content-length"), -1)
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
                 self._counters.add_bytes(self._key, len(message.get("body", b"")))
+                if sent == length or not message.get("more_body", False):
+                    end_stream()  # before the last bytes go: a client that has them all finds the slot free
             await send(message)
 
         if self._streams is not None:
@@ -46,10 +64,7 @@ class CountingFileResponse(FileResponse):
         try:
             await super().__call__(scope, receive, counting_send)
         finally:
-            if self._streams is not None:
-                self._streams.stream_ended()
-                if self._sent_to:
-                    self._streams.server_sent(self._sent_to)
+            end_stream()  # a transfer cut short
 
 
 @router.get("/images/{image}/{version}/{name}")
