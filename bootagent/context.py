@@ -122,6 +122,8 @@ class BootContext:
     image_file: Path | None = None
     mounts: MountStack | None = None
     seeder_pid: int | None = None
+    preload: Any = None  # the root mode's modprobe, started after the plan (bootagent/roots.py)
+    carry_ahead: Any = None  # the bundle carried for the seeding after boot (bootagent/seed_handover.py)
     client: ServerClient | None = None  # talks to the servers (made by the plan stage)
     download: ImageDownload | None = None  # the live download while the download stage runs
     disk: DiskInstall | None = None  # root mode disk: the install's state (bootagent/disk/install.py)

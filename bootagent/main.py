@@ -19,7 +19,7 @@ from bootagent.download import DownloadStatus, ImageDownload
 from bootagent.errors import DownloadError
 from bootagent.report import Reporter
 from bootagent.rescue import ConsoleRescue, Rescue
-from bootagent.seeder import start_seeder
+from bootagent.seeder import signal_seeder, start_seeder
 from bootagent.server import ServerClient
 from bootagent.stages import BootFailed, Stage, StageResult, run_stages
 from ground.contract import cmdline
@@ -54,12 +54,14 @@ def stage_cmdline(ctx: BootContext) -> StageResult:
 
 def stage_network(ctx: BootContext) -> StageResult:
     args = ctx.require_args()
-    iface = network.find_boot_interface(args.mac, timeout=ctx.config.network_timeout)
+    iface = network.find_boot_interface(args.mac, timeout=ctx.config.network_timeout, address=args.address)
     ctx.interface = iface
     if ctx.lldp is not None:
         ctx.lldp.join(iface.name)
-    ctx.console.info(f"boot interface {iface.name} ({iface.mac}): {' '.join(iface.addresses)}")
-    return {"interface": iface.name, "mac": iface.mac, "addresses": list(iface.addresses)}
+    how = "as iPXE got it, no second DHCP" if iface.from_ipxe else "set by dracut"
+    ctx.console.info(f"boot interface {iface.name} ({iface.mac}): {' '.join(iface.addresses)} ({how})")
+    return {"interface": iface.name, "mac": iface.mac, "addresses": list(iface.addresses),
+            "address_from": "ipxe" if iface.from_ipxe else "dracut"}
 
 
 def stage_plan(ctx: BootContext) -> StageResult:
@@ -71,6 +73,12 @@ def stage_plan(ctx: BootContext) -> StageResult:
         mac, args.node, args.plan_timeout, heard.params() if heard else None, token=args.token
     )
     ctx.plan, ctx.server, ctx.client = plan, server, client
+    if ctx.preload is None:  # what the root stage needs, while the image downloads
+        ctx.preload = roots.preload_modules(plan.root.mode)
+    if ctx.carry_ahead is None:
+        from bootagent.seed_handover import carry_ahead
+
+        ctx.carry_ahead = carry_ahead(ctx)
     if ctx.reporter is not None:
         ctx.reporter.set_image(plan.image.name, plan.image.version)
         ctx.reporter.heartbeat_seconds = float(plan.reporting.heartbeat_seconds)
@@ -233,6 +241,7 @@ def stage_root(ctx: BootContext) -> StageResult:
         raise RuntimeError("the root stage needs the downloaded image")
     if ctx.mounts is not None:  # a retry after a failure: start clean
         unwind_mounts(ctx)
+    roots.finish_preload(ctx.preload)
     ctx.paths.sysroot.mkdir(parents=True, exist_ok=True)
     ctx.mounts = roots.build_root(
         plan.root, ctx.image_file or Path(), plan.image.format, ctx.paths.sysroot, ctx.paths.mounts_dir,
@@ -271,6 +280,7 @@ def stage_post(ctx: BootContext) -> StageResult:
 
 
 def stage_handover(ctx: BootContext) -> StageResult:
+    signal_seeder(ctx.paths.run_dir)  # it winds down meanwhile, not in the cleanup hook (bootagent/seeder.py)
     total = time.monotonic() - ctx.console.started
     # The agent's own time: neither the transfer nor a person's time in the service shell.
     waited = ctx.timings.get("download", 0.0) + ctx.timings.get("service", 0.0)

@@ -7,9 +7,11 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from bootagent.errors import NetworkError
-from ground.run import output
+from ground.contract.cmdline import StaticAddress
+from ground.run import output, run
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,7 @@ class BootInterface:
     mac: str
     addresses: tuple[str, ...]  # CIDR, IPv4 first
     gateway: str = ""
+    from_ipxe: bool = False  # the agent set iPXE's address (swarmboot.ip); else dracut had set one
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,32 @@ def addresses_of(name: str) -> tuple[str, ...]:
     return tuple(addr for _, addr in sorted(found, key=lambda x: x[0]))
 
 
+def link_up(name: str, sys_net: Path = Path("/sys/class/net")) -> bool:
+    """Bring the link up (the pre-mount hook may have already); True once it has a carrier."""
+    try:
+        if (sys_net / name / "carrier").read_text().strip() == "1":
+            return True
+    except OSError:  # EINVAL while the link is down
+        pass
+    run(["ip", "link", "set", "dev", name, "up"], timeout=30)
+    try:
+        return (sys_net / name / "carrier").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+def set_address(name: str, address: StaticAddress, resolv: Path = Path("/etc/resolv.conf")) -> None:
+    """iPXE's address on the boot NIC, its default route and name server: what dracut's DHCP would
+    have set, without asking the DHCP server a second time. No duplicate-address probe: the DHCP
+    server gave this address to this MAC moments ago, for iPXE."""
+    run(["ip", "link", "set", "dev", "lo", "up"], timeout=30)  # dracut's network would have (ifup lo)
+    run(["ip", "addr", "replace", str(address.interface), "dev", name], timeout=30)
+    if address.gateway:
+        run(["ip", "route", "replace", "default", "via", address.gateway, "dev", name], timeout=30)
+    if address.dns and not resolv.exists():
+        resolv.write_text(f"nameserver {address.dns}\n")
+
+
 def default_route() -> tuple[str, str]:
     """(interface, gateway) of the IPv4 default route, or ("", "")."""
     data = json.loads(output(["ip", "-j", "-4", "route", "show", "default"], timeout=60) or "[]")
@@ -72,14 +101,17 @@ def default_route() -> tuple[str, str]:
     return "", ""
 
 
-def find_boot_interface(
+def find_boot_interface(  # noqa: PLR0917
     mac: str,
     timeout: float = 60.0,
     poll: float = 0.5,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    address: StaticAddress | None = None,
 ) -> BootInterface:
-    """The interface with MAC `mac` (or, without one, the default route's), once it has an address."""
+    """The interface with MAC `mac` (or, without one, the default route's), once it has an address.
+    With `address` (swarmboot.ip: iPXE's), the NIC gets it here once its link is up, when dracut
+    gave it none."""
     start = clock()
     seen: list[Nic] = []
     while True:
@@ -90,9 +122,13 @@ def find_boot_interface(
             candidates = [n for n in seen if n.name == dev] or [n for n in seen if addresses_of(n.name)]
         for nic in candidates:
             addrs = addresses_of(nic.name)
+            set_here = not addrs and address is not None and link_up(nic.name)
+            if set_here and address is not None:
+                set_address(nic.name, address)
+                addrs = addresses_of(nic.name)
             if addrs:
                 dev, gateway = default_route()
-                return BootInterface(nic.name, nic.mac, addrs, gateway if dev == nic.name else "")
+                return BootInterface(nic.name, nic.mac, addrs, gateway if dev == nic.name else "", set_here)
         if clock() - start >= timeout:
             break
         sleep(poll)

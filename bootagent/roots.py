@@ -9,6 +9,7 @@ MountStack (bootagent/mounts.py): what it made is undone, newest first, if a lat
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,8 +17,8 @@ from bootagent.errors import RootError
 from bootagent.mounts import MountStack
 from ground.contract.plan import RootSpec
 from ground.contract.sets import ROOT_MODE_FORMATS, ImageFormat, RootMode
-from ground.errors import CommandError
-from ground.run import run
+from ground.errors import CommandError, MissingToolError
+from ground.run import Child, run, spawn
 
 
 class RootBuilder:
@@ -56,6 +57,36 @@ class RootBuilder:
         self.stack.mount(
             "overlay", sysroot, "overlay", f"lowerdir={lower},upperdir={rw / 'upper'},workdir={rw / 'work'}"
         )
+
+
+# The kernel modules a root mode mounts with, loaded ahead while the image downloads (a mount
+# loads them itself otherwise, then: ~0.5 s of the root stage in a TCG guest, measured in the e2e)
+PRELOAD_MODULES: dict[str, tuple[str, ...]] = {
+    RootMode.OVERLAY: ("loop", "squashfs", "overlay"),
+    RootMode.NFS: ("nfs", "nfsv4", "overlay"),
+}
+
+
+def preload_modules(mode: str) -> Child | None:
+    """`modprobe` the root mode's modules in the background (None: none to load, or no modprobe);
+    `finish_preload` before the root is built."""
+    modules = PRELOAD_MODULES.get(mode, ())
+    if not modules:
+        return None
+    try:
+        return spawn(["modprobe", "-a", "-q", *modules], stderr=subprocess.DEVNULL)
+    except (OSError, MissingToolError):  # no modprobe (a kernel with them built in): the mount's business
+        return None
+
+
+def finish_preload(child: Child | None, timeout: float = 60.0) -> None:
+    """Wait for the preload (a mount would load the same modules anyway: its outcome is not ours)."""
+    if child is None:
+        return
+    try:
+        child.wait(timeout)
+    except subprocess.TimeoutExpired:
+        child.stop()
 
 
 def builder_for(spec: RootSpec, image_format: str) -> type[RootBuilder]:

@@ -16,12 +16,14 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import threading
 from pathlib import Path
 
 from bootagent.boot_files import PORT as BOOT_FILES_PORT
 from bootagent.context import BootContext
 from bootagent.seeder import Handover
 from ground.contract.plan import BootPlan
+from ground.errors import CommandError
 from ground.run import run
 
 UNIT = "swarmboot-seed.service"
@@ -94,6 +96,40 @@ def carry_bundle(source: Path, target: Path) -> None:
     shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
 
 
+class CarryAhead:
+    """The bundle carried onto its tmpfs in a thread while the image downloads (the plan says the
+    booted system seeds): the handover then only waits for it, instead of copying ~25 MB itself
+    (0.6-1.2 s of a TCG guest's handover, measured in the e2e)."""
+
+    def __init__(self, bundle: Path, target: Path) -> None:
+        self.error: Exception | None = None
+        self._thread = threading.Thread(target=self._carry, args=(bundle, target), name="carry-bundle",
+                                        daemon=True)
+        self._thread.start()
+
+    def _carry(self, bundle: Path, target: Path) -> None:
+        try:
+            carry_bundle(bundle, target)
+        except (OSError, CommandError) as exc:
+            self.error = exc
+
+    def done(self, timeout: float = 120.0) -> bool:
+        """True once the bundle is in place (False: carry it again, or it failed)."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive() and self.error is None
+
+
+def carry_ahead(ctx: BootContext) -> CarryAhead | None:
+    """Start carrying the bundle when the plan says the booted system will seed (None: it will
+    not, or the agent is not frozen; `stage_seed_handover` decides with the rest it knows then)."""
+    plan, bundle = ctx.require_plan(), bundle_dir()
+    if bundle is None or not ctx.config.seed_after or plan.torrent.seed_after_boot_seconds <= 0:
+        return None
+    if plan.root.mode == "nfs":
+        return None
+    return CarryAhead(bundle, ctx.paths.run_dir / AGENT_DIR)
+
+
 def take_cleanup(run_dir: Path, image_file: Path) -> tuple[str, ...]:
     """The image file leaves the dracut hook's delete list (cleanup-files): the seeding service
     deletes it when it stops instead."""
@@ -152,7 +188,10 @@ def stage_seed_handover(
     assert ctx.image_file is not None and bundle is not None
     from bootagent.report import events_urls
 
-    if mount_bundle:
+    ahead = ctx.carry_ahead
+    if ahead is not None and ahead.done():
+        pass  # carried while the image downloaded
+    elif mount_bundle:
         carry_bundle(bundle, run_dir / AGENT_DIR)
     else:  # tests on the host: a plain copy
         shutil.copytree(bundle, run_dir / AGENT_DIR, symlinks=True, dirs_exist_ok=True)

@@ -15,6 +15,7 @@ Both seed in seed mode (no re-check: the agent verified the file's sha256).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -67,6 +68,22 @@ def start_seeder(torrent: Path, image_file: Path, sha256: str, listen: str, run_
     pid = proc.detach()  # it outlives the agent: the dracut cleanup hook stops it (seeder.pid)
     (run_dir / "seeder.pid").write_text(f"{pid}\n")
     return pid
+
+
+def signal_seeder(run_dir: Path) -> bool:
+    """Ask the initramfs's seeder to stop (SIGTERM), without waiting: it winds down (its last
+    counters to seeder.json) while the agent hands over, instead of in the dracut cleanup hook
+    just before switch_root, which still waits for it and kills what is left. Only once it seeds
+    (its first status written: its handler is set), else it would die without its counters; then
+    the hook stops it as before. True if signalled."""
+    if not (run_dir / "seeder.json").is_file():
+        return False
+    try:
+        pid = int((run_dir / "seeder.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
 
 
 def write_status(path: Path, data: dict[str, Any]) -> None:

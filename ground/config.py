@@ -70,6 +70,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("snmp_timeout", int, 5, "seconds a switch has to give its forwarding table over SNMP"),
     Setting("snmp_poll_seconds", int, 300, "seconds between serve's readings of the switches (0: on demand)"),
     Setting("lldp_wait", int, 0, "seconds the agent waits for an LLDP frame before its plan (0: none)"),
+    Setting("initramfs_dhcp", bool, False,
+            "the initramfs asks DHCP again (dracut's dhclient) instead of taking the address iPXE got"),
     Setting("power_concurrency", int, 64, "nodes `swarmboot power` talks to at once"),
     Setting("power_timeout", int, 10, "seconds one node's BMC has to answer a power action"),
     Setting("ipmi_client", str, "pyghmi", "IPMI with pyghmi (in process) or ipmitool (a process per node)"),
@@ -108,6 +110,7 @@ class Settings:
     snmp_timeout: int = 5
     snmp_poll_seconds: int = 300
     lldp_wait: int = 0
+    initramfs_dhcp: bool = False
     power_concurrency: int = 64
     power_timeout: int = 10
     ipmi_client: str = "pyghmi"

@@ -252,8 +252,10 @@ class Lab:
         cpus: int = 1,
         deadline_s: float = 900.0,
         disks: tuple[Path, ...] = (),
+        kernel: tuple[Path, Path, str] | None = None,
     ) -> Vm:
-        """A QEMU node on a new tap on the bridge, PXE-booting (its console in the workdir)."""
+        """A QEMU node on a new tap on the bridge, PXE-booting (its console in the workdir); with
+        `kernel` (vmlinuz, initrd, command line) QEMU boots those itself instead."""
         if name in self.vms:
             raise LabError(f"the lab already has a VM named {name}")
         ns = self.namespace
@@ -262,7 +264,7 @@ class Lab:
         self.netlab.tap(ns, tap)
         self.netlab.attach(ns, tap, BRIDGE)
         spec = VmSpec(name=name, mac=mac, tap=tap, workdir=self.spec.workdir, firmware=firmware,
-                      memory_mb=memory_mb, cpus=cpus, deadline_s=deadline_s, disks=disks)
+                      memory_mb=memory_mb, cpus=cpus, deadline_s=deadline_s, disks=disks, kernel=kernel)
         vm = Vm(spec, ns)
         self.vms[name] = vm
         self.timelines[name] = ConsoleTimeline()

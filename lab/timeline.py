@@ -70,8 +70,11 @@ PHASE_MARKERS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("unpack", re.compile(KERNEL_STAMP + r" Freeing initrd memory", re.M)),
     ("kernel_rest", re.compile(KERNEL_STAMP + r" Run /init as init process", re.M)),
     ("dracut_start", re.compile(KERNEL_STAMP + r" dracut: \S", re.M)),  # its first message: udev starts
-    ("udev_modules", re.compile(KERNEL_STAMP + r" dracut: Starting dhcp for interface", re.M)),
-    ("dhcp", re.compile(r"swarmboot: agent started \(monotonic clock (\d+\.\d+) s")),
+    # (without DHCP: iPXE's address, swarmboot.ip, then `dhcp` is 0)
+    ("udev_modules", re.compile(
+        KERNEL_STAMP + r" dracut: (?:Starting dhcp for interface|swarmboot: running the agent)", re.M)),
+    ("dhcp", re.compile(KERNEL_STAMP + r" dracut: swarmboot: running the agent", re.M)),  # the pre-mount hook
+    ("agent_start", re.compile(r"swarmboot: agent started \(monotonic clock (\d+\.\d+) s")),
 )
 
 
@@ -79,7 +82,9 @@ def initramfs_phases(text: str) -> dict[str, float]:
     """Seconds of each phase from the kernel's start to the agent's: `kernel` (to the initramfs
     unpack), `unpack` (the kernel unpacking the initramfs), `kernel_rest` (to /init), `dracut_start`
     (to dracut's first message), `udev_modules` (udev, coldplug, drivers, until dracut starts DHCP
-    on the boot NIC), `dhcp` (DHCP, the address check, dracut's initqueue, until the agent starts).
+    on the boot NIC, or without DHCP until the agent runs), `dhcp` (DHCP, the address check,
+    dracut's initqueue, until our pre-mount hook runs the agent), `agent_start` (the frozen agent's
+    start-up and imports, until its first line).
     A phase whose end marker is missing is left out (and the next one spans both)."""
     phases: dict[str, float] = {}
     before = 0.0

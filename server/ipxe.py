@@ -2,7 +2,9 @@
 
 The kernel command line is the agent's contract (ground/contract/cmdline.py, docs/design.md):
     root=swarmboot swarmboot.server=URL swarmboot.node=NAME swarmboot.mac=MAC [swarmboot.service=1]
-    ip=dhcp rd.neednet=1 [console=…] [initrd=initramfs.img under EFI] <group args> <node args>
+    swarmboot.ip=${netX/ip}:${netX/netmask}:${netX/gateway}:${netX/dns} (iPXE's address: no second
+    DHCP; with the initramfs_dhcp setting `ip=dhcp rd.neednet=1` instead)
+    [console=…] [initrd=initramfs.img under EFI] <group args> <node args>
 """
 
 from __future__ import annotations
@@ -48,10 +50,13 @@ def cmdline(
     service: bool,
     token: str = "",
     lldp_wait: int = 0,
+    initramfs_dhcp: bool = False,
 ) -> str:
     name = node.name if node is not None else ""
-    args = boot_arguments(server_url, name, mac, service=service, token=token, lldp_wait=lldp_wait)
-    args += ["ip=dhcp", "rd.neednet=1"]
+    args = boot_arguments(server_url, name, mac, service=service, token=token, lldp_wait=lldp_wait,
+                          ipxe_address=not initramfs_dhcp)
+    if initramfs_dhcp:
+        args += ["ip=dhcp", "rd.neednet=1"]
     group_args = node.group.kernel_args if node is not None else ""
     node_args = node.kernel_args if node is not None else ""
     consoles = node.group.console if node is not None else "ttyS0,115200 tty0"
@@ -86,6 +91,7 @@ def render_node(
     token: str = "",
     lldp_wait: int = 0,
     peer: Holder | None = None,
+    initramfs_dhcp: bool = False,
 ) -> str:
     """`peer`: a booted node serving this version's kernel and initramfs (server/boot_peers.py);
     the script tries it first and the server after it (iPXE's `||`)."""
@@ -110,7 +116,7 @@ def render_node(
             # every head node sharing the inventory, this one first (the agent fails over)
             cmdline=cmdline(
                 node, version, catalog.server_list, mac, platform=platform, service=service,
-                token=token, lldp_wait=lldp_wait,
+                token=token, lldp_wait=lldp_wait, initramfs_dhcp=initramfs_dhcp,
             ),
         )
     )

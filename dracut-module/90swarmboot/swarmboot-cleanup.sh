@@ -4,6 +4,7 @@
 # /run/swarmboot moves into the booted system with /run. Sourced by dracut: never `exit`.
 
 if [ -d /run/swarmboot ]; then
+    info "swarmboot: stopping the seeder"  # on the kernel's clock (lab/timeline.py)
     for _sb in seeder dropbear; do
         [ -s "/run/swarmboot/$_sb.pid" ] || continue
         read -r _sb_pid < "/run/swarmboot/$_sb.pid"

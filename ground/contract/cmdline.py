@@ -3,11 +3,16 @@
     root=swarmboot swarmboot.server=URL[,URL…] swarmboot.node=NAME swarmboot.mac=MAC
     [swarmboot.service=1] [swarmboot.break=STAGE] [swarmboot.debug=1]
     [swarmboot.plan_timeout=SECONDS] [swarmboot.rescue_timeout=SECONDS] [swarmboot.token=TOKEN]
-    [swarmboot.lldp_wait=SECONDS]
+    [swarmboot.lldp_wait=SECONDS] [swarmboot.ip=IP:NETMASK:GATEWAY:DNS]
 
 `swarmboot.token` is the per-boot token the server put into this node's iPXE script: the agent
 sends it (header TOKEN_HEADER) with the plan request, which then carries the node's secrets (once:
 the first such request uses it up), and with every event (docs/security.md).
+
+`swarmboot.ip` is the address iPXE got by DHCP a moment before (`IPXE_ADDRESS`: iPXE expands it
+when it runs the script): the initramfs sets it on the boot NIC itself instead of asking DHCP
+again (dracut-module/90swarmboot: no `ip=dhcp` then). Empty (iPXE had none), or with an `ip=` of
+the node's own, dracut's DHCP runs as before.
 
 `ARGUMENTS` is the one list of the agent's arguments: the server renders with `boot_arguments()`,
 the agent parses with `parse_cmdline()` (called from the agent's main, never at import).
@@ -21,6 +26,7 @@ are left alone. A later argument wins over an earlier one, like the kernel's own
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shlex
 from dataclasses import dataclass
@@ -61,7 +67,19 @@ ARGUMENTS: tuple[Argument, ...] = (
     Argument("rescue_timeout", "SECONDS", "how long a rescue or service shell waits (default 3600)"),
     Argument("token", "TOKEN", "this boot's token from the server: the plan's secrets (once) and events"),
     Argument("lldp_wait", "SECONDS", "wait for an LLDP frame before the plan (default 0: what came)"),
+    Argument("ip", "IP:NETMASK:GATEWAY:DNS", "iPXE's address for the boot NIC: no second DHCP (empty: DHCP)"),
 )
+# iPXE's own settings of the NIC it booted from, expanded when the script runs (server/ipxe.py)
+IPXE_ADDRESS = "${netX/ip}:${netX/netmask}:${netX/gateway}:${netX/dns}"
+
+
+@dataclass(frozen=True)
+class StaticAddress:
+    """swarmboot.ip: the boot NIC's address, as iPXE got it."""
+
+    interface: ipaddress.IPv4Interface  # address/prefix
+    gateway: str = ""
+    dns: str = ""
 KNOWN = frozenset(a.name for a in ARGUMENTS)
 
 
@@ -79,12 +97,15 @@ class AgentArgs:
     root: str = ""
     warnings: tuple[str, ...] = ()  # unknown swarmboot.* arguments, ignored
     token: str = ""  # swarmboot.token: this boot's token (plan secrets, events)
+    address: StaticAddress | None = None  # swarmboot.ip: set it, no DHCP (None: dracut's DHCP did)
 
 
 def boot_arguments(
-    server_url: str, node: str, mac: str, *, service: bool = False, token: str = "", lldp_wait: int = 0
+    server_url: str, node: str, mac: str, *, service: bool = False, token: str = "", lldp_wait: int = 0,
+    ipxe_address: bool = False,
 ) -> list[str]:
-    """What the server's iPXE script puts on the kernel command line for the agent."""
+    """What the server's iPXE script puts on the kernel command line for the agent (`ipxe_address`:
+    iPXE's address, which the initramfs then sets without DHCP)."""
     args = ["root=swarmboot", f"{PREFIX}server={server_url}"]
     if node:
         args.append(f"{PREFIX}node={node}")
@@ -95,6 +116,8 @@ def boot_arguments(
         args.append(f"{PREFIX}token={token}")
     if lldp_wait > 0:
         args.append(f"{PREFIX}lldp_wait={lldp_wait}")
+    if ipxe_address:
+        args.append(f"{PREFIX}ip={IPXE_ADDRESS}")
     return args
 
 
@@ -153,6 +176,23 @@ def _server(url: str) -> str:
     return url.rstrip("/")
 
 
+def _address(value: str) -> StaticAddress | None:
+    """swarmboot.ip=IP:NETMASK:GATEWAY:DNS; None when iPXE had no address (IP empty)."""
+    ip, _, rest = value.partition(":")
+    if not ip.strip():
+        return None
+    netmask, _, rest = rest.partition(":")
+    gateway, _, dns = rest.partition(":")
+    try:
+        interface = ipaddress.IPv4Interface(f"{ip}/{netmask or 32}")
+        for other in (gateway, dns):
+            if other:
+                ipaddress.IPv4Address(other)
+    except ValueError as exc:
+        raise CmdlineError(f"{PREFIX}ip={value!r}: not IP:NETMASK:GATEWAY:DNS ({exc})", HINT) from None
+    return StaticAddress(interface, gateway, dns)
+
+
 def parse_cmdline(text: str) -> AgentArgs:
     """Parse the swarmboot arguments out of a kernel command line; CmdlineError if one is bad."""
     values: dict[str, str] = {}
@@ -194,6 +234,12 @@ def parse_cmdline(text: str) -> AgentArgs:
         raise CmdlineError(
             f"{PREFIX}break={break_at!r} is not a stage", HINT + "; stages: " + " ".join(names_of_breakable())
         )
+    address = None
+    if "ip" in values and not _has_ip(text):
+        try:
+            address = _address(values["ip"])
+        except CmdlineError as exc:  # the initramfs's hook asked DHCP instead (90swarmboot)
+            warnings = (*warnings, f"{exc.message}: dracut's DHCP instead")
     return AgentArgs(
         servers=servers,
         node=node,
@@ -209,7 +255,13 @@ def parse_cmdline(text: str) -> AgentArgs:
         root=root,
         warnings=warnings,
         token=token,
+        address=address,
     )
+
+
+def _has_ip(text: str) -> bool:
+    """An `ip=` of the node's own (the group's or node's kernel_args): dracut configures the NIC."""
+    return any(token.startswith("ip=") for token in _split(text))
 
 
 def names_of_breakable() -> tuple[str, ...]:

@@ -106,6 +106,7 @@ def _node_script(
         return ipxe.render_node(
             node, version, state.catalog, mac, platform=platform, service=service or node.service,
             token=token, lldp_wait=state.settings.lldp_wait, peer=peer,
+            initramfs_dhcp=state.settings.initramfs_dhcp,
         )
     except SwarmbootError as exc:
         lines = [exc.message, exc.hint]
@@ -180,7 +181,7 @@ def _rescue_unknown(state: ServerState, mac: str, platform: str) -> str:
         if version is not None:
             return ipxe.render_node(
                 None, version, state.catalog, mac, platform=platform, service=True, group_name=group.name,
-                lldp_wait=state.settings.lldp_wait,
+                lldp_wait=state.settings.lldp_wait, initramfs_dhcp=state.settings.initramfs_dhcp,
             )
     return ipxe.render_message(
         "no rescue image", ["no group has a packed image to start a rescue shell from"], mac, state.server_url

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 from lab.lab import LabError, ssh_argv
 from lab.server_process import swarmboot_command
 from lab.timeline import BootSummary, initramfs_phases, kernel_clock, timeline_line
+from lab.vm import mac_for
 from tests.helpers.e2e import (
     DEAD_SERVER_ARGS,
     FIGURES,
@@ -29,6 +31,8 @@ from tests.helpers.e2e import (
     PORT_NAMED,
     E2EImages,
     E2ELab,
+    stock_command_line,
+    stock_dracut_initramfs,
     wait_row,
 )
 
@@ -141,6 +145,10 @@ def test_bios_and_uefi_nodes_pxe_boot_together_into_overlay_and_share_pieces(lab
         assert f"swarmboot: booting {name}: {IMAGE} version {manifest.version}" in console, evidence
         loaded = rf"/images/{IMAGE}/{manifest.version}/initramfs\.img\.\.\.[^\n]* ok"  # progress: 30%…
         assert re.search(loaded, console), evidence
+        # iPXE's address (swarmboot.ip, expanded by iPXE under BIOS and UEFI): no DHCP in dracut
+        address = r"swarmboot\.ip=10\.77\.0\.\d+:255\.255\.255\.0:"
+        assert re.search(address, kernel_command_line(console)), evidence
+        assert "(as iPXE got it, no second DHCP)" in console and "Starting dhcp for" not in console, evidence
     # The firmware each node really went through: SeaBIOS for n1; OVMF for n2, whose iPXE asked for
     # the EFI script (only that one puts initrd= on the kernel command line).
     bios, uefi = (the_lab.vms[n].console_text() for n in names)
@@ -238,6 +246,64 @@ def test_a_node_booting_later_gets_pieces_from_booted_nodes_whose_seeding_then_s
     FIGURES.append(f"n7 got {to_n7 / 2**20:.1f} MiB from booted n1+n2 (their counters), "
                    f"{summary.from_peers / 2**20:.0f} MiB from peers in all")
     the_lab.stop_vm("n7")
+
+
+def test_the_initramfs_own_time_beside_the_same_kernel_with_a_stock_dracut_initramfs(lab: E2ELab) -> None:
+    """(10) issue 12, part 6: the initramfs's own time (the guest's clock from the kernel's start
+    to switch_root, minus the agent's download stage) of n7, booted alone just before, beside the
+    same kernel booting a stock dracut initramfs (tests/helpers/e2e.py: pack's dracut options,
+    dracut's own modules, classic init) with n7's kernel command line, its root on a local disk
+    (the image's squashfs as a virtio disk) and dracut's DHCP (ip=dhcp rd.neednet=1, from the lab's
+    dnsmasq: what a stock initramfs needs for the network, and what ours did before it took
+    iPXE's address), in the same lab and run. A figure, not an assertion of it."""
+    the_lab, manifest = lab.lab, lab.images.squashfs
+    if "n7" not in the_lab.vms or "Switching root" not in the_lab.vms["n7"].console_text():
+        pytest.skip("needs n7's boot beside it (test_a_node_booting_later_gets_pieces_from_booted_nodes...)")
+    ours_console = the_lab.vms["n7"].console_text()
+    assert "(as iPXE got it, no second DHCP)" in ours_console  # swarmboot.ip: no dhclient in ours
+    assert "dracut: Starting dhcp for interface" not in ours_console
+    (n7_row,) = the_lab.status(["n7"])
+    download = BootSummary.from_report(n7_row["details"]).stages.get("download", 0.0)
+    images = lab.images.settings.images_dir / IMAGE
+    store_dir = images / "versions" / str(manifest.version)
+    workdir = lab.workdir / "stock-dracut"
+    workdir.mkdir(exist_ok=True)
+    initrd, disk = workdir / "initramfs-stock.img", workdir / "root.squashfs"
+    started = time.monotonic()
+    stock_dracut_initramfs(images / "rootfs", manifest.kernel_version, initrd)
+    built = time.monotonic() - started
+    shutil.copyfile(store_dir / manifest.image_file.name, disk)
+    cmdline = stock_command_line(kernel_command_line(ours_console))
+    assert "ip=dhcp" in cmdline.split() and "rd.neednet=1" in cmdline.split(), cmdline
+    vm = the_lab.start_vm("s1", mac_for(90), "bios", deadline_s=600.0, disks=(disk,),
+                          kernel=(store_dir / manifest.kernel.name, initrd, cmdline))
+    try:
+        vm.wait_for(r"dracut: Switching root", 420)
+        vm.wait_for(r"Welcome to|systemd\[1\]", 120)  # the image's own systemd runs on the disk's root
+    finally:
+        the_lab.stop_vm("s1")
+    stock_console = vm.console_text()
+    assert "swarmboot: agent started" not in stock_console
+    assert re.search(r"dracut: Starting dhcp for interface", stock_console), stock_console[-3000:]
+    ours_at, stock_at = kernel_clock(ours_console)["switch_root"], kernel_clock(stock_console)["switch_root"]
+    ours = ours_at - download
+    FIGURES.append(
+        f"initramfs own time (guest clock, kernel start -> switch_root, minus the download): n7 "
+        f"{ours:.1f} s (switch_root at {ours_at:.1f} s, download {download:.1f} s, initramfs "
+        f"{manifest.initramfs.size / MB:.1f} MB); the same kernel with a stock dracut initramfs "
+        f"({initrd.stat().st_size / MB:.1f} MB, built in {built:.0f} s), DHCP in dracut, root on a local "
+        f"disk: {stock_at:.1f} s; ratio {ours / stock_at:.2f} (goal <= 1.2)")
+    for name, text in (("n7", ours_console), ("stock", stock_console)):
+        phases, clock = initramfs_phases(text), kernel_clock(text)
+        if "agent_exit" in clock:  # ours: the agent (its own stages are in its figures), then dracut
+            listed = ", ".join(f"{k} {v:.2f}" for k, v in phases.items())
+            rest = f"the agent {clock['agent_exit'] - clock['agent']:.2f} (download {download:.2f}), " \
+                   f"agent exit -> switch_root {clock['switch_root'] - clock['agent_exit']:.2f}"
+        else:
+            phases.pop("dhcp", None)  # no agent: its markers are not there
+            listed = ", ".join(f"{k} {v:.2f}" for k, v in phases.items())
+            rest = f"DHCP, the root's mount -> switch_root {clock['switch_root'] - sum(phases.values()):.2f}"
+        FIGURES.append(f"{name} initramfs phases (guest clock, s): {listed}; {rest}")
 
 
 def check_named_by_its_port(lab: E2ELab, row: dict) -> None:

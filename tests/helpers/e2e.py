@@ -168,3 +168,34 @@ def next_boot(lab: E2ELab, name: str, timeout: float) -> dict[str, Any]:
     booted report."""
     wait_row(lab, name, lambda r: r["state"] != "booted", 180, "a new boot (the iPXE request)")
     return lab.lab.wait_booted([name], timeout=timeout)[name]
+
+
+# The side-by-side baseline of the initramfs's own time (issue 12, part 6): the same dracut as
+# pack's (builder/initramfs.py DRACUT_OPTIONS: no-hostonly, network-legacy, zstd -3) with dracut's
+# stock module set, none of ours and none of our omits, except dracut's systemd initrd: the classic
+# shell init, like ours (the systemd initrd's console lines carry no kernel-clock stamps).
+STOCK_DRACUT_OMIT = "systemd systemd-initrd dracut-systemd"
+
+
+def stock_dracut_initramfs(rootfs: Path, kernel_version: str, output: Path) -> None:
+    """Build the baseline initramfs with dracut inside the image tree."""
+    from builder.chroot import ChrootSpec, run_in_image
+    from builder.initramfs import DRACUT_OPTIONS, OUT_INSIDE
+
+    binds = ((output.parent.resolve(), OUT_INSIDE),)
+    spec = ChrootSpec(root=rootfs, kernel_version=kernel_version, binds=binds)
+    argv = ["dracut", *DRACUT_OPTIONS, "--omit", STOCK_DRACUT_OMIT, "--kver", kernel_version,
+            f"{OUT_INSIDE}/{output.name}"]
+    result = run_in_image(spec, argv, timeout=1800, stderr=-2, check=False)
+    if result.returncode != 0:
+        raise AssertionError(f"the stock dracut failed ({result.returncode}):\n{result.stdout[-3000:]}")
+
+
+def stock_command_line(ours: str) -> str:
+    """Our node's kernel command line with the root on the local disk (the image's squashfs as a
+    virtio disk) instead of root=swarmboot and dracut's DHCP (`ip=dhcp rd.neednet=1`, what the
+    stock initramfs needs for the network, and what ours ran before it took iPXE's address): the
+    same console and everything else, minus the agent's own arguments."""
+    ours_only = ("swarmboot.", "root=", "initrd=", "BOOT_IMAGE=", "ip=", "rd.neednet=")
+    kept = [a for a in ours.split() if not a.startswith(ours_only)]
+    return " ".join(["root=/dev/vda", "rootfstype=squashfs", "ro", "ip=dhcp", "rd.neednet=1", *kept])

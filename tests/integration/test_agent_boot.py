@@ -22,6 +22,7 @@ from bootagent.download import sha256_file
 from bootagent.main import boot, make_context
 from bootagent.network import default_route, list_nics
 from bootagent.rescue import Rescue
+from bootagent.seeder import signal_seeder
 from builder.torrent import make_torrent
 from ground.run import output, run
 from server.catalog import for_serving
@@ -182,11 +183,12 @@ def test_overlay_boot_end_to_end(booted: tuple[Path, LoopbackServer]) -> None:
     assert download["bytes"] == image.stat().st_size and not download["reused"]
     timings = json.loads((tmp / "run/timings.json").read_text())
     assert timings["agent_seconds"] >= timings["without_transfer_seconds"] > 0
-    # the seeder keeps seeding after the agent returned, and stops on SIGTERM (the dracut cleanup hook)
+    # the seeder keeps seeding after the agent returned, and stops on SIGTERM (the dracut cleanup
+    # hook); the handover asks it to stop only once it seeds (bootagent/seeder.py signal_seeder)
     pid = int((tmp / "run/seeder.pid").read_text())
     assert pid == ctx.seeder_pid
     assert wait_for((tmp / "run/seeder.json").is_file, 20), (tmp / "run/seeder.log").read_text()
-    os.kill(pid, signal.SIGTERM)
+    assert signal_seeder(tmp / "run")
     assert wait_for(lambda: _reap(pid), 15)
     assert json.loads((tmp / "run/seeder.json").read_text())["stopped"] is True
     ctx.seeder_pid = None

@@ -101,7 +101,9 @@ def test_ipxe_scripts_for_known_unknown_and_rescue(server: ServerProcess, manife
     args = kernel_args(bios)
     assert args["root"] == "swarmboot" and args["swarmboot.server"] == server.url
     assert args["swarmboot.node"] == "n1" and args["swarmboot.mac"] == MAC
-    assert args["ip"] == "dhcp" and args["rd.neednet"] == "1" and "quiet" in args
+    # iPXE's address, expanded by iPXE: the initramfs sets it without asking DHCP again
+    assert args["swarmboot.ip"] == "${netX/ip}:${netX/netmask}:${netX/gateway}:${netX/dns}", args
+    assert "ip" not in args and "rd.neednet" not in args and "quiet" in args
     assert "initrd" not in args and "swarmboot.service" not in args
     assert f"kernel {server.url}/images/compute/1/vmlinuz " in bios
     assert f"initrd {server.url}/images/compute/1/initramfs.img" in bios

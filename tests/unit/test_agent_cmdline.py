@@ -86,6 +86,27 @@ def test_the_server_renders_what_the_agent_parses() -> None:
     assert args.warnings == ()
 
 
+def test_ipxes_address_is_set_without_dhcp_unless_empty_bad_or_the_node_has_an_ip_of_its_own() -> None:
+    rendered = " ".join(boot_arguments("http://10.0.0.1:8080", "n7", "52:54:00:00:00:07", ipxe_address=True))
+    assert "swarmboot.ip=${netX/ip}:${netX/netmask}:${netX/gateway}:${netX/dns}" in rendered
+    expanded = rendered.replace("${netX/ip}", "10.0.0.17").replace("${netX/netmask}", "255.255.255.0")
+    args = parse_cmdline(expanded.replace("${netX/gateway}", "10.0.0.1").replace("${netX/dns}", ""))
+    assert args.address is not None and args.warnings == ()
+    address = args.address
+    assert (str(address.interface), address.gateway, address.dns) == ("10.0.0.17/24", "10.0.0.1", "")
+    # iPXE had no address (all empty): dracut's DHCP, as the initramfs's hook decided too
+    empty = rendered.replace("${netX/ip}", "").replace("${netX/netmask}", "")
+    assert parse_cmdline(empty.replace("${netX/gateway}", "").replace("${netX/dns}", "")).address is None
+    # a bad one: a warning, and DHCP
+    bad = parse_cmdline("swarmboot.server=http://x swarmboot.node=n1 swarmboot.ip=10.0.0.300:255.255.255.0::")
+    assert bad.address is None and "swarmboot.ip='10.0.0.300:255.255.255.0::'" in bad.warnings[0]
+    assert "dracut's DHCP instead" in bad.warnings[0]
+    # an ip= of the node's own (its kernel_args) wins: dracut sets the NIC up
+    own = parse_cmdline("swarmboot.server=http://x swarmboot.node=n1 swarmboot.ip=10.0.0.17:255.255.255.0:: "
+                        "ip=10.0.0.99::10.0.0.1:255.255.255.0::eth1:none")
+    assert own.address is None and own.warnings == ()
+
+
 def test_read_from_a_file_and_a_missing_file(tmp_path: Path) -> None:
     (tmp_path / "cmdline").write_text(GOOD + "\n")
     assert read_cmdline(tmp_path / "cmdline").node == "n001"

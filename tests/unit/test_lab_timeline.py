@@ -82,6 +82,7 @@ Starting systemd-udevd version 252.39-1~deb12u2
 [   13.697807] virtio_net virtio0 ens3: renamed from eth0
 [   15.650702] dracut: Starting dhcp for interface ens3
 dhcp: BOUND setting up ens3
+[   21.360112] dracut: swarmboot: running the agent
 [   0.00] swarmboot: agent started (monotonic clock 22.98 s, as the kernel's log)
 """
 
@@ -89,8 +90,15 @@ dhcp: BOUND setting up ens3
 def test_the_initramfs_phases_before_the_agent_add_up_to_its_start() -> None:
     phases = initramfs_phases(PHASES_CONSOLE)
     assert phases == {"kernel": 1.53, "unpack": 2.92, "kernel_rest": 1.28, "dracut_start": 2.27,
-                      "udev_modules": 7.65, "dhcp": 7.33}
+                      "udev_modules": 7.65, "dhcp": 5.71, "agent_start": 1.62}
     assert round(sum(phases.values()), 2) == 22.98  # the agent's start on the kernel's clock
     # without the unpack markers (another kernel's wording) the first phase spans them
     lines = [line for line in PHASES_CONSOLE.splitlines() if "initr" not in line]
     assert initramfs_phases("\n".join(lines))["kernel_rest"] == 5.72
+    # iPXE's address (swarmboot.ip): no DHCP, udev until the hook runs the agent
+    lines = [line for line in PHASES_CONSOLE.splitlines() if "dhcp" not in line]
+    no_dhcp = initramfs_phases("\n".join(lines))
+    assert (no_dhcp["udev_modules"], no_dhcp["dhcp"], no_dhcp["agent_start"]) == (13.36, 0.0, 1.62)
+    # an initramfs of before the hook's line: the agent's start-up is in `dhcp`
+    lines = [line for line in PHASES_CONSOLE.splitlines() if "running the agent" not in line]
+    assert initramfs_phases("\n".join(lines))["agent_start"] == 7.33
