@@ -193,3 +193,14 @@ def test_a_cold_start_beyond_the_servers_streams_waits_for_a_slot_or_a_booted_pe
     assert urls_in(script_from(3), "kernel")
     stats = server.admin("stats")["boot_peers"]
     assert stats["held_back"] == 1 and stats["server_pending"] == 2 and stats["server_streams"] == 0
+
+
+@pytest.mark.parametrize("server", [{"SWARMBOOT_INITRAMFS_DHCP": "true"}], indirect=True)
+def test_with_initramfs_dhcp_the_script_asks_dracut_for_dhcp_instead_of_ipxes_address(
+    server: ServerProcess, manifest: Manifest
+) -> None:
+    script = requests.get(f"{server.url}/boot/ipxe", params={"mac": mac(1)}, timeout=30).text
+    (line,) = [x for x in script.splitlines() if x.startswith("kernel ")]
+    words = line.split(" || ")[0].split()
+    assert "ip=dhcp" in words and "rd.neednet=1" in words, line
+    assert not any(w.startswith("swarmboot.ip=") for w in words), line
