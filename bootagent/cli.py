@@ -35,13 +35,17 @@ def self_test() -> dict[str, object]:
         timings[name] = round(time.perf_counter() - start, 4)
         versions[name] = str(getattr(module, "__version__", getattr(module, "OPENSSL_VERSION", "")))
     import libtorrent as lt
+    import pyudev
 
     from bootagent import lan_tuning
     from bootagent.network import list_nics
 
     start = time.perf_counter()
-    nics = [f"{n.name} {n.mac}" for n in list_nics()]  # loads libudev through pyudev
-    timings["pyudev_nics"] = round(time.perf_counter() - start, 4)
+    nics = [f"{n.name} {n.mac}" for n in list_nics()]  # from sysfs
+    timings["nics"] = round(time.perf_counter() - start, 4)
+    start = time.perf_counter()
+    list(pyudev.Context().list_devices(subsystem="block"))  # libudev (the disk mode's discovery)
+    timings["pyudev_block"] = round(time.perf_counter() - start, 4)
 
     start = time.perf_counter()
     session = lt.session(lan_tuning.session_settings("node", "127.0.0.1:0"))

@@ -171,8 +171,9 @@ def next_boot(lab: E2ELab, name: str, timeout: float) -> dict[str, Any]:
 
 
 # The side-by-side baseline of the initramfs's own time (issue 12, part 6): the same dracut as
-# pack's (builder/initramfs.py DRACUT_OPTIONS: no-hostonly, network-legacy, zstd -3) with dracut's
-# stock module set, none of ours and none of our omits, except dracut's systemd initrd: the classic
+# pack's (builder/initramfs.py DRACUT_OPTIONS: no-hostonly, network-legacy, zstd -3) plus its
+# `network` module (net-lib and the NIC drivers, which our module pulls in), with dracut's stock
+# module set, none of ours and none of our omits, except dracut's systemd initrd: the classic
 # shell init, like ours (the systemd initrd's console lines carry no kernel-clock stamps).
 STOCK_DRACUT_OMIT = "systemd systemd-initrd dracut-systemd"
 
@@ -184,8 +185,8 @@ def stock_dracut_initramfs(rootfs: Path, kernel_version: str, output: Path) -> N
 
     binds = ((output.parent.resolve(), OUT_INSIDE),)
     spec = ChrootSpec(root=rootfs, kernel_version=kernel_version, binds=binds)
-    argv = ["dracut", *DRACUT_OPTIONS, "--omit", STOCK_DRACUT_OMIT, "--kver", kernel_version,
-            f"{OUT_INSIDE}/{output.name}"]
+    argv = ["dracut", *DRACUT_OPTIONS, "--add", "network", "--omit", STOCK_DRACUT_OMIT,
+            "--kver", kernel_version, f"{OUT_INSIDE}/{output.name}"]
     result = run_in_image(spec, argv, timeout=1800, stderr=-2, check=False)
     if result.returncode != 0:
         raise AssertionError(f"the stock dracut failed ({result.returncode}):\n{result.stdout[-3000:]}")
