@@ -192,11 +192,18 @@ def stock_dracut_initramfs(rootfs: Path, kernel_version: str, output: Path) -> N
         raise AssertionError(f"the stock dracut failed ({result.returncode}):\n{result.stdout[-3000:]}")
 
 
-def stock_command_line(ours: str) -> str:
+def stock_command_line(ours: str, static: bool = False) -> str:
     """Our node's kernel command line with the root on the local disk (the image's squashfs as a
-    virtio disk) instead of root=swarmboot and dracut's DHCP (`ip=dhcp rd.neednet=1`, what the
-    stock initramfs needs for the network, and what ours ran before it took iPXE's address): the
-    same console and everything else, minus the agent's own arguments."""
+    virtio disk) instead of root=swarmboot, and the network from dracut: DHCP (`ip=dhcp
+    rd.neednet=1`, what ours ran before it took iPXE's address) or, `static`, the address ours
+    took from iPXE (`swarmboot.ip`) as dracut's static `ip=` on the kernel's name for the NIC (no
+    .link files in the stock initramfs: eth0). The same console and everything else, minus the
+    agent's own arguments."""
     ours_only = ("swarmboot.", "root=", "initrd=", "BOOT_IMAGE=", "ip=", "rd.neednet=")
     kept = [a for a in ours.split() if not a.startswith(ours_only)]
-    return " ".join(["root=/dev/vda", "rootfstype=squashfs", "ro", "ip=dhcp", "rd.neednet=1", *kept])
+    network = "ip=dhcp"
+    if static:
+        given = next(a for a in ours.split() if a.startswith("swarmboot.ip="))
+        ip, mask, gateway = [*given.split("=", 1)[1].split(":"), "", ""][:3]
+        network = f"ip={ip}::{gateway}:{mask}::eth0:none"
+    return " ".join(["root=/dev/vda", "rootfstype=squashfs", "ro", network, "rd.neednet=1", *kept])
