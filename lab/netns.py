@@ -26,6 +26,9 @@ IFNAME_MAX = 15
 @dataclass
 class Namespace:
     name: str
+    # What spawn() started here, stopped by PID when the namespace is deleted: `ip netns pids`
+    # misses a child that has not entered the namespace yet (`ip netns exec` still setting up).
+    children: list[runmod.Child] = field(default_factory=list, repr=False)
 
     def argv(self, argv: Sequence[str | os.PathLike[str]]) -> list[str]:
         return ["ip", "netns", "exec", self.name, *[os.fspath(a) for a in argv]]
@@ -36,7 +39,9 @@ class Namespace:
         return runmod.run(self.argv(argv), **kwargs)  # type: ignore[arg-type]
 
     def spawn(self, argv: Sequence[str | os.PathLike[str]], **kwargs: object) -> runmod.Child:
-        return runmod.spawn(self.argv(argv), **kwargs)  # type: ignore[arg-type]
+        child = runmod.spawn(self.argv(argv), **kwargs)  # type: ignore[arg-type]
+        self.children.append(child)
+        return child
 
     def ip(self, *args: str) -> None:
         runmod.run(["ip", "-n", self.name, *args], timeout=60)
@@ -77,7 +82,7 @@ class NetLab:
     def namespace(self, suffix: str) -> Namespace:
         ns = Namespace(f"{self.tag}-{suffix}")
         # Registered before the side effect: a half-made namespace is removed too.
-        self.on_close(f"namespace {ns.name}", lambda: _delete_namespace(ns.name))
+        self.on_close(f"namespace {ns.name}", lambda: _delete_namespace(ns))
         runmod.run(["ip", "netns", "add", ns.name], timeout=60)
         ns.ip("link", "set", "lo", "up")
         return ns
@@ -149,7 +154,11 @@ def _check_ifname(name: str) -> None:
         raise SwarmbootError(f"interface name {name!r} must be 1-{IFNAME_MAX} characters")
 
 
-def _delete_namespace(name: str) -> None:
+def _delete_namespace(ns: Namespace) -> None:
+    name = ns.name
+    for child in ns.children:
+        if child.running():
+            child.stop(grace=2.0)
     if not Path(f"/run/netns/{name}").exists():
         return
     # Kill what still runs inside (only our own processes live in our namespaces).
