@@ -30,6 +30,8 @@ class Paths:
     sysroot: Path = Path("/sysroot")
     console: Path = Path("/dev/console")
     run_dir: Path = Path("/run/swarmboot")  # survives switch_root (dracut moves /run)
+    hostname: Path = Path("/proc/sys/kernel/hostname")  # the plan's host name (tests: a file)
+    nfs_client_identifier: Path = Path("/sys/fs/nfs/net/nfs_client/identifier")  # bootagent/nfs.py
 
     @property
     def image_dir(self) -> Path:

@@ -73,6 +73,8 @@ def stage_plan(ctx: BootContext) -> StageResult:
         mac, args.node, args.plan_timeout, heard.params() if heard else None, token=args.token
     )
     ctx.plan, ctx.server, ctx.client = plan, server, client
+    if network.set_hostname(plan.node.hostname, ctx.paths.hostname):
+        ctx.console.info(f"host name {plan.node.hostname} (from the plan)")
     if ctx.preload is None:  # what the root stage needs, while the image downloads
         ctx.preload = roots.preload_modules(plan.root.mode)
     if ctx.carry_ahead is None:
@@ -242,6 +244,15 @@ def stage_root(ctx: BootContext) -> StageResult:
     if ctx.mounts is not None:  # a retry after a failure: start clean
         unwind_mounts(ctx)
     roots.finish_preload(ctx.preload)
+    client_id = ""
+    if nfs:
+        from bootagent import nfs as nfs_mount
+
+        client_id = nodefiles.machine_id(plan.node.name)
+        if nfs_mount.set_client_identifier(client_id, ctx.paths.nfs_client_identifier):
+            ctx.console.info(f"NFS client identifier {client_id} (this node's machine-id)")
+        else:
+            client_id = ""
     ctx.paths.sysroot.mkdir(parents=True, exist_ok=True)
     ctx.mounts = roots.build_root(
         plan.root, ctx.image_file or Path(), plan.image.format, ctx.paths.sysroot, ctx.paths.mounts_dir,
@@ -253,6 +264,7 @@ def stage_root(ctx: BootContext) -> StageResult:
     details: dict[str, object] = {"mode": plan.root.mode, "sysroot": str(ctx.paths.sysroot)}
     if nfs and plan.root.nfs is not None:
         details["source"] = f"nfs {plan.root.nfs.source}"
+        details["nfs_client_identifier"] = client_id
     if ctx.disk is not None:
         details["install_timings"] = dict(ctx.disk.timings)
         details["bootloader"] = ctx.disk.bootloader

@@ -109,6 +109,20 @@ def set_address(name: str, address: StaticAddress, resolv: Path = Path("/etc/res
         resolv.write_text(f"nameserver {address.dns}\n")
 
 
+def set_hostname(name: str, proc_file: Path = Path("/proc/sys/kernel/hostname")) -> bool:
+    """The kernel's host name, from the plan: what dracut's DHCP set from option 12 before the
+    agent took iPXE's address. The NFSv4 client names itself by it ("Linux NFSv4.1 <hostname>"):
+    nodes left at "(none)" present one client to the server and take its state from each other,
+    forever (the nfs mode hung after switch_root). True when it changed."""
+    try:
+        if proc_file.read_text().strip() == name:
+            return False
+        proc_file.write_text(name + "\n")
+    except OSError:
+        return False
+    return True
+
+
 def default_route() -> tuple[str, str]:
     """(interface, gateway) of the IPv4 default route, or ("", "")."""
     data = json.loads(output(["ip", "-j", "-4", "route", "show", "default"], timeout=60) or "[]")

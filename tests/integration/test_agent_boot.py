@@ -129,8 +129,10 @@ def _reap(pid: int) -> bool:
 def agent(tmp: Path, server: LoopbackServer, cmdline: str) -> tuple[BootContext, RecordingRescue]:
     (tmp / "cmdline").write_text(cmdline)
     paths = Paths(
-        cmdline=tmp / "cmdline", sysroot=tmp / "sysroot", console=tmp / "console", run_dir=tmp / "run"
+        cmdline=tmp / "cmdline", sysroot=tmp / "sysroot", console=tmp / "console", run_dir=tmp / "run",
+        hostname=tmp / "hostname", nfs_client_identifier=tmp / "nfs-client-identifier",
     )
+    paths.hostname.write_text("(none)\n")  # the kernel's, in an initramfs without DHCP
     rescue = RecordingRescue()
     ctx = make_context(paths, rescue, AgentConfig(listen_interfaces="127.0.0.1:0", network_timeout=10))
     ctx.console.echo = io.StringIO()
@@ -160,6 +162,7 @@ def test_overlay_boot_end_to_end(booted: tuple[Path, LoopbackServer]) -> None:
     assert (tmp / "run/pre-ran").read_text().startswith("pre on n1 (")
     assert (sysroot / "etc/post-ran").read_text() == "c v1\n"
     assert (sysroot / "etc/hostname").read_text() == "node1\n"
+    assert (tmp / "hostname").read_text() == "node1\n"  # the kernel's, before the root (NFSv4 names by it)
     conf = (sysroot / "etc/app.conf").stat()
     assert (conf.st_uid, conf.st_gid, conf.st_mode & 0o777) == (500, 500, 0o640)
     assert f"MACAddress={mac}" in next((sysroot / "etc/systemd/network").glob("*.network")).read_text()

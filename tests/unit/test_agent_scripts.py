@@ -23,6 +23,8 @@ def context(tmp_path: Path, scripts: dict[str, Any]) -> tuple[BootContext, io.St
         sysroot=tmp_path / "sysroot",
         console=tmp_path / "console",
         run_dir=tmp_path / "run",
+        hostname=tmp_path / "hostname",
+        nfs_client_identifier=tmp_path / "nfs-client-identifier",
     )
     ctx = BootContext(paths=paths, console=Console(paths, echo=echo), rescue=Rescue())
     ctx.plan = BootPlan.from_dict(

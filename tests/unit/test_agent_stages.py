@@ -44,6 +44,8 @@ def make(tmp_path: Path, server: str, extra: str = "") -> tuple[BootContext, Rec
         sysroot=tmp_path / "sysroot",
         console=tmp_path / "console",
         run_dir=tmp_path / "run",
+        hostname=tmp_path / "hostname",
+        nfs_client_identifier=tmp_path / "nfs-client-identifier",
     )
     rescue = RecordingRescue()
     ctx = make_context(paths, rescue, AgentConfig(max_attempts=3))
