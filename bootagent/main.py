@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from bootagent import lldp, network, nodefiles, roots, scripts
+from bootagent import PYTHON_STARTED, lldp, network, nodefiles, roots, scripts
 from bootagent.context import AgentConfig, BootContext, Console, Paths
 from bootagent.download import DownloadStatus, ImageDownload
 from bootagent.errors import DownloadError
@@ -371,7 +371,8 @@ def make_context(
 
 def boot(ctx: BootContext, stages: tuple[Stage, ...] = STAGES) -> int:
     """Run the stages; 0: dracut switches root, 1: a stage failed on its last attempt."""
-    ctx.console.info(f"agent started (monotonic clock {time.monotonic():.2f} s, as the kernel's log)")
+    ctx.console.info(f"agent started (monotonic clock {time.monotonic():.2f} s, as the kernel's log; "
+                     f"its Python from {PYTHON_STARTED:.2f} s)")
     try:
         run_stages(ctx, stages, max_attempts=ctx.config.max_attempts)
     except BootFailed as failed:

@@ -74,6 +74,8 @@ PHASE_MARKERS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("udev_modules", re.compile(
         KERNEL_STAMP + r" dracut: (?:Starting dhcp for interface|swarmboot: running the agent)", re.M)),
     ("dhcp", re.compile(KERNEL_STAMP + r" dracut: swarmboot: running the agent", re.M)),  # the pre-mount hook
+    ("agent_loader", re.compile(
+        r"swarmboot: agent started \(monotonic clock .*its Python from (\d+\.\d+) s")),
     ("agent_start", re.compile(r"swarmboot: agent started \(monotonic clock (\d+\.\d+) s")),
 )
 
@@ -83,8 +85,9 @@ def initramfs_phases(text: str) -> dict[str, float]:
     unpack), `unpack` (the kernel unpacking the initramfs), `kernel_rest` (to /init), `dracut_start`
     (to dracut's first message), `udev_modules` (udev, coldplug, drivers, until dracut starts DHCP
     on the boot NIC, or without DHCP until the agent runs), `dhcp` (DHCP, the address check,
-    dracut's initqueue, until our pre-mount hook runs the agent), `agent_start` (the frozen agent's
-    start-up and imports, until its first line).
+    dracut's initqueue, until our pre-mount hook runs the agent), `agent_loader` (the frozen agent's
+    PyInstaller bootloader and libpython, until its first Python line), `agent_start` (its imports,
+    until its first console line; without the `its Python from` stamp, both).
     A phase whose end marker is missing is left out (and the next one spans both)."""
     phases: dict[str, float] = {}
     before = 0.0

@@ -102,3 +102,8 @@ def test_the_initramfs_phases_before_the_agent_add_up_to_its_start() -> None:
     # an initramfs of before the hook's line: the agent's start-up is in `dhcp`
     lines = [line for line in PHASES_CONSOLE.splitlines() if "running the agent" not in line]
     assert initramfs_phases("\n".join(lines))["agent_start"] == 7.33
+    # the agent's stamp of its first Python line: the bootloader and libpython apart from the imports
+    stamped = PHASES_CONSOLE.replace("as the kernel's log)", "as the kernel's log; its Python from 22.31 s)")
+    split = initramfs_phases(stamped)
+    assert (split["agent_loader"], split["agent_start"]) == (0.95, 0.67)
+    assert round(sum(split.values()), 2) == 22.98
