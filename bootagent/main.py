@@ -244,15 +244,14 @@ def stage_root(ctx: BootContext) -> StageResult:
     if ctx.mounts is not None:  # a retry after a failure: start clean
         unwind_mounts(ctx)
     roots.finish_preload(ctx.preload)
-    client_id = ""
+    client_id = ""  # what the NFSv4 client was given (none: the kernel has no such file)
     if nfs:
         from bootagent import nfs as nfs_mount
 
-        client_id = nodefiles.machine_id(plan.node.name)
-        if nfs_mount.set_client_identifier(client_id, ctx.paths.nfs_client_identifier):
+        node_id = nodefiles.machine_id(plan.node.name)
+        if nfs_mount.set_client_identifier(node_id, ctx.paths.nfs_client_identifier):
+            client_id = node_id
             ctx.console.info(f"NFS client identifier {client_id} (this node's machine-id)")
-        else:
-            client_id = ""
     ctx.paths.sysroot.mkdir(parents=True, exist_ok=True)
     ctx.mounts = roots.build_root(
         plan.root, ctx.image_file or Path(), plan.image.format, ctx.paths.sysroot, ctx.paths.mounts_dir,

@@ -109,11 +109,12 @@ def set_address(name: str, address: StaticAddress, resolv: Path = Path("/etc/res
         resolv.write_text(f"nameserver {address.dns}\n")
 
 
-def set_hostname(name: str, proc_file: Path = Path("/proc/sys/kernel/hostname")) -> bool:
+def set_hostname(name: str, proc_file: Path) -> bool:
     """The kernel's host name, from the plan: what dracut's DHCP set from option 12 before the
     agent took iPXE's address. The NFSv4 client names itself by it ("Linux NFSv4.1 <hostname>"):
     nodes left at "(none)" present one client to the server and take its state from each other,
-    forever (the nfs mode hung after switch_root). True when it changed."""
+    forever (the nfs mode hung after switch_root). `proc_file`: Paths.hostname. True when it
+    changed."""
     try:
         if proc_file.read_text().strip() == name:
             return False

@@ -24,9 +24,10 @@ MOUNT_TIMEOUT = 90.0  # one mount(2): a hard mount's first RPCs retry for timeo 
 
 def set_client_identifier(unique: str, path: Path) -> bool:
     """Give this node's NFSv4 client its own identifier before the first mount creates it (the
-    nfs module loaded; `path` is /sys/fs/nfs/net/nfs_client/identifier, Linux >= 5.18, what
-    nfs-utils' udev rule writes from /etc/nfs4-id or the machine-id): the client's name is then
-    unique even where host names are not. False when the kernel has no such file."""
+    nfs module loaded). `path` is Paths.nfs_client_identifier: /sys/fs/nfs/net/nfs_client/identifier,
+    which Debian 12's 6.1 kernel has and nfs-utils' udev rule fills on a normal system (from
+    /etc/nfs4-id or the machine-id). The client's name is then unique even where host names are
+    not. False when the kernel has no such file."""
     try:
         path.write_text(unique + "\n")
     except OSError:
