@@ -67,10 +67,13 @@ def stage_network(ctx: BootContext) -> StageResult:
 def stage_plan(ctx: BootContext) -> StageResult:
     args = ctx.require_args()
     mac = args.mac or (ctx.interface.mac if ctx.interface else "")
-    heard = switch_port(ctx)
+    # A node the iPXE script named has its plan whatever its port says: it asks at once, and what
+    # LLDP says goes with a later stage's event. An unnamed one waits: its port may name it.
+    named = bool(args.node)
+    heard = switch_port(ctx, wait=not named)
     client = ServerClient(args.servers, ctx.console)
     plan, server = client.fetch_plan(
-        mac, args.node, args.plan_timeout, heard.params() if heard else None, token=args.token
+        mac, args.node, args.plan_timeout, heard.params() if heard and not named else None, token=args.token
     )
     ctx.plan, ctx.server, ctx.client = plan, server, client
     if network.set_hostname(plan.node.hostname, ctx.paths.hostname):
@@ -98,19 +101,19 @@ def stage_plan(ctx: BootContext) -> StageResult:
         "secret_files": len(plan.secret_files),
     }
     if heard is not None:
-        details["lldp"] = heard.params()
-    if ctx.lldp is not None:
-        ctx.lldp.close()
-        ctx.lldp = None
+        report_switch_port(ctx, details, heard)
+    elif not named:
+        close_lldp(ctx)
     return details
 
 
-def switch_port(ctx: BootContext) -> lldp.LldpInfo | None:
-    """What LLDP said on the boot NIC (waiting at most swarmboot.lldp_wait after the agent started)."""
+def switch_port(ctx: BootContext, wait: bool = True) -> lldp.LldpInfo | None:
+    """What LLDP said on the boot NIC: waiting at most swarmboot.lldp_wait after the agent started,
+    or (`wait` false) what came so far."""
     listener, args = ctx.lldp, ctx.require_args()
     if listener is None or ctx.interface is None:
         return None
-    heard = listener.wait(ctx.interface.name, args.lldp_wait)
+    heard = listener.wait(ctx.interface.name, args.lldp_wait if wait else 0.0)
     if heard is not None:
         where = f"switch {heard.system or heard.chassis}, port {heard.port}"
         desc = f" ({heard.port_desc})" if heard.port_desc else ""
@@ -118,6 +121,28 @@ def switch_port(ctx: BootContext) -> lldp.LldpInfo | None:
     elif listener.error:
         ctx.console.debug(listener.error)
     return heard
+
+
+def report_switch_port(
+    ctx: BootContext, details: dict[str, object], heard: lldp.LldpInfo | None = None
+) -> None:
+    """What LLDP said, in this stage's event (the server records it as from a plan request), once;
+    then the listener closes. Without `heard`: a frame that came since the plan, if any."""
+    if heard is None:
+        if ctx.lldp is None:
+            return
+        heard = switch_port(ctx, wait=False)
+        if heard is None:
+            return
+    mac = ctx.interface.mac if ctx.interface else ctx.require_args().mac
+    details["lldp"] = {**heard.params(), "mac": mac}
+    close_lldp(ctx)
+
+
+def close_lldp(ctx: BootContext) -> None:
+    if ctx.lldp is not None:
+        ctx.lldp.close()
+        ctx.lldp = None
 
 
 def service_requested(ctx: BootContext) -> bool:
@@ -171,7 +196,9 @@ def stage_download(ctx: BootContext) -> StageResult:
     if plan.root.mode == "nfs":  # the root is the server's export: nothing to fetch, nothing to seed
         source = plan.root.nfs.source if plan.root.nfs else ""
         ctx.console.info(f"download skipped: the root is mounted over NFS from {source}")
-        return {"skipped": "nfs", "source": source}
+        skipped: dict[str, object] = {"skipped": "nfs", "source": source}
+        report_switch_port(ctx, skipped)
+        return skipped
     config = ctx.config
     client = ctx.client or ServerClient(ctx.require_args().servers, ctx.console)
     cache = ctx.disk.cache_dir if ctx.disk is not None else None
@@ -233,6 +260,7 @@ def stage_download(ctx: BootContext) -> StageResult:
             )
         except OSError as exc:
             raise DownloadError(f"cannot start the seeding process: {exc}") from exc
+    report_switch_port(ctx, summary)
     return summary
 
 
@@ -303,14 +331,19 @@ def stage_handover(ctx: BootContext) -> StageResult:
     (ctx.paths.run_dir / "timings.json").write_text(json.dumps(timings) + "\n")
     seeding = hand_over_seeding(ctx)
     ctx.console.info(f"handing over to the booted system after {total:.1f} s")
+    switch: dict[str, object] = {}
+    report_switch_port(ctx, switch)  # the last chance for a frame that came after the download
+    if ctx.lldp is not None:
+        ctx.console.debug(f"no LLDP frame on the boot NIC in {time.monotonic() - ctx.lldp.started:.0f} s")
+        close_lldp(ctx)
     if ctx.disk is not None:  # the install worked: the server boots this node from its disk now
         from bootagent.disk.install import install_record, settle
 
         settle(ctx.paths.sysroot)  # the node's files and the post script's on the disk too
 
         reused = json.loads((ctx.paths.run_dir / "download.json").read_text()).get("reused", False)
-        return {**timings, "seeding": seeding, "install": install_record(ctx.disk, bool(reused))}
-    return {**timings, "seeding": seeding}
+        return {**timings, **switch, "seeding": seeding, "install": install_record(ctx.disk, bool(reused))}
+    return {**timings, **switch, "seeding": seeding}
 
 
 def hand_over_seeding(ctx: BootContext) -> dict[str, object]:

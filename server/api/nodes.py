@@ -80,6 +80,30 @@ def _lldp(state: ServerState, mac: str, lldp: dict[str, str]) -> None:
         )
 
 
+def _lldp_from_event(state: ServerState, name: str, said: dict[str, Any]) -> None:
+    """An LLDP frame a named node's agent heard after its plan request (it does not wait for one:
+    its plan does not depend on its port), in an event's details: `lldp_*` as in the plan
+    request, and `mac`, the boot NIC's, which must be one of the node's. Recorded as the plan
+    request's would be; a report that does not fit is logged and dropped (the event stands)."""
+    lldp = {k.removeprefix("lldp_"): v for k, v in said.items()
+            if k.startswith("lldp_") and isinstance(v, str)}
+    if not lldp.get("port") or any(len(v) > LLDP_MAX for v in lldp.values()):
+        log.warning("node %s: an LLDP report without a port or with a field over %d characters: dropped",
+                    name, LLDP_MAX)
+        return
+    try:
+        mac = validate.mac(str(said.get("mac", "")))
+    except SwarmbootError:
+        log.warning("node %s: an LLDP report without a valid MAC: dropped", name)
+        return
+    with state.db.read() as session:
+        row = node_by_mac(session, mac)
+    if row is None or row.name != name:
+        log.warning("node %s: an LLDP report for MAC %s, which is not the node's: dropped", name, mac)
+        return
+    _lldp(state, mac, lldp)
+
+
 def _plan_body(
     state: ServerState,
     mac: str | None,
@@ -227,6 +251,8 @@ async def post_event(request: Request, name: str) -> dict[str, object]:
     state.notify_event(event, result)
     if "install" in event["details"]:  # a disk install finished: the next plan carries its record
         state.forget_plans(name)
+    if isinstance(event["details"].get("lldp"), dict) and event["status"] == "done":
+        await run_in_threadpool(_lldp_from_event, state, name, event["details"]["lldp"])
     if event["stage"] == "seed" and isinstance(event["details"].get("boot_files"), dict):
         _boot_files(state, name, event, client_ip(request))
     if event["status"] == "failed":

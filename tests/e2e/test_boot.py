@@ -316,7 +316,8 @@ def check_named_by_its_port(lab: E2ELab, row: dict) -> None:
     """(7) n1 was defined by its switch port only: its unknown MAC, seen by the switch (SNMP, from
     the lab bridge's forwarding table) on n1's tap, was bound to it at its first iPXE request, so it
     booted as n1 without the menu; the binding is in its log; its agent heard the tap's LLDP frame
-    and sent it with its plan request (same switch, same port: no move logged)."""
+    and, named by the iPXE script, reported it with a stage's event instead of waiting for it
+    before its plan request (same switch, same port: no move logged)."""
     the_lab, tap = lab.lab, lab.lab.tap_of(PORT_NAMED)
     console = the_lab.vms[PORT_NAMED].console_text()
     evidence = the_lab.evidence([PORT_NAMED])
@@ -328,6 +329,7 @@ def check_named_by_its_port(lab: E2ELab, row: dict) -> None:
     assert f"seen on switch labsw port {tap} (snmp)" in node["log"][0]["message"]
     assert row["details"].get("lldp", {}).get("lldp_port") == tap, row["details"]
     assert row["details"]["lldp"].get("lldp_system") == "labsw"
+    assert row["details"]["lldp"].get("mac") == lab.mac(PORT_NAMED)
     ports = json.loads(the_lab.namespace.run(
         [*swarmboot_command(), "switch", "ports", "labsw", "--json"], env=the_lab.env(), timeout=60).stdout)
     seen = {(p["mac"], p["port"], p["node"]) for p in ports["ports"]}

@@ -71,6 +71,23 @@ def test_overlay_mounts_squashfs_under_a_tmpfs_upper_and_unmounts(tree: Path, tm
     assert loops_of(image) == []
 
 
+def test_the_loop_device_is_read_only_and_a_damaged_image_says_what_failed(tmp_path: Path) -> None:
+    """The root modes' mounts and loop device go to the kernel directly (mount(2), the loop ioctls):
+    the loop device is read-only as losetup --read-only made it, and a file that is not a
+    squashfs is named in the message, with nothing left attached or mounted."""
+    image = tmp_path / "image.squashfs"
+    image.write_bytes(os.urandom(1 << 20))
+    stack = MountStack(sleep=lambda s: None)
+    failed = r"cannot mount squashfs /dev/loop\d+ at .*: Invalid argument"
+    with pytest.raises(RootError, match=failed) as caught, stack.guard():
+        device = stack.loop(image)
+        assert output(["blockdev", "--getro", device], timeout=60) == "1"
+        assert len(loops_of(image)) == 1
+        stack.mount(device, tmp_path / "lower", "squashfs", "ro")
+    assert "the image file is damaged" in caught.value.hint
+    assert loops_of(image) == [] and not mounted(tmp_path / "lower")
+
+
 def test_tmpfs_unpacks_tar_zst_with_owners_and_modes(tree: Path, tmp_path: Path) -> None:
     image = tmp_path / "image.tar.zst"
     run(["tar", "--zstd", "-c", "--numeric-owner", "-f", str(image), "-C", str(tree), "."], timeout=120)

@@ -17,7 +17,7 @@ from ground.config import Settings
 from lab.packed import make_version
 from lab.switchsim import SwitchSim
 from server.switches.snmp import SnmpError, forwarding_table
-from tests.helpers.server import cli, running_server
+from tests.helpers.server import boot_token, cli, running_server, token_headers
 
 MAC_N1 = "52:54:00:ee:00:01"
 MAC_N2 = "52:54:00:ee:00:02"
@@ -284,8 +284,20 @@ def test_lldp_frames_in_a_namespace_reach_the_agents_listener_and_name_the_node(
         for _ in range(2):  # reported twice, logged once
             plan = requests.get(srv.url + "/api/v1/plan", params={"mac": MAC_N2, **params}, timeout=30)
             assert plan.status_code == 200 and plan.json()["node"]["name"] == "n6"
+        # A named node's agent does not wait for LLDP before its plan: a frame heard later goes
+        # with a stage's event (the boot NIC's MAC beside it), recorded as from a plan request.
+        token = token_headers(boot_token(srv, MAC_N2))
+        later = {**params, "lldp_port": "swp7", "mac": MAC_N2}
+        for lldp in (later, {**later, "mac": MAC_N1}):  # the second: another node's MAC, dropped
+            event = {"stage": "download", "status": "done", "details": {"lldp": lldp}}
+            answer = requests.post(f"{srv.url}/api/v1/nodes/n6/events", json=event, headers=token, timeout=30)
+            assert answer.status_code == 200, answer.text
+        ports = json.loads(cli(home, "switch", "ports", "leaf1", "--json").stdout)["ports"]
+        seen = {(p["mac"], p["port"]) for p in ports}
+        assert (MAC_N2, "swp7") in seen and (MAC_N1, "swp7") not in seen, ports
     n5 = json.loads(cli(home, "node", "show", "n5", "--json").stdout)
     assert n5["macs"] == [MAC_N1] and "(lldp)" in n5["log"][-1]["message"]
     n6 = json.loads(cli(home, "node", "show", "n6", "--json").stdout)
-    assert n6["port"] == "swp6" and [e["kind"] for e in n6["log"]] == ["moved"]
+    assert n6["port"] == "swp6" and [e["kind"] for e in n6["log"]] == ["moved", "moved"]
     assert "LLDP says switch leaf1 port swp5" in n6["log"][0]["message"]
+    assert "LLDP says switch leaf1 port swp7" in n6["log"][1]["message"]
