@@ -26,6 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from bootagent.http_client import Client, HttpError
+
 PORT = 7480  # the service's port; another one if it is taken (the server is told which)
 REPORT_EVERY = 60.0  # server/boot_peers.py's TTL is three of these
 CHUNK = 1 << 20
@@ -51,13 +53,13 @@ class BootFilesError(Exception):
     pass
 
 
-def _download(session: Any, url: str, target: Path, sha256: str, timeout: float) -> int:
+def _download(session: Client, url: str, target: Path, sha256: str, timeout: float) -> int:
     """`url` into `target` if its sha256 is `sha256`; the bytes read (raises on any failure)."""
     digest = hashlib.sha256()
     part = target.with_name(target.name + ".part")
     size = 0
     try:
-        with session.get(url, stream=True, timeout=timeout) as response:
+        with session.stream(url, timeout=timeout) as response:
             if response.status_code != HTTPStatus.OK:
                 raise BootFilesError(f"{url}: HTTP {response.status_code}")
             with part.open("wb") as out:
@@ -78,11 +80,9 @@ def fetch(
     sleep: Callable[[float], None] = time.sleep, say: Callable[[str], None] = print,
 ) -> Fetched:
     """The node's version's boot files into `directory`, from a peer if the server names one."""
-    import requests
-
     directory.mkdir(parents=True, exist_ok=True)
     got = Fetched()
-    with requests.Session() as session:
+    with Client() as session:
         for _ in range(MAX_WAITS):
             answer = _ask(session, servers, node, timeout)
             got.image, got.version = str(answer["image"]), int(answer["version"])
@@ -104,7 +104,7 @@ def fetch(
                 peer = i < len(urls) - 1  # the server's URL is the last
                 try:
                     size = _download(session, url, target, sha, timeout)
-                except (BootFilesError, requests.RequestException, OSError) as exc:
+                except (BootFilesError, OSError) as exc:  # HttpError is an OSError
                     problems.append(str(exc))
                     continue
                 if peer:
@@ -121,15 +121,13 @@ def fetch(
     return got
 
 
-def _ask(session: Any, servers: tuple[str, ...], node: str, timeout: float) -> dict[str, Any]:
-    import requests
-
+def _ask(session: Client, servers: tuple[str, ...], node: str, timeout: float) -> dict[str, Any]:
     problems = []
     for server in servers:
         try:
             response = session.get(f"{server}/api/v1/boot-files", params={"node": node}, timeout=timeout)
-        except requests.RequestException as exc:
-            problems.append(f"{server}: {exc}")
+        except HttpError as exc:
+            problems.append(str(exc))
             continue
         if response.status_code == HTTPStatus.OK:
             return dict(response.json())

@@ -2,7 +2,7 @@
 
 swarmboot-agent [boot]            boot this node (the dracut pre-mount hook runs this)
 swarmboot-agent seed …            keep seeding the verified image (started by the agent)
-swarmboot-agent self-test         import libtorrent, requests, pyudev, pyparted; print versions, timings
+swarmboot-agent self-test         import libtorrent, http.client, pyudev, pyparted; print versions, timings
 swarmboot-agent disks             the disks the disk mode sees, with their partitions (JSON)
 swarmboot-agent cmdline [FILE]    parse a kernel command line (default /proc/cmdline), print it
 swarmboot-agent --version
@@ -11,6 +11,7 @@ swarmboot-agent --version
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -30,11 +31,12 @@ def self_test() -> dict[str, object]:
     ensure_find_library()
     timings: dict[str, float] = {}
     versions: dict[str, str] = {}
-    for name in ("requests", "pyudev", "libtorrent", "ssl"):
+    for name in ("http.client", "pyudev", "libtorrent", "ssl"):
         start = time.perf_counter()
-        module = __import__(name)
+        module = importlib.import_module(name)
         timings[name] = round(time.perf_counter() - start, 4)
-        versions[name] = str(getattr(module, "__version__", getattr(module, "OPENSSL_VERSION", "")))
+        version = getattr(module, "__version__", getattr(module, "OPENSSL_VERSION", ""))
+        versions[name] = str(version or sys.version.split()[0])  # the stdlib's: Python's
     import libtorrent as lt
     import pyudev
 

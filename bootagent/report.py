@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from bootagent.context import Console
+from bootagent.http_client import Client, HttpError
 from ground.contract.cmdline import TOKEN_HEADER
 
 STOP = object()
@@ -126,27 +127,24 @@ class Reporter:
                 self.event("heartbeat", "heartbeat", details={"stage": self.current_stage})
 
     def _send_loop(self) -> None:
-        import requests
-
-        session = requests.Session()
+        session = Client()
         while True:
             item = self._queue.get()
             if item is STOP:
+                session.close()
                 return
             assert isinstance(item, dict)
             self._post(session, item)
 
-    def _post(self, session: Any, body: dict[str, Any]) -> None:
-        import requests
-
+    def _post(self, session: Client, body: dict[str, Any]) -> None:
         with self._lock:
             urls = list(self.urls)
         for i, url in enumerate(urls):
             try:
                 headers = {TOKEN_HEADER: self.token} if self.token else {}
                 response = session.post(url, json=body, timeout=self.timeout, headers=headers)
-            except requests.RequestException as exc:
-                self.console.debug(f"event to {url} failed: {exc}")
+            except HttpError as exc:
+                self.console.debug(f"event to {url} failed: {exc.reason}")
                 continue
             if response.status_code < 300:
                 self.sent += 1

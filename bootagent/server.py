@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from bootagent.context import Console
 from bootagent.errors import PlanRejected, ServerError, UnknownNodeError
+from bootagent.http_client import Client, HttpError
 from ground.contract.cmdline import TOKEN_HEADER
 from ground.contract.plan import BootPlan, format_version
 from ground.inputs import loads_json
@@ -97,21 +98,19 @@ class ServerClient:
         headers: dict[str, str] | None = None,
     ) -> tuple[Any, str]:
         """GET `path` from the servers in turn until one answers 200, within `deadline` seconds."""
-        import requests
-
         start = self.clock()
         delays = backoff_delays(self.base_delay, self.max_delay, self.rng)
         unknown = ""
         announced = False
-        with requests.Session() as session:
+        with Client() as session:
             while True:
                 for server in list(self.order):
                     try:
                         response = session.get(
                             server + path, params=params, timeout=self.request_timeout, headers=headers
                         )
-                    except requests.RequestException as exc:
-                        self._note(server, _short(exc))
+                    except HttpError as exc:
+                        self._note(server, exc.reason)
                         continue
                     status = response.status_code
                     self._note(server, f"HTTP {status}")
@@ -167,23 +166,6 @@ class ServerClient:
         for attempt in self.attempts:
             last[attempt.server] = attempt.outcome
         return "; ".join(f"{s}: {o}" for s, o in last.items()) or "no attempt yet"
-
-
-def _short(exc: Exception) -> str:
-    import requests
-
-    if isinstance(exc, requests.ConnectTimeout | requests.ReadTimeout):
-        return "timed out"
-    if isinstance(exc, requests.ConnectionError):
-        text = str(exc)
-        if "Connection refused" in text:
-            return "connection refused"
-        if "No route to host" in text:
-            return "no route to host"
-        if "Name or service not known" in text or "Temporary failure in name resolution" in text:
-            return "name not resolved"
-        return "cannot connect"
-    return type(exc).__name__
 
 
 def _code(response: Any) -> str:

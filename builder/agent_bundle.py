@@ -49,7 +49,7 @@ DEBIAN_DIST_PACKAGES = Path("/usr/lib/python3/dist-packages")
 LibtorrentChoice = Literal["auto", "debian", "wheel"]
 # Not a layering blacklist (none of our packages is here: the layers keep them out of what the
 # agent imports, and the bundle test checks it carries only bootagent and ground of ours). These are
-# optional imports of the stdlib, requests and urllib3 that PyInstaller follows although the agent
+# optional imports of the stdlib that PyInstaller follows although the agent
 # never takes them: without this list the bundle is 25.6 MB instead of 23.2 MB (measured).
 SIZE_EXCLUDES = (
     "tkinter",
@@ -190,7 +190,7 @@ def source_hash(choice: LibtorrentChoice = "auto") -> str:
     root = Path(__file__).resolve().parent.parent
     for path in agent_sources():
         digest.update(f"{path.relative_to(root)}\0".encode() + hashlib.sha256(path.read_bytes()).digest())
-    for dist in ("libtorrent", "requests", "urllib3", "pyudev", "pyparted", "certifi", "idna", "pyinstaller"):
+    for dist in ("libtorrent", "pyudev", "pyparted", "pyinstaller"):
         digest.update(f"{dist}={version(dist)}\n".encode())
     digest.update(f"{sys.version}\n{SIZE_EXCLUDES}\n{FROM_IMAGE}\n{BUNDLE_FORMAT}\n".encode())
     return digest.hexdigest()
