@@ -14,6 +14,7 @@ Both seed in seed mode (no re-check: the agent verified the file's sha256).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -28,6 +29,10 @@ from typing import Any
 from ground.run import spawn
 
 MAX_SECONDS = 4 * 3600  # a seeder nobody stopped ends by itself
+# The initramfs's seeder runs at the booted service's CPU priority (Nice=19): on a node with one
+# CPU (the lab's TCG guests) its start-up (~2.5 s there) otherwise took CPU from the agent's root,
+# files and handover stages and from dracut's switch_root, which it only covers for ~1.5 s.
+SEEDER_NICE = 19
 STATUS_EVERY = 2.0
 LOOK_EVERY = 0.5
 PROGRESS_EVERY = 30.0  # a `seed progress` event at most this often, when it sent more or its need changed
@@ -65,6 +70,8 @@ def start_seeder(torrent: Path, image_file: Path, sha256: str, listen: str, run_
         stderr=log,
     )
     log.close()
+    with contextlib.suppress(OSError):  # the agent's last stages and switch_root come first
+        os.setpriority(os.PRIO_PROCESS, proc.proc.pid, SEEDER_NICE)
     pid = proc.detach()  # it outlives the agent: the dracut cleanup hook stops it (seeder.pid)
     (run_dir / "seeder.pid").write_text(f"{pid}\n")
     return pid

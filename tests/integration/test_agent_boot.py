@@ -190,6 +190,7 @@ def test_overlay_boot_end_to_end(booted: tuple[Path, LoopbackServer]) -> None:
     # hook); the handover asks it to stop only once it seeds (bootagent/seeder.py signal_seeder)
     pid = int((tmp / "run/seeder.pid").read_text())
     assert pid == ctx.seeder_pid
+    assert os.getpriority(os.PRIO_PROCESS, pid) == 19  # the booted service's Nice=19: the agent first
     assert wait_for((tmp / "run/seeder.json").is_file, 20), (tmp / "run/seeder.log").read_text()
     assert signal_seeder(tmp / "run")
     assert wait_for(lambda: _reap(pid), 15)
