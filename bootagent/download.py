@@ -44,7 +44,10 @@ from bootagent.web_seed import WebSeedFallback, WebSeedPolicy
 if TYPE_CHECKING:
     from ground.contract.plan import BootPlan
 
-HASH_BUDGET = 64 * 1024 * 1024  # bytes hashed per wait() iteration, so alerts keep flowing
+# Seconds of hashing per wait() iteration, so alerts, the watches and the progress line keep
+# flowing: a budget of 64 MiB took 6-11 s in a TCG guest (the first progress line came that late,
+# showing the state from before). While pieces wait to be hashed the loop does not sleep.
+HASH_SECONDS = 0.2
 PEER_SAMPLE_SECONDS = 0.2
 FLUSH_WAIT = 60.0  # seconds for the last pieces to reach the file after completion
 
@@ -127,6 +130,7 @@ class ImageDownload:
         self._peer_bytes: dict[tuple[Any, int], int] = {}
         self._peer_sampled = 0.0
         self._started = 0.0
+        self._hash_behind = False  # pieces are waiting to be hashed: wait() does not sleep
 
     # what the benchmark and the agent's report read
     @property
@@ -356,7 +360,7 @@ class ImageDownload:
         start = time.monotonic()
         last_done, last_change = -1, start
         while True:
-            self.session.wait_for_alert(int(poll * 1000))
+            self.session.wait_for_alert(0 if self._hash_behind else int(poll * 1000))
             self._handle_alerts()
             now = time.monotonic()
             status = self.status()
@@ -368,7 +372,7 @@ class ImageDownload:
                     self.handle.force_recheck()  # a failed piece the picker lost: recovery.py
             self._steer_server(now - last_change)
             self._maybe_add_web_seed(status, now - last_change)
-            self._hash_ahead(HASH_BUDGET)
+            self._hash_ahead(HASH_SECONDS)
             if on_progress is not None:
                 on_progress(status)
             if self.verified or status.state in ("seeding", "finished"):
@@ -428,9 +432,17 @@ class ImageDownload:
                     del self.errors[:-10]
 
     # -- verification ----------------------------------------------------------------------------
-    def _hash_ahead(self, budget: int) -> int:
-        """Feed the streaming sha256 with the pieces verified and on disk; how many."""
-        return self.hash.feed(self.handle.have_piece, self._read, budget)
+    def _hash_ahead(self, seconds: float) -> int:
+        """Feed the streaming sha256 with the pieces verified and on disk, for at most about
+        `seconds`; how many. `_hash_behind`: it stopped on the time with more pieces there."""
+        end, done = time.monotonic() + seconds, 0
+        while fed := self.hash.feed(self.handle.have_piece, self._read, self.meta.piece_length):
+            done += fed
+            if time.monotonic() >= end:
+                self._hash_behind = True
+                return done
+        self._hash_behind = False
+        return done
 
     def _finish(self) -> Path:
         if self.verified:
@@ -439,7 +451,7 @@ class ImageDownload:
             self.handle.flush_cache()
         settle = time.monotonic() + FLUSH_WAIT
         while not self.hash.complete and time.monotonic() < settle:
-            if not self._hash_ahead(self.size + 1):
+            if not self._hash_ahead(FLUSH_WAIT):
                 time.sleep(0.05)  # the last writes are still on their way to the file
         streamed = self.hash.hexdigest()
         if streamed != self.sha256:
