@@ -131,6 +131,7 @@ class ImageDownload:
         self._peer_sampled = 0.0
         self._started = 0.0
         self._hash_behind = False  # pieces are waiting to be hashed: wait() does not sleep
+        self._have: Any = []  # the piece bitfield of the last status()
 
     # what the benchmark and the agent's report read
     @property
@@ -241,7 +242,7 @@ class ImageDownload:
         # seed, once added, would keep the restarted seeder from being dialled ever again)
         web_peers = sum(1 for _ip, _port, is_web, _out in seen if is_web)
         availability = self.handle.piece_availability()
-        have = self.handle.have_piece
+        have = self._has
         self._needed = not self.stripes.filtered and any(
             a - web_peers <= 0 and not have(k) for k, a in enumerate(availability)
         )
@@ -293,7 +294,8 @@ class ImageDownload:
 
     # -- progress ------------------------------------------------------------------------------
     def status(self) -> DownloadStatus:
-        st = self.handle.status()
+        st = self.handle.status()  # all flags: its piece bitfield too, read once per loop iteration
+        self._have = st.pieces
         self._sample_peers()
         from_web = sum(v for (_, kind), v in self._peer_bytes.items() if kind != 0)
         # Peers come and go (a seed drops seeds): BitTorrent bytes are the torrent's total minus
@@ -328,7 +330,7 @@ class ImageDownload:
             self._peer_bytes[key] = max(self._peer_bytes.get(key, 0), int(peer.total_download))
 
     def _steer_server(self, since_progress: float) -> None:
-        change = self.stripes.steer(self.handle.have_piece, since_progress)
+        change = self.stripes.steer(self._has, since_progress)
         if change is not None:
             self._filter_server(change)
 
@@ -432,11 +434,17 @@ class ImageDownload:
                     del self.errors[:-10]
 
     # -- verification ----------------------------------------------------------------------------
+    def _has(self, k: int) -> bool:
+        """Piece k, as the last status said. Not `handle.have_piece`: each of those is a call into
+        libtorrent's network thread, and a loop iteration asked one per piece (three times over);
+        under TCG, with that thread busy receiving, the first iteration took 6-11 s."""
+        return k < len(self._have) and bool(self._have[k])
+
     def _hash_ahead(self, seconds: float) -> int:
         """Feed the streaming sha256 with the pieces verified and on disk, for at most about
         `seconds`; how many. `_hash_behind`: it stopped on the time with more pieces there."""
         end, done = time.monotonic() + seconds, 0
-        while fed := self.hash.feed(self.handle.have_piece, self._read, self.meta.piece_length):
+        while fed := self.hash.feed(self._has, self._read, self.meta.piece_length):
             done += fed
             if time.monotonic() >= end:
                 self._hash_behind = True
@@ -450,6 +458,8 @@ class ImageDownload:
         with contextlib.suppress(RuntimeError, AttributeError):
             self.handle.flush_cache()
         settle = time.monotonic() + FLUSH_WAIT
+        with contextlib.suppress(RuntimeError, AttributeError):
+            self._have = self.handle.status(self.lt.status_flags_t.query_pieces).pieces
         while not self.hash.complete and time.monotonic() < settle:
             if not self._hash_ahead(FLUSH_WAIT):
                 time.sleep(0.05)  # the last writes are still on their way to the file
