@@ -3,7 +3,8 @@
 Why not `requests` (which the agent used before): in a TCG guest its import (urllib3, idna,
 charset_normalizer, certifi, importlib.metadata…) cost the frozen agent ~0.5 s of its plan stage,
 where http.client costs ~0.1 s; the agent asks a few plain JSON and file GETs and posts JSON
-events, so http.client's features are the ones it needs: timeouts, keep-alive, HTTPS, redirects.
+events, so http.client's features are the ones it needs: timeouts, keep-alive, HTTPS (checked
+against the image's CA bundle, which the dracut module installs), redirects (get).
 
     with Client() as client:
         answer = client.get("http://10.0.0.1:8080/api/v1/plan", params={"mac": mac}, timeout=10)
@@ -32,6 +33,18 @@ if TYPE_CHECKING:  # imported at the first request (with ssl: ~0.3 s in a TCG gu
 
 MAX_REDIRECTS = 5
 USER_AGENT = "swarmboot-agent"
+
+
+CA_FILE = "/etc/ssl/certs/ca-certificates.crt"  # the image's (Debian's update-ca-certificates)
+
+
+def tls_context() -> Any:
+    """Certificates checked against the image's CA bundle when it is there (the initramfs has no
+    OpenSSL default paths), else OpenSSL's defaults."""
+    import os
+    import ssl
+
+    return ssl.create_default_context(cafile=CA_FILE if os.path.isfile(CA_FILE) else None)
 
 
 class HttpError(OSError):
@@ -87,8 +100,29 @@ class Response:
         return jsonlib.loads(self.content)
 
     def iter_content(self, chunk: int) -> Iterator[bytes]:
-        while block := self._raw.read(chunk):
+        while True:
+            try:
+                block = self._raw.read(chunk)
+            except (OSError, http_exceptions()) as exc:
+                raise _read_failure(exc, self.url) from exc
+            if not block:
+                if self._raw.length:  # http.client ends a short read(amt) quietly: bytes still owed
+                    raise HttpError(self.url, f"the answer was cut off ({self._raw.length} bytes missing)")
+                return
             yield block
+
+
+def http_exceptions() -> type[Exception]:
+    import http.client
+
+    return http.client.HTTPException
+
+
+def _read_failure(exc: BaseException, url: str) -> HttpError:
+    """A failure while the body was read (a timeout, a reset, a cut-off answer)."""
+    if isinstance(exc, OSError):
+        return _failure(exc, url)
+    return HttpError(url, f"the answer was cut off ({type(exc).__name__})")
 
 
 class Client:
@@ -120,11 +154,11 @@ class Client:
         for _ in range(MAX_REDIRECTS + 1):
             raw = self._send("GET", url, None, headers or {}, timeout)
             location = raw.getheader("location")
+            body = self._body(url, raw)
             if raw.status in (301, 302, 303, 307, 308) and location:
-                raw.read()
                 url = urljoin(url, location)
                 continue
-            return Response(url, raw, raw.read())
+            return Response(url, raw, body)
         raise HttpError(url, f"more than {MAX_REDIRECTS} redirects")
 
     def post(
@@ -133,11 +167,22 @@ class Client:
         body = jsonlib.dumps(json, separators=(",", ":")).encode()
         sent = {**(headers or {}), "Content-Type": "application/json"}
         raw = self._send("POST", url, body, sent, timeout)
-        return Response(url, raw, raw.read())
+        return Response(url, raw, self._body(url, raw))
+
+    def _body(self, url: str, raw: http.client.HTTPResponse) -> bytes:
+        """The whole body; a failure drops the connection (it is in an unknown state)."""
+        try:
+            return raw.read()
+        except (OSError, http_exceptions()) as exc:
+            connection = self._connections.pop(self._key(url), None)
+            if connection is not None:
+                connection.close()
+            raise _read_failure(exc, url) from exc
 
     @contextmanager
     def stream(self, url: str, *, timeout: float = 60.0) -> Iterator[Response]:
-        """A GET whose body is read by the caller, in chunks (the connection is not kept)."""
+        """A GET whose body is read by the caller, in chunks (the connection is not kept; no
+        redirects: the boot-file service's URLs answer directly)."""
         key = self._key(url)
         raw = self._send("GET", url, None, {}, timeout)
         try:
@@ -168,8 +213,12 @@ class Client:
             connection = self._connections.get(key)
             reused = connection is not None
             if connection is None:
-                kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-                connection = kind(parts.hostname, parts.port, timeout=timeout)
+                if parts.scheme == "https":
+                    connection = http.client.HTTPSConnection(
+                        parts.hostname, parts.port, timeout=timeout, context=tls_context()
+                    )
+                else:
+                    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
                 self._connections[key] = connection
             connection.timeout = timeout
             if connection.sock is not None:

@@ -100,9 +100,11 @@ def stage_plan(ctx: BootContext) -> StageResult:
         "root_mode": plan.root.mode,
         "secret_files": len(plan.secret_files),
     }
-    if heard is not None:
+    if heard is not None and named:
         report_switch_port(ctx, details, heard)
-    elif not named:
+    elif not named:  # it went with the plan request, which the server recorded: shown, not reported again
+        if heard is not None:
+            details["lldp"] = heard.params()
         close_lldp(ctx)
     return details
 
@@ -126,8 +128,9 @@ def switch_port(ctx: BootContext, wait: bool = True) -> lldp.LldpInfo | None:
 def report_switch_port(
     ctx: BootContext, details: dict[str, object], heard: lldp.LldpInfo | None = None
 ) -> None:
-    """What LLDP said, in this stage's event (the server records it as from a plan request), once;
-    then the listener closes. Without `heard`: a frame that came since the plan, if any."""
+    """What LLDP said, in this stage's event with the boot NIC's MAC (the server records it as from
+    a plan request), once; then the listener closes. Without `heard`: a frame that came since the
+    plan, if any."""
     if heard is None:
         if ctx.lldp is None:
             return
@@ -331,19 +334,19 @@ def stage_handover(ctx: BootContext) -> StageResult:
     (ctx.paths.run_dir / "timings.json").write_text(json.dumps(timings) + "\n")
     seeding = hand_over_seeding(ctx)
     ctx.console.info(f"handing over to the booted system after {total:.1f} s")
-    switch: dict[str, object] = {}
-    report_switch_port(ctx, switch)  # the last chance for a frame that came after the download
-    if ctx.lldp is not None:
-        ctx.console.debug(f"no LLDP frame on the boot NIC in {time.monotonic() - ctx.lldp.started:.0f} s")
-        close_lldp(ctx)
+    details: dict[str, object] = {**timings, "seeding": seeding}
     if ctx.disk is not None:  # the install worked: the server boots this node from its disk now
         from bootagent.disk.install import install_record, settle
 
         settle(ctx.paths.sysroot)  # the node's files and the post script's on the disk too
 
         reused = json.loads((ctx.paths.run_dir / "download.json").read_text()).get("reused", False)
-        return {**timings, **switch, "seeding": seeding, "install": install_record(ctx.disk, bool(reused))}
-    return {**timings, **switch, "seeding": seeding}
+        details["install"] = install_record(ctx.disk, bool(reused))
+    report_switch_port(ctx, details)  # the last chance for a frame that came after the download
+    if ctx.lldp is not None:
+        ctx.console.debug(f"no LLDP frame on the boot NIC in {time.monotonic() - ctx.lldp.started:.0f} s")
+        close_lldp(ctx)
+    return details
 
 
 def hand_over_seeding(ctx: BootContext) -> dict[str, object]:

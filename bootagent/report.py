@@ -134,7 +134,11 @@ class Reporter:
                 session.close()
                 return
             assert isinstance(item, dict)
-            self._post(session, item)
+            try:
+                self._post(session, item)
+            except Exception as exc:  # the events thread must outlive any one event
+                self.failed += 1
+                self.console.debug(f"event not sent: {type(exc).__name__}: {exc}")
 
     def _post(self, session: Client, body: dict[str, Any]) -> None:
         with self._lock:

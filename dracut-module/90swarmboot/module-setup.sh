@@ -56,6 +56,7 @@ install() {
     # files udev keeps the kernel's names, and the booted system's udev cannot rename a NIC that
     # is up (then systemd-networkd never configures it).
     inst_multiple -o /usr/lib/systemd/network/99-default.link /usr/lib/systemd/network/73-usb-net-by-mac.link
+    inst_multiple -o /etc/ssl/certs/ca-certificates.crt  # the agent's https:// servers are checked against it
     # The image's root keys: SSH into the rescue shell works even before the plan arrives.
     if [[ -s $dracutsysrootdir/root/.ssh/authorized_keys ]]; then
         inst_simple "$dracutsysrootdir/root/.ssh/authorized_keys" /root/.ssh/authorized_keys.image

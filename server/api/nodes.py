@@ -251,8 +251,12 @@ async def post_event(request: Request, name: str) -> dict[str, object]:
     state.notify_event(event, result)
     if "install" in event["details"]:  # a disk install finished: the next plan carries its record
         state.forget_plans(name)
-    if isinstance(event["details"].get("lldp"), dict) and event["status"] == "done":
-        await run_in_threadpool(_lldp_from_event, state, name, event["details"]["lldp"])
+    said = event["details"].get("lldp")
+    if isinstance(said, dict) and "mac" in said and event["status"] == "done":  # no mac: sent with its plan
+        try:
+            await run_in_threadpool(_lldp_from_event, state, name, said)
+        except Exception:  # the event is stored: an answer other than 200 would have it sent again
+            log.exception("node %s: its LLDP report could not be recorded", name)
     if event["stage"] == "seed" and isinstance(event["details"].get("boot_files"), dict):
         _boot_files(state, name, event, client_ip(request))
     if event["status"] == "failed":

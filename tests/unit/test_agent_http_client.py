@@ -112,3 +112,28 @@ def test_no_answer_says_why() -> None:
     assert late.value.reason == "timed out"
     with Client() as client, pytest.raises(HttpError, match="not an http"):
         client.get("ftp://127.0.0.1/x")
+
+
+def test_an_answer_cut_off_while_its_body_is_read_is_an_http_error() -> None:
+    """A server that promises 100 bytes and closes after 10: the callers catch HttpError (the
+    reporter's thread, the plan's failover), never a bare IncompleteRead or reset."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+
+        def serve(times: int) -> None:
+            for _ in range(times):
+                conn, _ = listener.accept()
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+
+        thread = threading.Thread(target=serve, args=(2,), daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/plan"
+        with Client() as client:
+            with pytest.raises(HttpError, match="cut off"):
+                client.get(url, timeout=5)
+            with pytest.raises(HttpError, match="cut off"), client.stream(url, timeout=5) as response:
+                list(response.iter_content(1 << 20))
+        thread.join(10)
