@@ -44,9 +44,9 @@ from bootagent.web_seed import WebSeedFallback, WebSeedPolicy
 if TYPE_CHECKING:
     from ground.contract.plan import BootPlan
 
-# Seconds of hashing per wait() iteration, so alerts, the watches and the progress line keep
-# flowing: a budget of 64 MiB took 6-11 s in a TCG guest (the first progress line came that late,
-# showing the state from before). While pieces wait to be hashed the loop does not sleep.
+# Seconds of hashing per wait() iteration (it was 64 MiB: seconds under TCG), so alerts, the
+# watches and the progress line keep flowing; while pieces wait to be hashed the loop does not
+# sleep. (The 6-11 s first iteration seen under TCG was the per-piece have_piece calls: `_has`.)
 HASH_SECONDS = 0.2
 PEER_SAMPLE_SECONDS = 0.2
 FLUSH_WAIT = 60.0  # seconds for the last pieces to reach the file after completion

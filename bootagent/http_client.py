@@ -174,9 +174,7 @@ class Client:
         try:
             return raw.read()
         except (OSError, http_exceptions()) as exc:
-            connection = self._connections.pop(self._key(url), None)
-            if connection is not None:
-                connection.close()
+            self._drop(self._key(url))
             raise _read_failure(exc, url) from exc
 
     @contextmanager
@@ -188,15 +186,19 @@ class Client:
         try:
             yield Response(url, raw, None)
         finally:
-            connection = self._connections.pop(key, None)
-            if connection is not None:
-                connection.close()
+            self._drop(key)
 
     # -- the connection ------------------------------------------------------------------------
     @staticmethod
     def _key(url: str) -> tuple[str, str]:
         parts = urlsplit(url)
         return parts.scheme, parts.netloc
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        """Close and forget the connection to `key`'s origin (if any)."""
+        connection = self._connections.pop(key, None)
+        if connection is not None:
+            connection.close()
 
     def _send(
         self, method: str, url: str, body: bytes | None, headers: Mapping[str, str], timeout: float
@@ -208,7 +210,7 @@ class Client:
             raise HttpError(url, "not an http:// or https:// URL")
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         sent = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **headers}
-        key = (parts.scheme, parts.netloc)
+        key = self._key(url)
         for attempt in range(2):
             connection = self._connections.get(key)
             reused = connection is not None
@@ -227,13 +229,11 @@ class Client:
                 connection.request(method, target, body=body, headers=sent)
                 return connection.getresponse()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
-                connection.close()
-                self._connections.pop(key, None)
+                self._drop(key)
                 if not reused or attempt:  # a fresh connection failed: the server's answer
                     raise _failure(exc, url) from exc
             except (OSError, http.client.HTTPException) as exc:
-                connection.close()
-                self._connections.pop(key, None)
+                self._drop(key)
                 if isinstance(exc, OSError):
                     raise _failure(exc, url) from exc
                 raise HttpError(url, f"{type(exc).__name__}: {exc}") from exc
