@@ -7,7 +7,9 @@ Each node goes through, in order (every parameter is in `Fixed` and `Cluster`):
    sharing, `http_finish`) — or, with `boot_files_from_peers`, from a booted peer on its switch
    (at c, the head node sending one copy); in a cold start with the files from peers
    (`cold_from_peers`), the head node sends them to 16 nodes at a time and each node serves them
-   once it is up, to 4 nodes per 30 s (`cold_peer_files`, server/boot_peers.py's rules);
+   from its initramfs once its agent has fetched them again, then (after a gap at switch_root)
+   from its booted service, to 4 nodes at once, a slot freed when that node has both files
+   (`cold_peer_files`, server/boot_peers.py's and bootagent/boot_files.py's rules);
 3. the kernel and dracut up to the agent (`Fixed.kernel`: kernel init, udev, modules, DHCP);
 4. the plan and the .torrent: a queue at the server's plan rate (bench/server.py: plans built
    ahead are cache hits) and the .torrent's bytes over u_s;
@@ -19,9 +21,14 @@ simulation's done nodes do. A rolling reboot of a fraction f of the cluster is t
 f x N nodes (the nodes that stay up stopped seeding long ago), with the boot files from the head
 node or from the booted peers.
 
-The physical limit of a boot: the fixed times, plus the boot files (N x B / u_s from the head
-node, at least B / c; from peers B / c), plus the swarm's T_min (Kumar & Ross). Plain HTTP from
-one server (Warewulf, xCAT): the same fixed times without our agent's, and N x (B + F) through u_s.
+The physical limit of a boot: the fixed times, plus the boot files, plus the swarm's T_min (Kumar
+& Ross). The boot files from the head node: N x B / u_s, at least B / c. From peers in a cold
+start (`peer_files_bound`): as fast as copies can spread, each node serving at c from the moment
+its kernel is up (`Fixed.kernel` after it has them: firmware cannot serve), the head node at u_s,
+every transfer at a full link; the limit takes the 99th percentile node's (what p99 is compared
+with). `limit(..., naive=True)`: B / c as if every node could fetch them from a peer at once.
+Rolling reboot from booted peers: B / c. Plain HTTP from one server (Warewulf, xCAT): the same
+fixed times without our agent's, and N x (B + F) through u_s.
 
     .venv/bin/python bench/boot_model.py --e2e-log e2e.log --swarm bench/results/lifecycle.json \\
         [--plans-per-second 6000] [--json FILE]
@@ -51,13 +58,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from swarm_report import payload_rate, percentile
 from swarm_sim import Params, simulate
 
-from server.boot_peers import PER_HOLDER, WINDOW
+from server.boot_peers import PER_HOLDER, SERVER_FETCH_WAIT
 
 GB = 10**9
 MODEL_PIECES = 256  # pieces the simulation moves (a 1 GB image's 1 MiB pieces, 4 at a time)
 TORRENT_BYTES = 20 * 1024 + 400  # a 1 GB image's .torrent at 1 MiB pieces
 SERVER_STREAMS = 16  # boot_files_server_streams' default
-SERVICE_START = 10.0  # switch_root -> the seeding service serves its boot files (systemd, the fetch)
+SERVICE_START = 10.0  # switch_root -> the booted service serves the agent's boot files (systemd)
+REPORT_LATENCY = 0.05  # a holder's "sent it both files" event -> the server frees the slot
 
 
 @dataclass(frozen=True)
@@ -128,44 +136,90 @@ def http_finish(arrivals: list[float], size: float, rate: float, cap: float) -> 
 
 
 def cold_peer_files(  # noqa: PLR0917
-    arrivals: list[float], size: float, rate: float, cap: float, streams: int, serving_after: float,
-    per_holder: int = PER_HOLDER, window: float = WINDOW,
+    arrivals: list[float], size: float, rate: float, cap: float, streams: int,
+    serving: tuple[float, float, float], per_holder: int = PER_HOLDER, fetch_wait: float = SERVER_FETCH_WAIT,
 ) -> tuple[list[float], int]:
     """A cold start with the hold-back (server/boot_peers.py): the head node sends the boot files
-    to at most `streams` nodes at once (its `rate` shared, each at most `cap`); a node that has
-    them serves them `serving_after` seconds later (its boot, then the seeding service), to at
-    most `per_holder` nodes per `window` seconds, each at `cap`. A waiting node takes the first
-    holder free, else a server slot. Returns each node's finish and how many came from the head."""
+    to at most `streams` nodes at once (its `rate` shared, each at most `cap`). `serving` =
+    (start, pause, resume), seconds after a node has its files: its initramfs serves them from
+    `start` (the kernel, the plan, its agent's fetch of them again), stops at `pause` (switch_root)
+    and its booted service serves them from `resume` on. A holder serves `per_holder` nodes at once,
+    each at cap / per_holder (counted as if always full: pessimistic), a slot free again when the
+    transfer ends; each transfer counts twice, for the agents' own fetches of them again (which
+    holders serve too, off the boot's path). A waiting node takes the first holder slot free, else
+    a server slot. The first nodes, whose files came from the head node, fetch them again from the
+    first of them after the server's `fetch_wait`. Returns each node's finish and how many came
+    from the head."""
+    start, pause, resume = serving
     order = sorted(range(len(arrivals)), key=arrivals.__getitem__)
     finish = [0.0] * len(arrivals)
     slots = [0.0] * max(1, streams)  # when each server slot is free again
     per_copy = size / min(cap, rate / max(1, streams))
-    holders: list[float] = []  # heap of the next time each holder may take a node
-    ready: list[float] = []  # heap of when nodes start serving (not holders yet)
-    gap = window / per_holder
+    each = per_holder * size / cap  # one transfer from a holder serving per_holder at once
+    held = 2 * each  # a holder's slot: that transfer and, in the model's count, one agent's fetch
+    free: list[tuple[float, int]] = []  # heap of (when a holder slot is free, holder)
+    ready: list[tuple[float, int]] = []  # heap of (when a holder starts serving, holder)
+    got: list[float] = []  # holder -> when it had its files
     from_head = 0
+
+    def available(t: float, holder: int) -> float:  # a holder's slot free at t: not in its switch_root gap
+        return resume + got[holder] if pause + got[holder] <= t < resume + got[holder] else t
+
+    def admit(until: float) -> None:
+        while ready and ready[0][0] <= until:
+            t, h = heapq.heappop(ready)
+            for _ in range(per_holder):
+                heapq.heappush(free, (t, h))
+
     for i in order:
         t = arrivals[i]
-        while ready and ready[0] <= t:
-            heapq.heappush(holders, heapq.heappop(ready))
         slot = min(range(len(slots)), key=slots.__getitem__)
         t_server = max(t, slots[slot])
-        # a holder free before the server slot (holders that start serving meanwhile count too)
-        while ready and ready[0] <= t_server:
-            heapq.heappush(holders, heapq.heappop(ready))
-        t_peer = max(t, holders[0]) if holders else math.inf
+        admit(t_server)  # holders that start serving before the server slot count too
+        t_peer, holder = math.inf, -1
+        while free:
+            when, h = free[0]
+            later = available(max(t, when), h)
+            if later > max(t, when):  # in its gap: back in the heap at its end
+                heapq.heapreplace(free, (later, h))
+                admit(later)
+                continue
+            t_peer, holder = later, h
+            break
         if t_peer < t_server:
-            start = heapq.heappop(holders)
-            start = max(t, start)
-            heapq.heappush(holders, start + gap)
-            done = start + size / cap
+            heapq.heappop(free)
+            done = t_peer + each
+            heapq.heappush(free, (t_peer + held + REPORT_LATENCY, holder))
         else:
             done = t_server + per_copy
             slots[slot] = done
             from_head += 1
         finish[i] = done
-        heapq.heappush(ready, done + serving_after)
+        got.append(done)
+        # it serves once its agent has them again: from a holder, or (the first) after the wait
+        refetch = each if t_peer < t_server else fetch_wait + each
+        heapq.heappush(ready, (done + start + refetch, len(got) - 1))
     return finish, from_head
+
+
+def peer_files_bound(nodes: int, size: float, rate: float, cap: float, serve_after: float) -> list[float]:
+    """The earliest each of `nodes` nodes can have the boot files in a cold start from peers: the
+    head node sends one copy after another at min(rate, cap) (in parallel if rate > cap), each node
+    sends one copy after another at cap from `serve_after` seconds after it has its own, and every
+    new copy goes to the next node as soon as any sender is free (sorted)."""
+    senders: list[tuple[float, float]] = []  # heap of (when free, the copy's seconds)
+    channels = max(1, int(rate // cap))
+    for _ in range(channels):
+        senders.append((0.0, size / min(rate, cap)))
+    heapq.heapify(senders)
+    done: list[float] = []
+    while len(done) < nodes:
+        t, seconds = heapq.heappop(senders)
+        end = t + seconds
+        done.append(end)
+        heapq.heappush(senders, (end, seconds))
+        heapq.heappush(senders, (end + serve_after, size / cap))
+    return sorted(done)
 
 
 def plan_finish(arrivals: list[float], per_second: float, torrent: float, rate: float) -> list[float]:
@@ -185,10 +239,11 @@ def boot(cluster: Cluster, fixed: Fixed, swarm: dict[str, Any], seed: int = 1) -
     n = cluster.nodes
     c, u = payload_rate(int(cluster.node_bit)), payload_rate(int(cluster.head_bit))
     at_ipxe = [fixed.ipxe] * n
-    if cluster.cold_from_peers:  # a node serves once booted: its files, kernel, swarm, agent, service
-        serving_after = (fixed.kernel + cluster.swarm_start + 1.3 * cluster.image / c + fixed.agent
-                         + fixed.switch_root + SERVICE_START)
-        files, _ = cold_peer_files(at_ipxe, cluster.boot_files, u, c, SERVER_STREAMS, serving_after)
+    if cluster.cold_from_peers:  # its initramfs serves, then (after switch_root) its booted service
+        start = fixed.kernel + cluster.swarm_start
+        pause = start + 1.3 * cluster.image / c + fixed.agent + fixed.switch_root
+        files, _ = cold_peer_files(at_ipxe, cluster.boot_files, u, c, SERVER_STREAMS,
+                                   (start, pause, pause + SERVICE_START))
     elif cluster.boot_files_from_peers:  # one copy from the head node, then peer to peer at c
         first = cluster.boot_files / min(u, c)
         files = [t + first + cluster.boot_files / c * (i > 0) for i, t in enumerate(at_ipxe)]
@@ -207,13 +262,17 @@ def boot(cluster: Cluster, fixed: Fixed, swarm: dict[str, Any], seed: int = 1) -
     return Boot(done, max(files), max(plans), max(result.done), result.server_bytes / cluster.image)
 
 
-def limit(cluster: Cluster, fixed: Fixed) -> float:
+def limit(cluster: Cluster, fixed: Fixed, naive: bool = False) -> float:
     """The physical limit of the whole boot (see the module's docstring)."""
     n = cluster.nodes
     c, u = payload_rate(int(cluster.node_bit)), payload_rate(int(cluster.head_bit))
     b, f = cluster.boot_files, cluster.image
-    peers = cluster.boot_files_from_peers or cluster.cold_from_peers
-    files = b / min(u, c) if peers else max(b / c, n * b / u)
+    if cluster.cold_from_peers and not naive:
+        files = percentile(peer_files_bound(n, b, u, c, fixed.kernel), 99)
+    elif cluster.boot_files_from_peers or cluster.cold_from_peers:
+        files = b / min(u, c)
+    else:
+        files = max(b / c, n * b / u)
     return fixed.total + files + max(f / u, f / c, n * f / (u + n * c))
 
 
@@ -345,6 +404,7 @@ def predict(  # noqa: PLR0917
         t0 = time.monotonic()
         b = boot(cluster, fixed, swarm)
         lim = limit(cluster, fixed)
+        naive = limit(cluster, fixed, naive=True)
         row = {
             "case": label,
             "nodes": cluster.nodes,
@@ -355,6 +415,8 @@ def predict(  # noqa: PLR0917
             "p99": b.p(99),
             "limit": lim,
             "p99_x_limit": b.p(99) / lim,
+            "naive_limit": naive,
+            "p99_x_naive_limit": b.p(99) / naive,
             "plain_http": plain_http(cluster, fixed),
             "boot_files_last": b.boot_files_last,
             "plans_last": b.plans_last,
@@ -367,7 +429,9 @@ def predict(  # noqa: PLR0917
             f"  {label:28} u_s {row['head_gbit']:>4.0f} c {row['node_gbit']:>4.0f} Gbit/s "
             f"F {row['image_gb']:.0f} GB: "
             f"p50 {row['p50']:7.1f} s p99 {row['p99']:7.1f} s = {row['p99_x_limit']:.2f} x limit "
-            f"{lim:7.1f} s; plain HTTP {row['plain_http']:7.1f} s; "
+            f"{lim:7.1f} s"
+            + (f" ({row['p99_x_naive_limit']:.2f} x B/c's {naive:.1f} s)" if naive != lim else "")
+            + f"; plain HTTP {row['plain_http']:7.1f} s; "
             f"boot files done {b.boot_files_last:6.1f} s "
             f"[{row['seconds']:.0f} s]",
             flush=True,

@@ -2,6 +2,7 @@
 
 swarmboot-agent [boot]            boot this node (the dracut pre-mount hook runs this)
 swarmboot-agent seed …            keep seeding the verified image (started by the agent)
+swarmboot-agent boot-files …      serve the boot files while the node boots (started by the agent)
 swarmboot-agent self-test         import libtorrent, http.client, pyudev, pyparted; print versions, timings
 swarmboot-agent disks             the disks the disk mode sees, with their partitions (JSON)
 swarmboot-agent cmdline [FILE]    parse a kernel command line (default /proc/cmdline), print it
@@ -101,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--listen", default="0.0.0.0:6881")
     seed.add_argument("--status", type=Path)
     seed.add_argument("--max-seconds", type=float, default=4 * 3600)
+    files = sub.add_parser("boot-files", help="serve the boot files while the node boots (by the agent)")
+    files.add_argument("--servers", required=True, help="the server URLs, comma-separated")
+    files.add_argument("--node", required=True)
+    files.add_argument("--dir", type=Path, required=True)
+    files.add_argument("--events-url", default="", help="the plan's events URL (the token: SWARMBOOT_TOKEN)")
+    files.add_argument("--image", default="")
+    files.add_argument("--version", type=int, default=0)
     sub.add_parser("self-test", help="import the agent's libraries and print versions")
     sub.add_parser("disks", help="the disks the disk mode sees (JSON)")
     parse = sub.add_parser("cmdline", help="parse a kernel command line and print the agent's arguments")
@@ -138,6 +146,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             build_parser().error(f"seed needs --handover, or {', '.join(missing)}")
         return seed_main(
             args.torrent, args.dir, args.sha256, args.listen, args.status, max_seconds=args.max_seconds
+        )
+    if command == "boot-files":
+        from bootagent.boot_files import serve_while_booting_main
+
+        return serve_while_booting_main(
+            tuple(u for u in args.servers.split(",") if u), args.node, args.dir, args.events_url,
+            image=args.image, version=args.version,
         )
     if command == "self-test":
         print(json.dumps(self_test(), indent=2))

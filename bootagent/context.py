@@ -57,6 +57,7 @@ class AgentConfig:
     seed_after: bool = True  # start the seeding process after the download
     progress_every: float = 2.0  # seconds between progress events
     lldp: bool = True  # listen for LLDP frames on the boot NIC (needs CAP_NET_RAW)
+    boot_files_while_booting: bool = True  # serve the boot files from the initramfs (bootagent/boot_files.py)
 
 
 class Console:
@@ -126,6 +127,7 @@ class BootContext:
     seeder_pid: int | None = None
     preload: Any = None  # the root mode's modprobe, started after the plan (bootagent/roots.py)
     carry_ahead: Any = None  # the bundle carried for the seeding after boot (bootagent/seed_handover.py)
+    boot_files_pid: int | None = None  # `swarmboot-agent boot-files`, serving while the node boots
     client: ServerClient | None = None  # talks to the servers (made by the plan stage)
     download: ImageDownload | None = None  # the live download while the download stage runs
     disk: DiskInstall | None = None  # root mode disk: the install's state (bootagent/disk/install.py)

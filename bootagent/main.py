@@ -84,6 +84,10 @@ def stage_plan(ctx: BootContext) -> StageResult:
         from bootagent.seed_handover import carry_ahead
 
         ctx.carry_ahead = carry_ahead(ctx)
+    if ctx.boot_files_pid is None:  # this node serves its kernel and initramfs from now on
+        from bootagent.seed_handover import start_boot_files
+
+        ctx.boot_files_pid = start_boot_files(ctx)
     if ctx.reporter is not None:
         ctx.reporter.set_image(plan.image.name, plan.image.version)
         ctx.reporter.heartbeat_seconds = float(plan.reporting.heartbeat_seconds)
@@ -323,6 +327,10 @@ def stage_post(ctx: BootContext) -> StageResult:
 
 def stage_handover(ctx: BootContext) -> StageResult:
     signal_seeder(ctx.paths.run_dir)  # it winds down meanwhile, not in the cleanup hook (bootagent/seeder.py)
+    if ctx.boot_files_pid is not None:  # so does the boot-files server
+        from bootagent.seed_handover import signal_boot_files
+
+        signal_boot_files(ctx)
     total = time.monotonic() - ctx.console.started
     # The agent's own time: neither the transfer nor a person's time in the service shell.
     waited = ctx.timings.get("download", 0.0) + ctx.timings.get("service", 0.0)
@@ -333,6 +341,10 @@ def stage_handover(ctx: BootContext) -> StageResult:
     }
     (ctx.paths.run_dir / "timings.json").write_text(json.dumps(timings) + "\n")
     seeding = hand_over_seeding(ctx)
+    if ctx.boot_files_pid is not None:  # its files stay for the booted service, if one runs
+        from bootagent.seed_handover import stop_boot_files
+
+        stop_boot_files(ctx, keep=bool(seeding.get("after_boot")))
     ctx.console.info(f"handing over to the booted system after {total:.1f} s")
     details: dict[str, object] = {**timings, "seeding": seeding}
     if ctx.disk is not None:  # the install worked: the server boots this node from its disk now

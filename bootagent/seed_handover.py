@@ -13,24 +13,27 @@ tmpfs root's archive, an image nobody mounts, is deleted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import sys
 import threading
 from pathlib import Path
 
 from bootagent.boot_files import PORT as BOOT_FILES_PORT
 from bootagent.context import BootContext
-from bootagent.seeder import Handover
+from bootagent.seeder import SEEDER_NICE, Handover, agent_command
 from ground.contract.plan import BootPlan
 from ground.errors import CommandError
-from ground.run import run
+from ground.run import run, spawn
 
 UNIT = "swarmboot-seed.service"
 HANDOVER_FILE = "seed-handover.json"
 STATUS_FILE = "seed-status.json"  # the booted seeder's counters (seeder.json: the initramfs one's)
 AGENT_DIR = "agent"
 BOOT_FILES_DIR = "boot-files"  # the kernel and initramfs the booted service serves (bootagent/boot_files.py)
+BOOT_FILES_PID = "boot-files.pid"  # `swarmboot-agent boot-files`, serving them while the node boots
 AGENT_TMPFS_SIZE = "96m"  # the bundle is ~25 MB
 
 
@@ -128,6 +131,57 @@ def carry_ahead(ctx: BootContext) -> CarryAhead | None:
     if plan.root.mode == "nfs":
         return None
     return CarryAhead(bundle, ctx.paths.run_dir / AGENT_DIR)
+
+
+
+
+def start_boot_files(ctx: BootContext) -> int | None:
+    """After the plan: `swarmboot-agent boot-files` fetches this version's kernel and initramfs
+    again, checks them and serves them from the initramfs while the node boots, in a process of
+    its own at the seeder's CPU priority (bootagent/boot_files.py). None: not for this boot."""
+    plan, args = ctx.require_plan(), ctx.require_args()
+    if not ctx.config.boot_files_while_booting or plan.root.mode == "nfs" or not args.servers:
+        return None
+    run_dir = ctx.paths.run_dir
+    log = open(run_dir / "boot-files.log", "ab")  # noqa: SIM115 - handed to the child
+    try:
+        proc = spawn(
+            [*agent_command(), "boot-files", "--servers", ",".join(args.servers), "--node", plan.node.name,
+             "--dir", str(run_dir / BOOT_FILES_DIR), "--events-url", plan.reporting.events_url,
+             "--image", plan.image.name, "--version", str(plan.image.version)],
+            extra_env={"SWARMBOOT_TOKEN": args.token}, stdout=log, stderr=log,
+        )
+    except (OSError, CommandError) as exc:
+        ctx.console.info(f"note: not serving the boot files while booting: {exc}")
+        return None
+    finally:
+        log.close()
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, proc.proc.pid, SEEDER_NICE)
+    pid = proc.detach()
+    (run_dir / BOOT_FILES_PID).write_text(f"{pid}\n")  # the dracut cleanup hook's, if the boot goes wrong
+    return pid
+
+
+def signal_boot_files(ctx: BootContext) -> None:
+    """The handover begins: the boot-files process stops serving meanwhile (`stop_boot_files`)."""
+    if ctx.boot_files_pid is not None:
+        with contextlib.suppress(OSError):
+            os.kill(ctx.boot_files_pid, signal.SIGTERM)
+
+
+def stop_boot_files(ctx: BootContext, keep: bool) -> None:
+    """The end of the handover: the boot-files process (signalled at its start) stops serving and
+    says so; the dracut cleanup hook waits for it just before switch_root (boot-files.pid, until
+    boot-files.json says it stopped), not the agent. Its files stay for the booted service when
+    `keep`, or go (a fetch that was still running removes its own partial file)."""
+    signal_boot_files(ctx)
+    pid, ctx.boot_files_pid = ctx.boot_files_pid, None
+    if pid is not None:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reaped if it is done already
+    if not keep:
+        shutil.rmtree(ctx.paths.run_dir / BOOT_FILES_DIR, ignore_errors=True)
 
 
 def take_cleanup(run_dir: Path, image_file: Path) -> tuple[str, ...]:

@@ -9,9 +9,15 @@ them over HTTP, and says so (`seed` events whose details carry `boot_files`, aga
 - names a holder to a booted service that fetches the files, so the cluster's copies come from
   one another, and the head node sends about one copy per version.
 
+A node serves its files from its initramfs already, as soon as it has fetched them again (its
+agent, `serve_while_booting`), and its booted service takes over after switch_root; in between it
+is no holder (the agent says it stopped, the service says it serves).
+
 A holder is chosen on the asking node's switch when it can be (the switches' forwarding tables,
-as the tracker uses them), then anywhere; a holder takes at most `PER_HOLDER` assignments per
-`WINDOW` seconds (a 47 MB pair is well under a second on 1 GbE, minutes on the lab's slow links).
+as the tracker uses them), then anywhere; a holder serves at most `PER_HOLDER` nodes at once: an
+assignment ends when the holder says it sent that node both files (`served`: a 53 MB pair is
+under a second on 1 GbE, minutes on the lab's slow links) or after `WINDOW` seconds (the node
+fell back to the server, or the holder's word was lost).
 In a cold start nobody holds the files yet: the server then sends the boot files to at most
 `boot_files_server_streams` nodes at once (from the script that names it until that node's
 initramfs is sent, by its address) and tells the nodes beyond them to ask
@@ -44,7 +50,7 @@ class Holder:
     switch: str
     files: dict[str, str]  # file name -> sha256
     seen: float
-    assigned: deque[float] = field(default_factory=deque)
+    assigned: deque[tuple[float, str]] = field(default_factory=deque)  # (when, the node's address)
 
     @property
     def base_url(self) -> str:
@@ -55,9 +61,17 @@ class Holder:
         return f"{self.base_url}/boot-files/{self.files[name]}/{name}"
 
     def load(self, now: float) -> int:
-        while self.assigned and now - self.assigned[0] > WINDOW:
+        while self.assigned and now - self.assigned[0][0] > WINDOW:
             self.assigned.popleft()
         return len(self.assigned)
+
+    def done(self, address: str) -> bool:
+        """The holder sent `address` its files: that assignment ends (the oldest one to it)."""
+        for entry in self.assigned:
+            if entry[1] == address:
+                self.assigned.remove(entry)
+                return True
+        return False
 
 
 Version = tuple[str, int]  # (image, version number)
@@ -82,9 +96,19 @@ class BootPeers:
     ) -> None:
         now = self._clock()
         with self._lock:
+            same = self._holders.get(version, {}).get(node)
+            if same is not None and (same.address, same.port, same.files) == (address, port, files):
+                same.seen, same.switch = now, switch  # its reports: the assignments it serves stay
+                return
             self._forget(node)
             holder = Holder(node, address, port, switch, dict(files), now)
             self._holders.setdefault(version, {})[node] = holder
+
+    def served(self, node: str, address: str) -> bool:
+        """`node` says it sent its files to `address`: that assignment ends (False: none was open)."""
+        with self._lock:
+            return any(h.done(address) for holders in self._holders.values()
+                       if (h := holders.get(node)) is not None)
 
     def drop(self, node: str) -> None:
         """The node reboots, or its service stopped: it serves nothing any more."""
@@ -102,10 +126,12 @@ class BootPeers:
         return [h for h in holders.values() if all(n in h.files for n in names)]
 
     def pick(
-        self, version: Version, node: str, switch: str, names: tuple[str, ...], *, busy_ok: bool = False
+        self, version: Version, node: str, switch: str, names: tuple[str, ...], *, busy_ok: bool = False,
+        address: str = "",
     ) -> Holder | None:
-        """A holder of `names` for `node` (never itself): on its switch first, the least loaded;
-        one at its `PER_HOLDER` limit only when `busy_ok` (a booted service, off the boot's path)."""
+        """A holder of `names` for `node` at `address` (never itself): on its switch first, the
+        least loaded; one at its `PER_HOLDER` limit only when `busy_ok` (a service, off the boot's
+        path)."""
         now = self._clock()
         with self._lock:
             live = [h for h in self._live(version, now, names) if h.node != node]
@@ -114,21 +140,23 @@ class BootPeers:
             if not live:
                 return None
             best = min(live, key=lambda h: (not (switch and h.switch == switch), h.load(now), h.seen, h.node))
-            best.assigned.append(now)
+            best.assigned.append((now, address))
             return best
 
-    def for_ipxe(self, version: Version, node: str, switch: str, names: tuple[str, str]) -> Holder | None:
-        holder = self.pick(version, node, switch, names)
+    def for_ipxe(
+        self, version: Version, node: str, switch: str, names: tuple[str, str], address: str = ""
+    ) -> Holder | None:
+        holder = self.pick(version, node, switch, names, address=address)
         if holder is not None:
             self.assigned_ipxe += 1
         return holder
 
-    def for_service(self, version: Version, node: str, switch: str, names: tuple[str, ...]) -> tuple[
-        Holder | None, int
-    ]:
+    def for_service(
+        self, version: Version, node: str, switch: str, names: tuple[str, ...], address: str = ""
+    ) -> tuple[Holder | None, int]:
         """(holder, 0), or (None, 0): fetch from the server, or (None, seconds): wait, another node is
         fetching this version's files from the server and will hold them soon."""
-        holder = self.pick(version, node, switch, names, busy_ok=True)
+        holder = self.pick(version, node, switch, names, busy_ok=True, address=address)
         if holder is not None:
             self.assigned_service += 1
             return holder, 0

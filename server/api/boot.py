@@ -67,7 +67,7 @@ def _node_script(
     if not local and state.settings.boot_files_from_peers:  # a booted node holding this version's files
         m = version.manifest
         peer = state.boot_peers.for_ipxe((m.image, m.version), node.name, state.ip_switch.get(address, ""),
-                                         (m.kernel.name, m.initramfs.name))
+                                         (m.kernel.name, m.initramfs.name), address)
         if peer is None and state.boot_peers.hold_back(state.settings.boot_files_server_streams, address):
             busy = state.boot_peers.pending()
             return ipxe.render_message(

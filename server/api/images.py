@@ -111,7 +111,7 @@ def _boot_files_for(state: ServerState, name: str, address: str) -> dict[str, An
         return {"serve": False, "image": m.image, "version": m.version, "files": [], "wait": 0}
     names = (m.kernel.name, m.initramfs.name)
     holder, wait = state.boot_peers.for_service(
-        (m.image, m.version), name, state.ip_switch.get(address, ""), names
+        (m.image, m.version), name, state.ip_switch.get(address, ""), names, address
     )
     files = [
         {"name": e.name, "sha256": e.sha256, "size": e.size,

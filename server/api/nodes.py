@@ -237,6 +237,9 @@ def _boot_files(state: ServerState, name: str, event: dict[str, Any], address: s
         log.warning("node %s: says it serves boot files that are not %s/%s's", name, *version)
         return
     state.boot_peers.hold(version, name, address, port, wanted, switch=state.ip_switch.get(address, ""))
+    served_to = said.get("served_to")
+    if isinstance(served_to, str) and served_to:  # it sent a node both files: that node's slot is free
+        state.boot_peers.served(name, served_to)
 
 
 @router.post("/api/v1/nodes/{name}/events")

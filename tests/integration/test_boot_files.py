@@ -204,3 +204,66 @@ def test_with_initramfs_dhcp_the_script_asks_dracut_for_dhcp_instead_of_ipxes_ad
     words = line.split(" || ")[0].split()
     assert "ip=dhcp" in words and "rd.neednet=1" in words, line
     assert not any(w.startswith("swarmboot.ip=") for w in words), line
+
+
+def test_a_booting_node_serves_its_files_from_the_initramfs_and_its_booted_service_takes_them_over(
+    server: ServerProcess, manifest: Manifest, tmp_path: Path
+) -> None:
+    """`swarmboot-agent boot-files`, as the agent starts it after the plan: it fetches the files
+    again, serves them while the node boots, frees a rebooting node's slot once that node has both
+    files, stops at SIGTERM (the handover), and its files go to the booted service unfetched."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.helpers.server import wait_for
+
+    pair = manifest.kernel.size + manifest.initramfs.size
+    token = boot_token(server, mac(1))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    directory = run_dir / "boot-files"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bootagent", "boot-files", "--servers", server.url, "--node", "n1",
+         "--dir", str(directory), "--events-url", f"{server.url}/api/v1/nodes/n1/events",
+         "--image", "compute", "--version", "1"],
+        env={**os.environ, "SWARMBOOT_TOKEN": token}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(lambda: server.admin("stats")["boot_peers"]["holders"].get("compute/1") == 1, 60,
+                 what="n1's initramfs holds the boot files")
+        port = {int(urls_in(script(server, i), "kernel")[0].split(":")[2].split("/")[0]) for i in range(3, 7)}
+        assert len(port) == 1, port  # n3-n6: all four slots of n1's
+        from_server = f"{server.url}/images/compute/1/{manifest.kernel.name}"
+        assert urls_in(script(server, 7), "kernel") == [from_server]
+        base = f"http://127.0.0.1:{port.pop()}/boot-files"
+        for entry in (manifest.kernel, manifest.initramfs):  # n3's iPXE fetches both: its slot is free
+            got = requests.get(f"{base}/{entry.sha256}/{entry.name}", timeout=30).content
+            assert hashlib.sha256(got).hexdigest() == entry.sha256
+        wait_for(lambda: len(urls_in(script(server, 8), "kernel")) == 2, 30, what="n1's slot freed by n3")
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out
+    status = (run_dir / "boot-files.json").read_text()
+    assert '"stopped": true' in status and '"served": true' in status, status
+    assert server.admin("stats")["boot_peers"]["holders"] == {"compute/1": 0}  # until its service says so
+    assert head_bytes(server, manifest) == pair  # the initramfs's fetch, from the server (no holder yet)
+
+    said: list[tuple[str, str, dict[str, Any]]] = []
+    stopping = threading.Event()
+    thread = threading.Thread(
+        target=boot_files.serve_after_boot,
+        args=((server.url,), "n1", directory, 0, stopping, lambda *a: said.append(a), lambda _: None),
+    )
+    thread.start()
+    wait_for(lambda: said, 30, what="the booted service serving")
+    stopping.set()
+    thread.join(10)
+    assert said[0][2]["fetched"]["from_server"] == pair and said[-1][0] == "done"
+    assert head_bytes(server, manifest) == pair  # taken over, not fetched again

@@ -90,11 +90,24 @@ def test_a_cold_start_from_peers_sends_few_copies_from_the_head_and_ends_sooner(
 
     arrivals = [0.0] * 400
     alone = http_finish(arrivals, 100.0, rate=100.0, cap=100.0)  # 400 copies through the head: 400 s
-    files, from_head = cold_peer_files(arrivals, 100.0, rate=100.0, cap=100.0, streams=4, serving_after=10.0)
+    files, from_head = cold_peer_files(arrivals, 100.0, rate=100.0, cap=100.0, streams=4,
+                                       serving=(10.0, 1e9, 1e9))
     assert max(alone) == pytest.approx(400.0)
     assert from_head < 100 and max(files) < 0.5 * max(alone)
     assert sorted(files)[:4] == pytest.approx([4.0] * 4)  # the first 4 share the head's link
-    # nobody serves before it has the files and has booted
+    # nobody serves before it has the files and its kernel is up
     never, head_only = cold_peer_files([0.0] * 8, 100.0, rate=100.0, cap=100.0, streams=4,
-                                       serving_after=1e9)
+                                       serving=(1e9, 2e9, 2e9))
     assert head_only == 8 and max(never) == pytest.approx(8.0)
+    # a holder in its switch_root gap serves nobody: the head node does meanwhile
+    gap, from_head_gap = cold_peer_files(arrivals, 100.0, rate=100.0, cap=100.0, streams=4,
+                                         serving=(10.0, 11.0, 1e9))
+    assert from_head_gap > from_head and max(gap) > max(files)
+
+
+def test_the_cold_start_limit_from_peers_counts_how_fast_copies_can_spread() -> None:
+    from boot_model import peer_files_bound
+
+    # the head sends one copy per second; each node sends one per second from 2 s after its own
+    assert peer_files_bound(5, 100.0, rate=100.0, cap=100.0, serve_after=2.0) == [1, 2, 3, 4, 4]
+    assert peer_files_bound(3, 100.0, rate=200.0, cap=100.0, serve_after=9.0) == [1, 1, 2]  # 2 channels

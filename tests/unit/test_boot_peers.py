@@ -46,6 +46,21 @@ def test_each_holder_takes_per_holder_per_window_then_the_server_serves() -> Non
     assert peers.stats()["assigned_ipxe"] == 2 * PER_HOLDER + 1
 
 
+def test_a_holder_that_says_it_sent_a_node_its_files_takes_the_next_one_at_once() -> None:
+    peers, _ = peers_with(("a", ""))
+    assert all(peers.for_ipxe(V, f"x{i}", "", NAMES, f"10.1.0.{i}") is not None for i in range(PER_HOLDER))
+    assert peers.for_ipxe(V, "next", "", NAMES, "10.1.0.99") is None  # busy: 4 at once
+    peers.hold(V, "a", "10.0.0.1", 7480, FILES)  # its reports keep its assignments
+    assert peers.for_ipxe(V, "next", "", NAMES, "10.1.0.99") is None
+    assert not peers.served("a", "10.9.9.9")  # nobody it was serving
+    assert peers.served("a", "10.1.0.2")  # x2 has both files: its slot is free, before the window ends
+    holder = peers.for_ipxe(V, "next", "", NAMES, "10.1.0.99")
+    assert holder is not None and holder.node == "a"
+    assert peers.for_ipxe(V, "after", "", NAMES, "10.1.0.98") is None
+    peers.hold(V, "a", "10.0.0.1", 7481, FILES)  # another port: another server, a new holding
+    assert peers.for_ipxe(V, "after", "", NAMES, "10.1.0.98") is not None
+
+
 def test_a_reboot_a_stop_or_silence_ends_a_holding() -> None:
     peers, clock = peers_with(("a", ""), ("b", ""), ("c", ""))
     peers.drop("a")
