@@ -18,10 +18,12 @@ Three phases, on the same namespaces:
     flock /tmp/swarmboot-heavy.lock .venv/bin/python bench/boot_files.py --rebooting 16,32 \
         [--booted 8] [--link 200mbit] [--server-link 200mbit] [--kernel 8.2MB] [--initramfs 39.4MB]
 
-`--cold N [--server-streams K] [--boot-seconds S]`: a cold start instead. N nodes power on at
-once and serve S seconds after their files. It runs twice, without the hold-back and with the
-server sending at most K boot-file transfers at once, telling the others to wait for the first
-nodes up.
+`--cold N [--server-streams K] [--boot-seconds S] [--kernel-seconds E --gap G]`: a cold start
+instead. N nodes power on at once and their booted services serve S seconds after their files.
+It runs three times: without the hold-back; with the server sending at most K boot-file
+transfers at once, telling the others to wait for the first nodes up; and the same with the
+nodes serving from their initramfs too (the agent's `boot-files` process, E seconds after their
+files, until the handover G seconds before the booted service).
 
 The last line per N: `boot-files N=… booted=… head_peers=…MB head_direct=…MB copies=… last_peers=…s
 last_direct=…s`.
@@ -193,13 +195,15 @@ def run_one(args: argparse.Namespace, rebooting: int, work: Path) -> dict[str, A
     }
 
 
-def run_cold(args: argparse.Namespace, nodes: int, work: Path, streams: int) -> dict[str, Any]:
-    """A cold start: `nodes` power on at once; each serves `--boot-seconds` after its files.
-    `streams` 0: no hold-back (every node shares the head link at once)."""
+def run_cold(args: argparse.Namespace, nodes: int, work: Path, streams: int, early: bool) -> dict[str, Any]:
+    """A cold start: `nodes` power on at once; each serves `--boot-seconds` after its files (and
+    from `--kernel-seconds` on when `early`). `streams` 0: no hold-back (all share the head link)."""
     env = {"SWARMBOOT_BOOT_FILES_SERVER_STREAMS": str(streams)}
+    flags = ["--serve", "--boot-seconds", str(args.boot_seconds)]
+    if early:
+        flags += ["--kernel-seconds", str(args.kernel_seconds), "--gap", str(args.gap)]
     with served_lab(args, nodes, work, env) as (topo, server, manifest):
-        phase = Phase(topo, server, work, "cold", list(range(1, nodes + 1)),
-                      ["--serve", "--boot-seconds", str(args.boot_seconds)])
+        phase = Phase(topo, server, work, "cold", list(range(1, nodes + 1)), flags)
         try:
             phase.go()
             got = phase.results(1800)
@@ -209,7 +213,8 @@ def run_cold(args: argparse.Namespace, nodes: int, work: Path, streams: int) -> 
         finally:
             phase.kill()
     times = sorted(r["files_at"] for r in got.values())
-    return {"nodes": nodes, "streams": streams, "pair_bytes": manifest.kernel.size + manifest.initramfs.size,
+    return {"nodes": nodes, "streams": streams, "early": early,
+            "pair_bytes": manifest.kernel.size + manifest.initramfs.size,
             "head": head, "p50_s": round(times[len(times) // 2], 1), "last_s": round(times[-1], 1),
             "held_back": stats["held_back"], "from_peers": sum(1 for r in got.values() if r["bytes"]["peer"])}
 
@@ -222,20 +227,22 @@ def write_rows(args: argparse.Namespace, rows: list[dict[str, Any]]) -> int:
 
 def cold_main(args: argparse.Namespace) -> int:
     rows = []
-    for streams in (0, args.server_streams):
+    for streams, early in ((0, False), (args.server_streams, False), (args.server_streams, True)):
         with tempfile.TemporaryDirectory(prefix="sb-bootfiles-") as tmp:
-            row = run_cold(args, args.cold, Path(tmp), streams)
+            row = run_cold(args, args.cold, Path(tmp), streams, early)
         rows.append(row)
-        print(f"cold start of {row['nodes']}, server streams {streams or 'unlimited'}, boot "
-              f"{args.boot_seconds:.0f} s: head node {row['head'] / MB:.1f} MB "
+        serving = f"initramfs from {args.kernel_seconds:.0f} s and " if early else ""
+        print(f"cold start of {row['nodes']}, server streams {streams or 'unlimited'}, serving from "
+              f"{serving}boot {args.boot_seconds:.0f} s: head node {row['head'] / MB:.1f} MB "
               f"({row['head'] / row['pair_bytes']:.1f} copies), {row['from_peers']} nodes' files from peers, "
               f"files p50 {row['p50_s']:.1f} s, last {row['last_s']:.1f} s; "
               f"{row['held_back']} scripts said wait", flush=True)
-    base, held = rows
+    base, held, early = rows
     copies = held["head"] / held["pair_bytes"]
     print(f"boot-files-cold N={args.cold} streams={args.server_streams} copies={copies:.2f} "
-          f"copies_unlimited={base['head'] / base['pair_bytes']:.2f} last={held['last_s']:.1f}s "
-          f"last_unlimited={base['last_s']:.1f}s", flush=True)
+          f"copies_unlimited={base['head'] / base['pair_bytes']:.2f} "
+          f"copies_early={early['head'] / early['pair_bytes']:.2f} last={held['last_s']:.1f}s "
+          f"last_unlimited={base['last_s']:.1f}s last_early={early['last_s']:.1f}s", flush=True)
     return write_rows(args, rows)
 
 
@@ -251,6 +258,9 @@ def main() -> int:
                     help="a cold start of this many nodes instead (with and without the hold-back)")
     ap.add_argument("--server-streams", type=int, default=4, help="--cold: boot_files_server_streams")
     ap.add_argument("--boot-seconds", type=float, default=30.0, help="--cold: from the files to serving")
+    ap.add_argument("--kernel-seconds", type=float, default=5.0,
+                    help="--cold: from the files to the agent's boot-files process (its third run)")
+    ap.add_argument("--gap", type=float, default=3.0, help="--cold: from the handover to the booted service")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the namespaces are removed

@@ -9,17 +9,25 @@ does with the boot files:
    script's kernel line;
 2. `--serve`: then the booted service's boot-file thread (bootagent/boot_files.py
    `serve_after_boot`: from a peer the server names, or from the server; checked; served; its
-   events to the server with the token) until the stop file.
+   events to the server with the token) until the stop file;
+3. `--kernel-seconds K`: before that, what the agent does K seconds after the files (its kernel
+   and initramfs up): the real `swarmboot-agent boot-files` process (fetch again, check, serve
+   while booting), stopped with SIGTERM at the handover, `--gap` seconds before the booted
+   service starts (switch_root, systemd), which then serves the files it left.
 
     ip netns exec NS python bench/boot_files_node.py --server URL --node NAME --mac MAC \
-        --dir DIR --go FIFO --stop FILE --result FILE [--direct] [--serve]
+        --dir DIR --go FIFO --stop FILE --result FILE [--direct] [--serve] [--boot-seconds S] \
+        [--kernel-seconds K --gap G]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -54,6 +62,31 @@ def fetch_one(session: requests.Session, urls: list[str], server: str) -> tuple[
     raise SystemExit(f"no URL gave the file: {urls}")
 
 
+def while_booting(args: argparse.Namespace, token: str, handover: float) -> dict[str, Any]:
+    """`swarmboot-agent boot-files` as the agent runs it (bootagent/seed_handover.py), until the
+    handover's SIGTERM; what it said it served (its run dir's boot-files.json)."""
+    run_dir = Path(args.dir)
+    with open(run_dir / "boot-files.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bootagent", "boot-files", "--servers", args.server, "--node", args.node,
+             "--dir", str(run_dir / "boot-files"), "--events-url",
+             f"{args.server}/api/v1/nodes/{args.node}/events", "--image", "bench", "--version", "1"],
+            cwd=ROOT, env={**os.environ, "SWARMBOOT_TOKEN": token}, stdout=log, stderr=log,
+        )
+    try:
+        time.sleep(max(0.0, handover - time.monotonic()))
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    try:
+        return dict(json.loads((run_dir / "boot-files.json").read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     for name in ("--server", "--node", "--mac", "--dir", "--go", "--stop", "--result"):
@@ -61,6 +94,9 @@ def main() -> int:
     ap.add_argument("--direct", action="store_true", help="the server's URLs only (no booted peers)")
     ap.add_argument("--serve", action="store_true", help="then run the booted service's boot-file part")
     ap.add_argument("--boot-seconds", type=float, default=0.0, help="from the files to the booted service")
+    ap.add_argument("--kernel-seconds", type=float, default=0.0,
+                    help="from the files to the agent's boot-files process (0: the booted service only)")
+    ap.add_argument("--gap", type=float, default=0.0, help="from the handover to the booted service")
     args = ap.parse_args()
     result = Path(args.result)
     result.with_suffix(".ready").write_text("ready\n")
@@ -84,7 +120,11 @@ def main() -> int:
             source, size = fetch_one(session, urls[-1:] if args.direct else urls, args.server)
             record["bytes"][source] += size
     record["files_at"] = time.monotonic() - t0
-    time.sleep(args.boot_seconds)  # the kernel, the initramfs, the image, switch_root, systemd
+    files_at = time.monotonic()
+    if args.serve and args.kernel_seconds > 0:  # the agent's process, from its plan to its handover
+        time.sleep(args.kernel_seconds)
+        record["early"] = while_booting(args, token, files_at + max(0.0, args.boot_seconds - args.gap))
+    time.sleep(max(0.0, files_at + args.boot_seconds - time.monotonic()))  # to the booted service
     stopping = threading.Event()
     said: list[dict[str, Any]] = []
     if args.serve:

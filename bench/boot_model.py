@@ -25,8 +25,10 @@ The physical limit of a boot: the fixed times, plus the boot files, plus the swa
 & Ross). The boot files from the head node: N x B / u_s, at least B / c. From peers in a cold
 start (`peer_files_bound`): as fast as copies can spread, each node serving at c from the moment
 its kernel is up (`Fixed.kernel` after it has them: firmware cannot serve), the head node at u_s,
-every transfer at a full link; the limit takes the 99th percentile node's (what p99 is compared
-with). `limit(..., naive=True)`: B / c as if every node could fetch them from a peer at once.
+every transfer at a full link. Then the 99th percentile node (what p99 is compared with) cannot
+finish before it has its files plus F / c, and no node before the first one's files plus the
+swarm's T_min (nodes start the swarm at different times here: the terms are not added).
+`limit(..., naive=True)`: B / c as if every node could fetch them from a peer at once.
 Rolling reboot from booted peers: B / c. Plain HTTP from one server (Warewulf, xCAT): the same
 fixed times without our agent's, and N x (B + F) through u_s.
 
@@ -58,7 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from swarm_report import payload_rate, percentile
 from swarm_sim import Params, simulate
 
-from server.boot_peers import PER_HOLDER, SERVER_FETCH_WAIT
+from server.boot_peers import PER_HOLDER
 
 GB = 10**9
 MODEL_PIECES = 256  # pieces the simulation moves (a 1 GB image's 1 MiB pieces, 4 at a time)
@@ -137,7 +139,7 @@ def http_finish(arrivals: list[float], size: float, rate: float, cap: float) -> 
 
 def cold_peer_files(  # noqa: PLR0917
     arrivals: list[float], size: float, rate: float, cap: float, streams: int,
-    serving: tuple[float, float, float], per_holder: int = PER_HOLDER, fetch_wait: float = SERVER_FETCH_WAIT,
+    serving: tuple[float, float, float], per_holder: int = PER_HOLDER,
 ) -> tuple[list[float], int]:
     """A cold start with the hold-back (server/boot_peers.py): the head node sends the boot files
     to at most `streams` nodes at once (its `rate` shared, each at most `cap`). `serving` =
@@ -147,9 +149,10 @@ def cold_peer_files(  # noqa: PLR0917
     each at cap / per_holder (counted as if always full: pessimistic), a slot free again when the
     transfer ends; each transfer counts twice, for the agents' own fetches of them again (which
     holders serve too, off the boot's path). A waiting node takes the first holder slot free, else
-    a server slot. The first nodes, whose files came from the head node, fetch them again from the
-    first of them after the server's `fetch_wait`. Returns each node's finish and how many came
-    from the head."""
+    a server slot. The first nodes, whose files came from the head node, fetch them again from it
+    (no holder yet; `booting=true`: not told to wait), beside the head's other transfers: counted at
+    half a server slot's rate, and not against the others (approximate). Returns each node's
+    finish and how many came from the head."""
     start, pause, resume = serving
     order = sorted(range(len(arrivals)), key=arrivals.__getitem__)
     finish = [0.0] * len(arrivals)
@@ -196,8 +199,8 @@ def cold_peer_files(  # noqa: PLR0917
             from_head += 1
         finish[i] = done
         got.append(done)
-        # it serves once its agent has them again: from a holder, or (the first) after the wait
-        refetch = each if t_peer < t_server else fetch_wait + each
+        # it serves once its agent has them again: from a holder, or (the first nodes) the head node
+        refetch = each if t_peer < t_server else 2 * per_copy
         heapq.heappush(ready, (done + start + refetch, len(got) - 1))
     return finish, from_head
 
@@ -268,8 +271,12 @@ def limit(cluster: Cluster, fixed: Fixed, naive: bool = False) -> float:
     c, u = payload_rate(int(cluster.node_bit)), payload_rate(int(cluster.head_bit))
     b, f = cluster.boot_files, cluster.image
     if cluster.cold_from_peers and not naive:
-        files = percentile(peer_files_bound(n, b, u, c, fixed.kernel), 99)
-    elif cluster.boot_files_from_peers or cluster.cold_from_peers:
+        # the p99 node cannot start before it has its files, nor take its image faster than c; the
+        # image's first copy (u_s) and the swarm's capacity count from the first node's start
+        spread = peer_files_bound(n, b, u, c, fixed.kernel)
+        first = spread[0] + max(f / u, n * f / (u + n * c))
+        return fixed.total + max(percentile(spread, 99) + f / c, first)
+    if cluster.boot_files_from_peers or cluster.cold_from_peers:
         files = b / min(u, c)
     else:
         files = max(b / c, n * b / u)

@@ -114,15 +114,15 @@ def _download(
 def fetch(
     servers: tuple[str, ...], node: str, directory: Path, *, timeout: float = 60.0,
     sleep: Callable[[float], None] = time.sleep, say: Callable[[str], None] = print,
-    stop: threading.Event | None = None,
+    stop: threading.Event | None = None, booting: bool = False,
 ) -> Fetched:
     """The node's version's boot files into `directory`, from a peer if the server names one
-    (`stop`: give up between chunks and waits, raising `Stopped`)."""
+    (`stop`: give up between chunks and waits, raising `Stopped`; `booting`: from the initramfs)."""
     directory.mkdir(parents=True, exist_ok=True)
     got = Fetched()
     with Client() as session:
         for _ in range(MAX_WAITS):
-            answer = _ask(session, servers, node, timeout)
+            answer = _ask(session, servers, node, timeout, booting)
             got.image, got.version = str(answer["image"]), int(answer["version"])
             got.serve_seconds = float(answer.get("serve_seconds") or 0)
             if not answer.get("serve"):
@@ -165,11 +165,14 @@ def fetch(
     return got
 
 
-def _ask(session: Client, servers: tuple[str, ...], node: str, timeout: float) -> dict[str, Any]:
+def _ask(
+    session: Client, servers: tuple[str, ...], node: str, timeout: float, booting: bool = False
+) -> dict[str, Any]:
     problems = []
+    params = {"node": node, **({"booting": "true"} if booting else {})}
     for server in servers:
         try:
-            response = session.get(f"{server}/api/v1/boot-files", params={"node": node}, timeout=timeout)
+            response = session.get(f"{server}/api/v1/boot-files", params=params, timeout=timeout)
         except HttpError as exc:
             problems.append(str(exc))
             continue
@@ -361,7 +364,8 @@ class ServeWhileBooting:
 
     def _run(self) -> None:
         try:
-            got = fetch(self.servers, self.node, self.directory, say=self.say, stop=self.stop_event)
+            got = fetch(self.servers, self.node, self.directory, say=self.say, stop=self.stop_event,
+                        booting=True)
         except Stopped:
             return
         except (BootFilesError, OSError, ValueError, KeyError) as exc:

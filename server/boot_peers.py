@@ -152,14 +152,19 @@ class BootPeers:
         return holder
 
     def for_service(
-        self, version: Version, node: str, switch: str, names: tuple[str, ...], address: str = ""
+        self, version: Version, node: str, switch: str, names: tuple[str, ...], address: str = "",
+        *, booting: bool = False,
     ) -> tuple[Holder | None, int]:
         """(holder, 0), or (None, 0): fetch from the server, or (None, seconds): wait, another node is
-        fetching this version's files from the server and will hold them soon."""
+        fetching this version's files from the server and will hold them soon. `booting`: an
+        agent's fetch in its initramfs, on the way to serving the next nodes: never told to wait
+        (only the first nodes of a cold start, at most the server's streams, find no holder)."""
         holder = self.pick(version, node, switch, names, busy_ok=True, address=address)
         if holder is not None:
             self.assigned_service += 1
             return holder, 0
+        if booting:
+            return None, 0
         now = self._clock()
         with self._lock:
             last = self._server_fetches.get(version)

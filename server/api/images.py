@@ -92,15 +92,16 @@ async def image_file(request: Request, image: str, version: str, name: str) -> R
 
 
 @router.get("/api/v1/boot-files")
-async def boot_files(request: Request, node: str) -> dict[str, Any]:
+async def boot_files(request: Request, node: str, booting: bool = False) -> dict[str, Any]:
     """Where a booted node's service gets its version's kernel and initramfs (bootagent/boot_files.py):
     from a booted peer when one holds them, else from here; `wait`: ask again in that many seconds,
-    another node is fetching them from here and will hold them soon (server/boot_peers.py)."""
+    another node is fetching them from here and will hold them soon (server/boot_peers.py).
+    `booting=true`: an agent's fetch from its initramfs (never told to wait)."""
     state = state_of(request)
-    return await run_in_threadpool(_boot_files_for, state, node, client_ip(request))
+    return await run_in_threadpool(_boot_files_for, state, node, client_ip(request), booting)
 
 
-def _boot_files_for(state: ServerState, name: str, address: str) -> dict[str, Any]:
+def _boot_files_for(state: ServerState, name: str, address: str, booting: bool = False) -> dict[str, Any]:
     with state.db.read() as session:
         found = session.execute(select(Node).where(Node.name == name)).unique().scalar_one_or_none()
         if found is None:
@@ -111,7 +112,7 @@ def _boot_files_for(state: ServerState, name: str, address: str) -> dict[str, An
         return {"serve": False, "image": m.image, "version": m.version, "files": [], "wait": 0}
     names = (m.kernel.name, m.initramfs.name)
     holder, wait = state.boot_peers.for_service(
-        (m.image, m.version), name, state.ip_switch.get(address, ""), names, address
+        (m.image, m.version), name, state.ip_switch.get(address, ""), names, address, booting=booting
     )
     files = [
         {"name": e.name, "sha256": e.sha256, "size": e.size,

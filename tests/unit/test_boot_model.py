@@ -111,3 +111,16 @@ def test_the_cold_start_limit_from_peers_counts_how_fast_copies_can_spread() -> 
     # the head sends one copy per second; each node sends one per second from 2 s after its own
     assert peer_files_bound(5, 100.0, rate=100.0, cap=100.0, serve_after=2.0) == [1, 2, 3, 4, 4]
     assert peer_files_bound(3, 100.0, rate=200.0, cap=100.0, serve_after=9.0) == [1, 1, 2]  # 2 channels
+
+
+def test_no_modelled_cold_start_from_peers_beats_its_limit() -> None:
+    """The limit is a lower bound: the model of the product's rules never ends before it."""
+    from boot_model import GB, Cluster, Fixed, boot, limit
+
+    fixed = Fixed(ipxe=19.0, kernel=13.7, agent=1.0, switch_root=1.1)
+    swarm = {"slots": 16, "hop_delay": 0.0, "efficiency": 0.94}
+    for head, node, image in ((1, 1, 1), (1, 25, 4), (10, 10, 1)):
+        cluster = Cluster(nodes=200, head_bit=head * 1e9, node_bit=node * 1e9, image=image * GB,
+                          boot_files=int(53.2e6), plans_per_second=26508, cold_from_peers=True)
+        b = boot(cluster, fixed, swarm)
+        assert b.p(99) >= limit(cluster, fixed) >= limit(cluster, fixed, naive=True) * 0.999

@@ -76,6 +76,7 @@ def test_one_booted_service_fetches_from_the_server_and_the_others_wait_for_it()
     peers, clock = peers_with()
     assert peers.for_service(V, "a", "", NAMES) == (None, 0)  # the first: from the server
     assert peers.for_service(V, "b", "", NAMES) == (None, SERVER_FETCH_WAIT)
+    assert peers.for_service(V, "b", "", NAMES, booting=True) == (None, 0)  # an initramfs does not wait
     peers.hold(V, "a", "10.0.0.1", 7480, FILES)
     holder, wait = peers.for_service(V, "b", "", NAMES)
     assert holder is not None and holder.node == "a" and wait == 0
