@@ -60,7 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from swarm_report import payload_rate, percentile
 from swarm_sim import Params, simulate
 
-from server.boot_peers import PER_HOLDER
+from server.boot_peers import BOOTING_FETCH_WAIT, PER_HOLDER
 
 GB = 10**9
 MODEL_PIECES = 256  # pieces the simulation moves (a 1 GB image's 1 MiB pieces, 4 at a time)
@@ -149,16 +149,18 @@ def cold_peer_files(  # noqa: PLR0917
     each at cap / per_holder (counted as if always full: pessimistic), a slot free again when the
     transfer ends; each transfer counts twice, for the agents' own fetches of them again (which
     holders serve too, off the boot's path). A waiting node takes the first holder slot free, else
-    a server slot. The first nodes, whose files came from the head node, fetch them again from it
-    (no holder yet; `booting=true`: not told to wait), beside the head's other transfers: counted at
-    half a server slot's rate, and not against the others (approximate). Returns each node's
-    finish and how many came from the head."""
+    a server slot. The first nodes, whose files came from the head node, find no holder: one of
+    them fetches them again from the head node, which holds the other transfers back meanwhile
+    (its whole link: B / min(u_s, c); the pause of the others is not counted), the others ask
+    again `BOOTING_FETCH_WAIT` s later and fetch from a holder. Returns each node's finish and how
+    many came from the head."""
     start, pause, resume = serving
     order = sorted(range(len(arrivals)), key=arrivals.__getitem__)
     finish = [0.0] * len(arrivals)
     slots = [0.0] * max(1, streams)  # when each server slot is free again
     per_copy = size / min(cap, rate / max(1, streams))
     each = per_holder * size / cap  # one transfer from a holder serving per_holder at once
+    first = size / min(rate, cap)  # the first holder-to-be's fetch from the head node, alone on its link
     held = 2 * each  # a holder's slot: that transfer and, in the model's count, one agent's fetch
     free: list[tuple[float, int]] = []  # heap of (when a holder slot is free, holder)
     ready: list[tuple[float, int]] = []  # heap of (when a holder starts serving, holder)
@@ -200,7 +202,7 @@ def cold_peer_files(  # noqa: PLR0917
         finish[i] = done
         got.append(done)
         # it serves once its agent has them again: from a holder, or (the first nodes) the head node
-        refetch = each if t_peer < t_server else 2 * per_copy
+        refetch = each if t_peer < t_server else first + BOOTING_FETCH_WAIT + each
         heapq.heappush(ready, (done + start + refetch, len(got) - 1))
     return finish, from_head
 

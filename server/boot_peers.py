@@ -38,6 +38,8 @@ TTL = 3 * REPORT_EVERY + 10.0
 PER_HOLDER = 4
 WINDOW = 30.0
 SERVER_FETCH_WAIT = 10  # seconds a booted service waits while another fetches its files from the server
+BOOTING_FETCH_WAIT = 2  # the same for an agent's fetch from its initramfs (it serves the next nodes soon)
+FIRST_FETCH_PRIORITY = 30.0  # while the first holder-to-be fetches them from the server, iPXE waits
 PENDING_TTL = 120.0  # a node sent to the server's files that never fetched its initramfs frees its slot
 HOLD_BACK_SECONDS = (5, 15)  # a held-back node's iPXE asks again after a random wait in this range
 
@@ -85,6 +87,7 @@ class BootPeers:
         self._lock = threading.Lock()
         self._holders: dict[Version, dict[str, Holder]] = {}
         self._server_fetches: dict[Version, float] = {}  # when a booted service last got the server
+        self._first_fetch: dict[Version, float] = {}  # a fetch from the server while nobody holds them
         self.assigned_ipxe = 0
         self.assigned_service = 0
         self.held_back = 0  # iPXE scripts that said "wait": the server's boot-file streams were full
@@ -103,6 +106,7 @@ class BootPeers:
             self._forget(node)
             holder = Holder(node, address, port, switch, dict(files), now)
             self._holders.setdefault(version, {})[node] = holder
+            self._first_fetch.pop(version, None)  # someone holds them: iPXE may take the server again
 
     def served(self, node: str, address: str) -> bool:
         """`node` says it sent its files to `address`: that assignment ends (False: none was open)."""
@@ -157,20 +161,21 @@ class BootPeers:
     ) -> tuple[Holder | None, int]:
         """(holder, 0), or (None, 0): fetch from the server, or (None, seconds): wait, another node is
         fetching this version's files from the server and will hold them soon. `booting`: an
-        agent's fetch in its initramfs, on the way to serving the next nodes: never told to wait
-        (only the first nodes of a cold start, at most the server's streams, find no holder)."""
+        agent's fetch from its initramfs, which serves the next nodes soon: told to ask again
+        sooner. While that first fetch from the server runs and nobody holds the files, the
+        server's other boot-file transfers wait (`hold_back`): it gets the head node's link."""
         holder = self.pick(version, node, switch, names, busy_ok=True, address=address)
         if holder is not None:
             self.assigned_service += 1
             return holder, 0
-        if booting:
-            return None, 0
         now = self._clock()
         with self._lock:
             last = self._server_fetches.get(version)
             if last is not None and now - last < TTL:
-                return None, SERVER_FETCH_WAIT
+                return None, BOOTING_FETCH_WAIT if booting else SERVER_FETCH_WAIT
             self._server_fetches[version] = now
+            if not self._holders.get(version):
+                self._first_fetch[version] = now
         return None, 0
 
     def stream_started(self) -> None:
@@ -193,15 +198,18 @@ class BootPeers:
 
     def hold_back(self, limit: int, address: str) -> bool:
         """A cold start: no booted peer is free and the server is already sending the boot files
-        to `limit` nodes. This one waits and asks again (cheap: no token, no event) instead of
-        sharing the head node's link with all the others; by then the first nodes up may serve it."""
+        to `limit` nodes, or the first node to serve them is fetching them from the server (for at
+        most `FIRST_FETCH_PRIORITY` s, until it holds them). This one waits and asks again (cheap:
+        no token, no event) instead of sharing the head node's link with all the others; by then
+        the first nodes up may serve it."""
         if limit <= 0:
             return False
         now = self._clock()
         with self._lock:
             for gone in [a for a, t in self._pending.items() if now - t > PENDING_TTL]:
                 del self._pending[gone]
-            if address in self._pending or len(self._pending) < limit:
+            first = any(now - t < FIRST_FETCH_PRIORITY for t in self._first_fetch.values())
+            if address in self._pending or (len(self._pending) < limit and not first):
                 return False
             self.held_back += 1
             return True

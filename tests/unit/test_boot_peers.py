@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.boot_peers import PER_HOLDER, SERVER_FETCH_WAIT, TTL, WINDOW, BootPeers
+from server.boot_peers import BOOTING_FETCH_WAIT, PER_HOLDER, SERVER_FETCH_WAIT, TTL, WINDOW, BootPeers
 
 V = ("compute", 3)
 FILES = {"vmlinuz": "a" * 64, "initramfs.img": "b" * 64}
@@ -76,10 +76,12 @@ def test_one_booted_service_fetches_from_the_server_and_the_others_wait_for_it()
     peers, clock = peers_with()
     assert peers.for_service(V, "a", "", NAMES) == (None, 0)  # the first: from the server
     assert peers.for_service(V, "b", "", NAMES) == (None, SERVER_FETCH_WAIT)
-    assert peers.for_service(V, "b", "", NAMES, booting=True) == (None, 0)  # an initramfs does not wait
+    assert peers.for_service(V, "b", "", NAMES, booting=True) == (None, BOOTING_FETCH_WAIT)  # sooner
+    assert peers.hold_back(4, "10.9.0.1")  # a's fetch has the head node's link: iPXE waits meanwhile
     peers.hold(V, "a", "10.0.0.1", 7480, FILES)
     holder, wait = peers.for_service(V, "b", "", NAMES)
     assert holder is not None and holder.node == "a" and wait == 0
+    assert not peers.hold_back(4, "10.9.0.1")  # a holds them: iPXE's slots are free again
     peers.drop("a")
     clock.now += TTL + 1  # a died before it held them: after the TTL, another goes to the server
     assert peers.for_service(V, "c", "", NAMES) == (None, 0)
