@@ -65,7 +65,7 @@ from server.boot_peers import BOOTING_FETCH_WAIT, PER_HOLDER
 GB = 10**9
 MODEL_PIECES = 256  # pieces the simulation moves (a 1 GB image's 1 MiB pieces, 4 at a time)
 TORRENT_BYTES = 20 * 1024 + 400  # a 1 GB image's .torrent at 1 MiB pieces
-SERVER_STREAMS = 16  # boot_files_server_streams' default
+SERVER_STREAMS = 4  # boot_files_server_streams' default
 SERVICE_START = 10.0  # switch_root -> the booted service serves the agent's boot files (systemd)
 REPORT_LATENCY = 0.05  # a holder's "sent it both files" event -> the server frees the slot
 

@@ -57,7 +57,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("seed_after_boot_rate", int, 0, "a booted node's upload limit in bytes/s as it seeds (0: none)"),
     Setting("boot_files_from_peers", bool, True,
             "booted nodes serve the kernel and initramfs to rebooting ones (iPXE falls back to the server)"),
-    Setting("boot_files_server_streams", int, 16,
+    Setting("boot_files_server_streams", int, 4,
             "kernel/initramfs transfers the server sends at once while no booted peer is free (0: no limit)"),
     Setting("boot_menu_timeout", int, 30, "seconds the unknown-machine boot menu waits before local boot"),
     Setting("rescue_group", str, "", "group whose image starts the rescue shell of unknown machines"),
@@ -100,7 +100,7 @@ class Settings:
     seed_idle_seconds: int = 60
     seed_after_boot_rate: int = 0
     boot_files_from_peers: bool = True
-    boot_files_server_streams: int = 16
+    boot_files_server_streams: int = 4
     boot_menu_timeout: int = 30
     rescue_group: str = ""
     dhcp_interface: str = ""

@@ -86,7 +86,7 @@ class BootPeers:
         self._clock = clock or time.monotonic
         self._lock = threading.Lock()
         self._holders: dict[Version, dict[str, Holder]] = {}
-        self._server_fetches: dict[Version, float] = {}  # when a booted service last got the server
+        self._server_fetches: dict[Version, tuple[float, str]] = {}  # (when, who) last got the server
         self._first_fetch: dict[Version, float] = {}  # a fetch from the server while nobody holds them
         self.assigned_ipxe = 0
         self.assigned_service = 0
@@ -122,6 +122,9 @@ class BootPeers:
     def _forget(self, node: str) -> None:
         for holders in self._holders.values():
             holders.pop(node, None)
+        for version in [v for v, (_, who) in self._server_fetches.items() if who == node]:
+            del self._server_fetches[version]  # its fetch from the server ended without a holding
+            self._first_fetch.pop(version, None)
 
     def _live(self, version: Version, now: float, names: tuple[str, ...]) -> list[Holder]:
         holders = self._holders.get(version, {})
@@ -171,9 +174,10 @@ class BootPeers:
         now = self._clock()
         with self._lock:
             last = self._server_fetches.get(version)
-            if last is not None and now - last < TTL:
+            guard = FIRST_FETCH_PRIORITY if booting else TTL  # a fetcher that died without a word
+            if last is not None and now - last[0] < guard:
                 return None, BOOTING_FETCH_WAIT if booting else SERVER_FETCH_WAIT
-            self._server_fetches[version] = now
+            self._server_fetches[version] = (now, node)
             if not self._holders.get(version):
                 self._first_fetch[version] = now
         return None, 0

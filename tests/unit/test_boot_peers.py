@@ -78,6 +78,11 @@ def test_one_booted_service_fetches_from_the_server_and_the_others_wait_for_it()
     assert peers.for_service(V, "b", "", NAMES) == (None, SERVER_FETCH_WAIT)
     assert peers.for_service(V, "b", "", NAMES, booting=True) == (None, BOOTING_FETCH_WAIT)  # sooner
     assert peers.hold_back(4, "10.9.0.1")  # a's fetch has the head node's link: iPXE waits meanwhile
+    peers.drop("a")  # a stopped before it had them (its handover): another may fetch them now
+    assert not peers.hold_back(4, "10.9.0.1")
+    assert peers.for_service(V, "a2", "", NAMES, booting=True) == (None, 0)
+    peers.drop("a2")
+    assert peers.for_service(V, "a", "", NAMES) == (None, 0)
     peers.hold(V, "a", "10.0.0.1", 7480, FILES)
     holder, wait = peers.for_service(V, "b", "", NAMES)
     assert holder is not None and holder.node == "a" and wait == 0
