@@ -408,8 +408,9 @@ class ServeWhileBooting:
             summary = {"served": True, "sent": details["sent"], "requests": details["requests"],
                        "to": sorted(details["served"])}
         else:  # the server may be waiting for this fetch: it is over, another node may fetch them
-            self.report("done", "stopped fetching the boot files for switch_root",
-                        {"stopped": True, "fetched": self.got is not None})
+            why = f"did not serve the boot files while booting: {self.error}" if self.error else (
+                "stopped fetching the boot files for switch_root")
+            self.report("done", why, {"stopped": True, "fetched": self.got is not None})
         if not keep or self.got is None or self._thread.is_alive():
             shutil.rmtree(self.directory, ignore_errors=True)
         return summary
