@@ -355,6 +355,7 @@ class ServeWhileBooting:
         self.server: BootFileServer | None = None
         self.got: Fetched | None = None
         self.error = ""
+        self.interrupted = False  # the stop came while it fetched (from the server, perhaps)
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="boot-files", daemon=True)
 
@@ -367,6 +368,7 @@ class ServeWhileBooting:
             got = fetch(self.servers, self.node, self.directory, say=self.say, stop=self.stop_event,
                         booting=True)
         except Stopped:
+            self.interrupted = True
             return
         except (BootFilesError, OSError, ValueError, KeyError) as exc:
             self.error = str(exc)
@@ -407,10 +409,9 @@ class ServeWhileBooting:
                         f"{details['sent'] >> 20} MiB in {details['requests']} request(s)", details)
             summary = {"served": True, "sent": details["sent"], "requests": details["requests"],
                        "to": sorted(details["served"])}
-        else:  # the server may be waiting for this fetch: it is over, another node may fetch them
-            why = f"did not serve the boot files while booting: {self.error}" if self.error else (
-                "stopped fetching the boot files for switch_root")
-            self.report("done", why, {"stopped": True, "fetched": self.got is not None})
+        elif self.interrupted or self._thread.is_alive():  # the server may wait for this fetch: over
+            self.report("done", "stopped fetching the boot files for switch_root",
+                        {"stopped": True, "fetched": self.got is not None})
         if not keep or self.got is None or self._thread.is_alive():
             shutil.rmtree(self.directory, ignore_errors=True)
         return summary
