@@ -37,7 +37,6 @@ CHUNK = 1 << 20
 MAX_WAITS = 60  # bounded: at most this many "another node is fetching" answers
 STATUS_FILE = "boot-files.json"  # in the run dir: what the boot-files process served, once it stopped
 FETCHED_FILE = "fetched.json"  # what the agent fetched, for the booted service to serve as it is
-NICE = 19  # the initramfs's boot-files process: the boot's own work comes first
 
 
 @dataclass
@@ -80,7 +79,7 @@ class BootFilesError(Exception):
     pass
 
 
-class Stopped(BootFilesError):
+class Stopped(Exception):
     """The fetch was told to stop (the agent hands over to the booted system)."""
 
 
@@ -146,8 +145,6 @@ def fetch(
                 peer = i < len(urls) - 1  # the server's URL is the last
                 try:
                     size = _download(session, url, target, sha, timeout, stop=stop)
-                except Stopped:
-                    raise
                 except (BootFilesError, OSError) as exc:  # HttpError is an OSError
                     problems.append(str(exc))
                     continue
@@ -216,14 +213,15 @@ class BootFileServer:
 
     def __init__(
         self, files: dict[str, Path], sha256: dict[str, str], port: int = PORT, *, image: str = "",
-        version: int = 0, on_served: Callable[[str], None] | None = None, poll: float = 0.5,
+        version: int = 0, on_served: Callable[[BootFileServer, str], None] | None = None, poll: float = 0.5,
     ) -> None:
-        """`on_served(address)`: that node has had every file whole (called in a server thread);
+        """`on_served(self, address)`: that node has had every file whole (in a server thread);
         `poll`: how soon `close` returns (the initramfs's is short: the handover waits for it)."""
         self.image, self.version = image, version
         self.paths = {f"/boot-files/{sha256[name]}/{name}": path for name, path in files.items()}
         self.files = dict(sha256)
-        self.counters = Counters(tuple(files), on_served)
+        served = (lambda address: on_served(self, address)) if on_served else None
+        self.counters = Counters(tuple(files), served)
         handler = _handler(self.paths, self.counters)
         try:
             self.httpd = ThreadingHTTPServer(("", port), handler)
@@ -288,12 +286,20 @@ def _handler(paths: dict[str, Path], counters: Counters) -> type[BaseHTTPRequest
 Report = Callable[[str, str, dict[str, Any]], None]
 
 
-def _served_reporter(report: Report, server: list[BootFileServer]) -> Callable[[str], None]:
-    def served(address: str) -> None:  # the server frees that node's slot at this holder
-        if server:
-            report("progress", f"sent the kernel and initramfs to {address}",
-                   {**server[0].details(), "served_to": address})
-    return served
+def start_serving(got: Fetched, port: int, report: Report, poll: float = 0.5) -> BootFileServer:
+    """Serve what `fetch` got; each node that had both files is reported (`served_to`: the
+    server frees its slot at this holder)."""
+
+    def served(server: BootFileServer, address: str) -> None:
+        report("progress", f"sent the kernel and initramfs to {address}",
+               {**server.details(), "served_to": address})
+
+    return BootFileServer(got.paths, got.sha256, port, image=got.image, version=got.version,
+                          on_served=served, poll=poll).start()
+
+
+def fetched_details(got: Fetched) -> dict[str, Any]:
+    return {"from_peers": got.from_peers, "from_server": got.from_server, "sources": got.sources}
 
 
 def serve_after_boot(  # noqa: PLR0917
@@ -316,15 +322,11 @@ def serve_after_boot(  # noqa: PLR0917
         say("not serving boot files: the server's boot_files_from_peers is off")
         shutil.rmtree(directory, ignore_errors=True)
         return
-    holder: list[BootFileServer] = []
-    server = BootFileServer(got.paths, got.sha256, port, image=got.image, version=got.version,
-                            on_served=_served_reporter(report, holder))
-    holder.append(server.start())
-    fetched = {"from_peers": got.from_peers, "from_server": got.from_server, "sources": got.sources}
+    server = start_serving(got, port, report)
     started = time.monotonic()
     try:
         report("progress", f"serving the kernel and initramfs on port {server.port}",
-               {**server.details(), "fetched": fetched})
+               {**server.details(), "fetched": fetched_details(got)})
         while not stopping.wait(REPORT_EVERY):
             if got.serve_seconds and time.monotonic() - started >= got.serve_seconds:
                 break
@@ -377,18 +379,13 @@ class ServeWhileBooting:
         if not got.serve:
             return
         got.save(self.directory)
-        holder: list[BootFileServer] = []
         with self._lock:
             if self.stop_event.is_set():
                 return
             self.got = got
-            self.server = BootFileServer(got.paths, got.sha256, self.port, image=got.image,
-                                         version=got.version, on_served=_served_reporter(self.report, holder),
-                                         poll=0.05)
-            holder.append(self.server.start())
-        fetched = {"from_peers": got.from_peers, "from_server": got.from_server, "sources": got.sources}
-        self.report("progress", f"serving the kernel and initramfs on port {self.server.port} while booting",
-                    {**self.server.details(), "fetched": fetched, "initramfs": True})
+            server = self.server = start_serving(got, self.port, self.report, poll=0.05)
+        self.report("progress", f"serving the kernel and initramfs on port {server.port} while booting",
+                    {**server.details(), "fetched": fetched_details(got), "initramfs": True})
 
     def busy(self) -> bool:
         """Fetching, or serving."""

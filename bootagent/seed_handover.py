@@ -133,8 +133,6 @@ def carry_ahead(ctx: BootContext) -> CarryAhead | None:
     return CarryAhead(bundle, ctx.paths.run_dir / AGENT_DIR)
 
 
-
-
 def start_boot_files(ctx: BootContext) -> int | None:
     """After the plan: `swarmboot-agent boot-files` fetches this version's kernel and initramfs
     again, checks them and serves them from the initramfs while the node boots, in a process of
@@ -175,7 +173,6 @@ def stop_boot_files(ctx: BootContext, keep: bool) -> None:
     says so; the dracut cleanup hook waits for it just before switch_root (boot-files.pid, until
     boot-files.json says it stopped), not the agent. Its files stay for the booted service when
     `keep`, or go (a fetch that was still running removes its own partial file)."""
-    signal_boot_files(ctx)
     pid, ctx.boot_files_pid = ctx.boot_files_pid, None
     if pid is not None:
         with contextlib.suppress(ChildProcessError):

@@ -10,8 +10,9 @@ them over HTTP, and says so (`seed` events whose details carry `boot_files`, aga
   one another, and the head node sends about one copy per version.
 
 A node serves its files from its initramfs already, as soon as it has fetched them again (its
-agent, `serve_while_booting`), and its booted service takes over after switch_root; in between it
-is no holder (the agent says it stopped, the service says it serves).
+agent's `swarmboot-agent boot-files`, bootagent/boot_files.py `ServeWhileBooting`), and its
+booted service takes over after switch_root; in between it is no holder (the agent says it
+stopped, the service says it serves).
 
 A holder is chosen on the asking node's switch when it can be (the switches' forwarding tables,
 as the tracker uses them), then anywhere; a holder serves at most `PER_HOLDER` nodes at once: an
@@ -87,7 +88,6 @@ class BootPeers:
         self._lock = threading.Lock()
         self._holders: dict[Version, dict[str, Holder]] = {}
         self._server_fetches: dict[Version, tuple[float, str]] = {}  # (when, who) last got the server
-        self._first_fetch: dict[Version, float] = {}  # a fetch from the server while nobody holds them
         self.assigned_ipxe = 0
         self.assigned_service = 0
         self.held_back = 0  # iPXE scripts that said "wait": the server's boot-file streams were full
@@ -106,7 +106,6 @@ class BootPeers:
             self._forget(node)
             holder = Holder(node, address, port, switch, dict(files), now)
             self._holders.setdefault(version, {})[node] = holder
-            self._first_fetch.pop(version, None)  # someone holds them: iPXE may take the server again
 
     def served(self, node: str, address: str) -> bool:
         """`node` says it sent its files to `address`: that assignment ends (False: none was open)."""
@@ -124,7 +123,6 @@ class BootPeers:
             holders.pop(node, None)
         for version in [v for v, (_, who) in self._server_fetches.items() if who == node]:
             del self._server_fetches[version]  # its fetch from the server ended without a holding
-            self._first_fetch.pop(version, None)
 
     def _live(self, version: Version, now: float, names: tuple[str, ...]) -> list[Holder]:
         holders = self._holders.get(version, {})
@@ -178,8 +176,6 @@ class BootPeers:
             if last is not None and now - last[0] < guard:
                 return None, BOOTING_FETCH_WAIT if booting else SERVER_FETCH_WAIT
             self._server_fetches[version] = (now, node)
-            if not self._holders.get(version):
-                self._first_fetch[version] = now
         return None, 0
 
     def stream_started(self) -> None:
@@ -212,7 +208,9 @@ class BootPeers:
         with self._lock:
             for gone in [a for a, t in self._pending.items() if now - t > PENDING_TTL]:
                 del self._pending[gone]
-            first = any(now - t < FIRST_FETCH_PRIORITY for t in self._first_fetch.values())
+            # the first holder-to-be of a version nobody holds fetches from the server: it goes first
+            first = any(now - t < FIRST_FETCH_PRIORITY and not self._holders.get(v)
+                        for v, (t, _) in self._server_fetches.items())
             if address in self._pending or (len(self._pending) < limit and not first):
                 return False
             self.held_back += 1

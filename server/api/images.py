@@ -96,7 +96,8 @@ async def boot_files(request: Request, node: str, booting: bool = False) -> dict
     """Where a booted node's service gets its version's kernel and initramfs (bootagent/boot_files.py):
     from a booted peer when one holds them, else from here; `wait`: ask again in that many seconds,
     another node is fetching them from here and will hold them soon (server/boot_peers.py).
-    `booting=true`: an agent's fetch from its initramfs (never told to wait)."""
+    `booting=true`: an agent's fetch from its initramfs (told to ask again sooner, and for at most
+    `FIRST_FETCH_PRIORITY` s)."""
     state = state_of(request)
     return await run_in_threadpool(_boot_files_for, state, node, client_ip(request), booting)
 
