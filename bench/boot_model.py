@@ -18,8 +18,10 @@ Each node goes through, in order (every parameter is in `Fixed` and `Cluster`):
 6. the agent's own time without the transfer and switch_root (`Fixed.agent`, `Fixed.switch_root`).
 The nodes that booted keep seeding while the others download (the seeding service), as the
 simulation's done nodes do. A rolling reboot of a fraction f of the cluster is the same boot of
-f x N nodes (the nodes that stay up stopped seeding long ago), with the boot files from the head
-node or from the booted peers.
+f x N nodes, with the boot files from the head node or from the booted peers; the nodes that stay
+up stopped seeding long ago, but they hold the image and seed it again on demand
+(server/reseed.py, `reseed_starts`: one per rebooting node, at the rate the server's answers
+let them ask).
 
 The physical limit of a boot: the fixed times, plus the boot files, plus the swarm's T_min (Kumar
 & Ross). The boot files from the head node: N x B / u_s, at least B / c. From peers in a cold
@@ -29,7 +31,8 @@ every transfer at a full link. Then the 99th percentile node (what p99 is compar
 finish before it has its files plus F / c, and no node before the first one's files plus the
 swarm's T_min (nodes start the swarm at different times here: the terms are not added).
 `limit(..., naive=True)`: B / c as if every node could fetch them from a peer at once.
-Rolling reboot from booted peers: B / c. Plain HTTP from one server (Warewulf, xCAT): the same
+Rolling reboot from booted peers: B / c; with booted nodes that hold the image (seeding again),
+the image's term is F / c: they can send all of it. Plain HTTP from one server (Warewulf, xCAT): the same
 fixed times without our agent's, and N x (B + F) through u_s.
 
     .venv/bin/python bench/boot_model.py --e2e-log e2e.log --swarm bench/results/lifecycle.json \\
@@ -61,6 +64,7 @@ from swarm_report import payload_rate, percentile
 from swarm_sim import Params, simulate
 
 from server.boot_peers import BOOTING_FETCH_WAIT, PER_HOLDER
+from server.reseed import POLL_SECONDS, POLLS_PER_SECOND
 
 GB = 10**9
 MODEL_PIECES = 256  # pieces the simulation moves (a 1 GB image's 1 MiB pieces, 4 at a time)
@@ -96,6 +100,7 @@ class Cluster:
     cold_from_peers: bool = False  # a cold start: the head's hold-back, then the first nodes up serve
     torrent: int = TORRENT_BYTES
     swarm_start: float = 0.3  # plan -> the first byte (session, tracker): the benchmark's first_byte
+    holding: int = 0  # booted nodes that hold the image and seed it again on demand (server/reseed.py)
 
 
 @dataclass
@@ -258,13 +263,30 @@ def boot(cluster: Cluster, fixed: Fixed, swarm: dict[str, Any], seed: int = 1) -
     plans = plan_finish(agents, cluster.plans_per_second, cluster.torrent, u)
     starts = tuple(t + cluster.swarm_start for t in plans)
     piece = math.ceil(cluster.image / MODEL_PIECES)
+    again = reseed_starts(sorted(starts), cluster.holding, cluster.swarm_start)
     result = simulate(
         Params(
-            nodes=n, size=cluster.image, piece=piece, link=c, server_link=u, starts=starts, seed=seed, **swarm
+            nodes=n, size=cluster.image, piece=piece, link=c, server_link=u, starts=starts, seed=seed,
+            holders=len(again), holder_starts=tuple(again), **swarm
         )
     )
     done = [t + fixed.agent + fixed.switch_root for t in result.done]
     return Boot(done, max(files), max(plans), max(result.done), result.server_bytes / cluster.image)
+
+
+def reseed_starts(leecher_starts: list[float], holding: int, start: float) -> list[float]:
+    """When booted nodes holding the image seed it again (server/reseed.py): the `holding` waiting
+    services ask `min(POLLS_PER_SECOND, holding / POLL_SECONDS)` times a second in all, and each
+    ask while the swarm has more leechers than booted seeds is a yes; one holder per leecher, each
+    seeding `start` seconds after its yes (its session and announce). `leecher_starts` sorted."""
+    if holding <= 0 or not leecher_starts:
+        return []
+    gap = 1 / min(POLLS_PER_SECOND, holding / POLL_SECONDS)
+    out, told = [], -math.inf
+    for joined in leecher_starts[:holding]:
+        told = max(told + gap, joined + gap / 2)  # the first ask after that leecher announced
+        out.append(told + start)
+    return out
 
 
 def limit(cluster: Cluster, fixed: Fixed, naive: bool = False) -> float:
@@ -282,6 +304,8 @@ def limit(cluster: Cluster, fixed: Fixed, naive: bool = False) -> float:
         files = b / min(u, c)
     else:
         files = max(b / c, n * b / u)
+    if cluster.holding > 0:  # booted holders can send it all: the head node's link bounds nothing
+        return fixed.total + files + max(f / c, n * f / (u + (n + cluster.holding) * c))
     return fixed.total + files + max(f / u, f / c, n * f / (u + n * c))
 
 
@@ -395,6 +419,7 @@ def scenarios(plans_per_second: float, boot_files: int) -> list[tuple[str, Clust
                             plans_per_second=plans_per_second,
                             boot_files_from_peers=kind == "rolling, files from peers",
                             cold_from_peers=kind == "cold, files from peers",
+                            holding=0 if kind.startswith("cold") else n - size,
                         )
                         out.append((f"{n} {kind}", cluster))
     return out

@@ -18,6 +18,8 @@ The model (every parameter is in `Params`):
   tracker), plus a uniform jitter of +- `start_jitter` (or at its own time in `starts`); it is
   done `end_delay` after its last piece (flush and the streamed sha256). Done nodes keep
   uploading (the agent's seeder).
+- `holders` booted nodes that hold the whole image join at their own times and only upload
+  (seeding again on demand, server/reseed.py), each its pieces in an order of its own.
 
 Transfers are matched when a slot frees or a piece arrives; a node that finds nothing retries
 after one piece time. Bytes are conserved: what the server and the nodes send is what the nodes
@@ -55,6 +57,10 @@ class Params:
     end_delay: float = 0.05
     seed: int = 1
     starts: tuple[float, ...] = ()  # each node's own start (bench/boot_model.py), else start +- jitter
+    # booted nodes that hold the image and seed it again (server/reseed.py): they join at their
+    # own times (else at `start`), upload only, and count as neither nodes nor the server
+    holders: int = 0
+    holder_starts: tuple[float, ...] = ()
 
     @property
     def pieces(self) -> int:
@@ -108,6 +114,7 @@ class _State:
     server_holds: list[int] = field(default_factory=list)  # server slots each owner uses
     unsent: set[int] = field(default_factory=set)  # pieces the server has not sent yet
     server_waiters: list[int] = field(default_factory=list)
+    server: int = 0  # the server's index: after the nodes and the holders
     heap: list[tuple[float, int, int, int, int, int]] = field(default_factory=list)
     seq: int = 0
     events: int = 0
@@ -118,29 +125,34 @@ def simulate(p: Params) -> Result:
     if n < 1 or m < 1:
         raise ValueError("need at least one node and one piece")
     st = _State(p, random.Random(p.seed))
+    h = p.holders
+    peers = n + h
+    st.server = server = peers
     full = (1 << m) - 1
-    st.has = [0] * n + [full]
-    st.visible = [0] * n + [full]
-    st.inflight = [0] * (n + 1)
-    st.order = [[] for _ in range(n + 1)]
-    st.up_free = [p.slots] * (n + 1)
-    st.down_free = [p.slots] * n + [0]
-    st.started = [False] * n + [True]
-    st.complete = [False] * n + [True]
-    st.retry_pending = [False] * (n + 1)
-    st.neighbours = _graph(n, p.degree, st.rng)
+    st.has = [0] * n + [full] * h + [full]
+    st.visible = [0] * n + [full] * h + [full]
+    st.inflight = [0] * (peers + 1)
+    st.order = [[] for _ in range(n)] + [st.rng.sample(range(m), m) for _ in range(h)] + [[]]
+    st.up_free = [p.slots] * (peers + 1)
+    st.down_free = [p.slots] * n + [0] * (h + 1)
+    st.started = [False] * peers + [True]
+    st.complete = [False] * n + [True] * (h + 1)
+    st.retry_pending = [False] * (peers + 1)
+    st.neighbours = _graph(peers, p.degree, st.rng)
     owners = p.owners
-    st.own = [list(range(i, m, owners)) if i < owners else [] for i in range(n)]
-    st.server_holds = [0] * n
+    st.own = [list(range(i, m, owners)) if i < owners else [] for i in range(peers)]
+    st.server_holds = [0] * peers
     st.unsent = set(range(m))
     sizes = [p.piece] * (m - 1) + [p.size - p.piece * (m - 1)]
     done = [math.inf] * n
-    sent = [0] * n
+    sent = [0] * peers
     received = [0] * n
     server_bytes = 0
     for i in range(n):
         jitter = st.rng.uniform(-p.start_jitter, p.start_jitter)
         _push(st, p.starts[i] if p.starts else p.start + jitter, START, i)
+    for j in range(h):
+        _push(st, p.holder_starts[j] if p.holder_starts else p.start, START, n + j)
     remaining = n
     while st.heap and remaining:
         t, _, kind, a, b, k = heapq.heappop(st.heap)
@@ -162,7 +174,7 @@ def simulate(p: Params) -> Result:
             st.up_free[a] += 1
             st.down_free[b] += 1
             received[b] += sizes[k]
-            if a == n:
+            if a == server:
                 server_bytes += sizes[k]
                 st.server_holds[b] -= 1
             else:
@@ -176,12 +188,12 @@ def simulate(p: Params) -> Result:
                 st.complete[b] = True
                 done[b] = t + p.end_delay
                 remaining -= 1
-            elif a < n:  # the connection goes on with b's next request to a, if it has one
+            elif a != server:  # the connection goes on with b's next request to a, if it has one
                 want = st.visible[a] & ~(st.has[b] | st.inflight[b])
                 if want:
                     _start(st, t, a, b, _newest(st, a, want))
             _fill(st, b, t)
-            if a == n:
+            if a == server:
                 for w in st.server_waiters[:]:
                     _fill(st, w, t)
             else:
@@ -211,9 +223,9 @@ def _push(st: _State, t: float, kind: int, a: int, *, b: int = 0, k: int = 0) ->
 
 
 def _start(st: _State, t: float, a: int, b: int, k: int) -> None:
-    """Transfer piece k from a to b (a == N: the server)."""
+    """Transfer piece k from a to b (a == st.server: the server)."""
     p = st.p
-    rate_up = (p.server_link if a == p.nodes else p.link) / p.slots
+    rate_up = (p.server_link if a == st.server else p.link) / p.slots
     rate = min(rate_up, p.link / p.slots) * p.efficiency
     size = p.piece if k < p.pieces - 1 else p.size - p.piece * (p.pieces - 1)
     st.up_free[a] -= 1
@@ -238,8 +250,7 @@ def _fill(st: _State, i: int, t: float) -> None:
 
 def _download(st: _State, i: int, t: float) -> bool:
     """Fill i's download slots; True when a slot stayed free although pieces are missing."""
-    n = st.p.nodes
-    server = n
+    server = st.server
     while st.down_free[i] > 0:
         k = _server_piece(st, i)
         if k is not None:

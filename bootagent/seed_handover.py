@@ -219,6 +219,7 @@ def handover_for(  # noqa: PLR0917
         servers=tuple(servers),
         boot_files_dir=str(run_dir / BOOT_FILES_DIR) if servers else "",
         boot_files_port=boot_files_port,
+        file=str(image_file),
     )
 
 

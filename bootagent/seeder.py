@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import sys
 import threading
@@ -177,6 +178,7 @@ class Handover:
     servers: tuple[str, ...] = ()  # the server's URLs (the boot files' source, bootagent/boot_files.py)
     boot_files_dir: str = ""  # "": serve no boot files
     boot_files_port: int = 0
+    file: str = ""  # the image file; kept after the seeding (not in remove_after): it may seed again
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1) + "\n"
@@ -207,6 +209,7 @@ def seed_main(
     idle_seconds: float = 0.0,
     rate_limit: int = 0,
     on_event: Callable[[str, str, dict[str, Any]], None] | None = None,
+    start_message: str = "",
 ) -> int:
     """Seed until SIGTERM/SIGINT or the stop rule; keep `status` up to date."""
     from bootagent import lan_tuning
@@ -266,7 +269,8 @@ def seed_main(
             }
 
         if on_event is not None:
-            on_event("start", f"seeding {dl.path.name} to the nodes still booting", snapshot(False))
+            on_event("start", start_message or f"seeding {dl.path.name} to the nodes still booting",
+                     snapshot(False))
         while not stop:
             time.sleep(LOOK_EVERY)  # the alerts queue meanwhile (a batch per look, not a wakeup per block)
             for alert in dl.session.pop_alerts():
@@ -338,13 +342,18 @@ def seed_after_boot(handover_file: Path) -> int:
         )
         serving.start()
     try:
-        code = seed_main(
-            Path(handover.torrent), Path(handover.dir), handover.sha256, handover.listen, status,
-            max_seconds=handover.max_seconds, idle_seconds=handover.idle_seconds,
-            rate_limit=handover.rate_limit, on_event=on_event,
-        )
+        def seed(start_message: str = "") -> int:
+            return seed_main(
+                Path(handover.torrent), Path(handover.dir), handover.sha256, handover.listen, status,
+                max_seconds=handover.max_seconds, idle_seconds=handover.idle_seconds,
+                rate_limit=handover.rate_limit, on_event=on_event, start_message=start_message,
+            )
+
+        code = seed()
         for name in handover.remove_after:  # the image's seeding is over: a tmpfs root's archive goes
             Path(name).unlink(missing_ok=True)
+        if not SIGNALLED.is_set() and may_seed_again(handover):
+            seed_on_demand(handover, seed, reporter.console.info)
         if serving is not None:  # the boot files: until the system stops the service (SIGTERM)
             while serving.is_alive() and not SIGNALLED.wait(5.0):
                 pass
@@ -356,3 +365,62 @@ def seed_after_boot(handover_file: Path) -> int:
         reporter.close(timeout=15.0)
         for name in handover.remove_after:
             Path(name).unlink(missing_ok=True)
+
+
+AGAIN_POLL_LONGEST = 300.0  # the longest wait between two asks (the server unreachable: it doubles to this)
+
+
+def may_seed_again(handover: Handover) -> bool:
+    """The service can seed again later: it still holds the image file, and knows a server."""
+    return bool(handover.servers and handover.file and handover.image and not handover.remove_after
+                and Path(handover.file).is_file())
+
+
+def seed_on_demand(handover: Handover, seed: Callable[[str], int], say: Callable[[str], None]) -> None:
+    """After the seeding stopped by its rule: ask the server every `poll` s whether nodes are
+    downloading this version with too few seeds (GET /api/v1/seed-wanted, server/reseed.py) and
+    seed again while they do, by the same rule; until the service is stopped, the server says it
+    never will ask (its seed_on_demand is off, the version was deleted) or the file is gone."""
+    from bootagent.http_client import Client, HttpError
+
+    params = {"node": handover.node, "image": handover.image, "version": str(handover.version)}
+    poll, rounds = 10.0, 0
+    say(f"seeding {Path(handover.file).name} again when nodes boot this version: asking the server")
+    with Client() as session:
+        while not SIGNALLED.wait(poll * random.uniform(0.8, 1.2)):  # spread: not every node at once
+            if not Path(handover.file).is_file():
+                say(f"not seeding again: {handover.file} is gone")
+                return
+            answer = _ask_seed_wanted(session, handover.servers, params, HttpError)
+            if answer is None:  # no server answered: ask again later, less often
+                poll = min(AGAIN_POLL_LONGEST, poll * 2)
+                continue
+            poll = float(answer.get("poll") or 0)
+            if poll <= 0:
+                say(f"not seeding again: {answer.get('why') or 'the server says no node will need it'}")
+                return
+            if answer.get("seed") is True:
+                rounds += 1
+                name = Path(handover.file).name
+                seed(f"seeding {name} again (round {rounds + 1}): {answer.get('why', '')}")
+                if SIGNALLED.is_set():
+                    return
+
+
+def _ask_seed_wanted(
+    session: Any, servers: tuple[str, ...], params: dict[str, str], http_error: type[Exception]
+) -> dict[str, Any] | None:
+    """The first server's answer; {"poll": 0} when one says the version is gone (404)."""
+    for server in servers:
+        try:
+            response = session.get(f"{server}/api/v1/seed-wanted", params=params, timeout=10.0)
+        except http_error:
+            continue
+        if response.status_code == 404:
+            return {"poll": 0, "why": f"{server} no longer has {params['image']}/{params['version']}"}
+        if response.status_code == 200:
+            with contextlib.suppress(ValueError):
+                answer = response.json()
+                if isinstance(answer, dict):
+                    return answer
+    return None

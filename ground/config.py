@@ -55,6 +55,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("seed_idle_seconds", int, 60,
             "a booted node stops seeding once the tracker has had no incomplete peer this long"),
     Setting("seed_after_boot_rate", int, 0, "a booted node's upload limit in bytes/s as it seeds (0: none)"),
+    Setting("seed_on_demand", bool, True,
+            "a booted node that stopped seeding its image seeds it again when nodes boot that version"),
     Setting("boot_files_from_peers", bool, True,
             "booted nodes serve the kernel and initramfs to rebooting ones (iPXE falls back to the server)"),
     Setting("boot_files_server_streams", int, 4,
@@ -99,6 +101,7 @@ class Settings:
     seed_after_boot_seconds: int = 1800
     seed_idle_seconds: int = 60
     seed_after_boot_rate: int = 0
+    seed_on_demand: bool = True
     boot_files_from_peers: bool = True
     boot_files_server_streams: int = 4
     boot_menu_timeout: int = 30

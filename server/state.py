@@ -20,6 +20,7 @@ from server.catalog import Catalog
 from server.inventory.db import Database
 from server.inventory.models import Node, NodeState, Switch
 from server.plan import AfterBoot
+from server.reseed import Reseeding
 from server.switches.ports import PortMap
 from server.tracker import Tracker
 
@@ -59,6 +60,7 @@ class ServerState:
         self.db_generation = -1
         self.counters = Counters()
         self.boot_peers = BootPeers()  # booted nodes serving boot files (server/boot_peers.py)
+        self.reseeding = Reseeding()  # booted nodes asking to seed their image again (server/reseed.py)
         self.listeners: list[Callable[[], None]] = []  # called after a change (seeder, dnsmasq)
         # called with (event, recorded state) after each node event (metrics)
         self.event_listeners: list[Callable[[dict[str, Any], dict[str, Any]], None]] = []

@@ -72,6 +72,7 @@ async def stats(request: Request) -> dict[str, Any]:
         "nfs": state.nfs.stats() if state.nfs is not None else {},
         "http_bytes": dict(state.counters.http_bytes),
         "boot_peers": state.boot_peers.stats(),  # booted nodes serving boot files (server/boot_peers.py)
+        "reseeding": state.reseeding.stats(),  # booted nodes waiting to seed again (server/reseed.py)
         "plans": {
             "built": state.counters.plans, "cache_hits": state.counters.plan_cache_hits,
             "ahead": state.plans_ahead.to_dict() if state.plans_ahead is not None else {},

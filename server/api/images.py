@@ -3,6 +3,7 @@ BEP 19 web seed), the torrent with our tracker and web seed added, and the manif
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -122,3 +123,23 @@ def _boot_files_for(state: ServerState, name: str, address: str, booting: bool =
     ]
     return {"serve": True, "image": m.image, "version": m.version, "files": files, "wait": wait,
             "serve_seconds": BOOT_FILES_SERVE_SECONDS}
+
+
+@router.get("/api/v1/seed-wanted")
+async def seed_wanted(request: Request, node: str, image: str, version: int) -> dict[str, Any]:
+    """A booted node's seeding service, done seeding `image`/`version` but still holding it, asks
+    whether to seed it again (server/reseed.py): `seed`, and `poll`, when to ask next (0: never)."""
+    state = state_of(request)
+    if not state.settings.seed_on_demand:
+        return {"seed": False, "poll": 0, "leechers": 0, "seeds": 0,
+                "why": "the server's seed_on_demand is off"}
+    found = state.catalog.get(image, version)
+    if found is None:
+        raise NotFoundError(f"no packed version {image}/{version}",
+                            hint="the version was deleted: the node no longer offers it")
+    info_hash = found.manifest.info_hash
+    swarm = state.tracker.swarms.get(bytes.fromhex(info_hash)) if len(info_hash) == 40 else None
+    leechers, seeds = (len(swarm.leechers.items), len(swarm.seeds.items)) if swarm else (0, 0)
+    answer = state.reseeding.ask((image, version), node, leechers, seeds,
+                                 server_seeds=0 if state.seeder is None else 1)
+    return asdict(answer)
