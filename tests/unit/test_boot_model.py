@@ -11,7 +11,19 @@ import pytest
 # appended, not prepended: bench/server.py must not shadow the `server` package for later tests
 sys.path.append(str(Path(__file__).resolve().parents[2] / "bench"))
 
-from boot_model import GB, Cluster, Fixed, boot, check_e2e, http_finish, limit, parse_e2e, plain_http
+from boot_model import (
+    GB,
+    Cluster,
+    Fixed,
+    boot,
+    check_e2e,
+    http_finish,
+    limit,
+    parse_e2e,
+    plain_http,
+    reseed_starts,
+)
+from swarm_sim import Params, simulate
 
 from lab.timeline import timeline_line
 
@@ -124,3 +136,29 @@ def test_no_modelled_cold_start_from_peers_beats_its_limit() -> None:
                           boot_files=int(53.2e6), plans_per_second=26508, cold_from_peers=True)
         b = boot(cluster, fixed, swarm)
         assert b.p(99) >= limit(cluster, fixed) >= limit(cluster, fixed, naive=True) * 0.999
+
+
+def test_booted_holders_seed_again_one_per_leecher_at_the_rate_their_asks_come() -> None:
+    # 2,000 waiting services ask 200 times a second in all: a yes every 5 ms, each after its leecher
+    again = reseed_starts([1.0, 1.0, 1.0, 9.0], holding=2000, start=0.3)
+    assert again == pytest.approx([1.0025 + 0.3, 1.0075 + 0.3, 1.0125 + 0.3, 9.0025 + 0.3])
+    assert len(reseed_starts([1.0] * 10, holding=3, start=0.3)) == 3  # no more holders than there are
+    assert reseed_starts([1.0], holding=0, start=0.3) == []
+
+
+def test_holders_upload_only_and_the_bytes_still_add_up() -> None:
+    p = {"nodes": 12, "size": 64 * 2**20, "piece": 2**20, "link": 1e8, "server_link": 1e8, "slots": 4}
+    alone, helped = simulate(Params(**p)), simulate(Params(**p, holders=12))
+    helped.check()
+    assert len(helped.done) == 12 and helped.server_bytes < alone.server_bytes
+    assert helped.last < 0.85 * alone.last  # (the stripe owners still fetch theirs from the server)
+
+
+def test_a_rolling_reboot_with_holders_beats_the_head_node_alone_and_not_its_limit() -> None:
+    kw = {"nodes": 40, "head_bit": 1e9, "node_bit": 1e9, "image": GB // 4, "boot_files": 40 * 10**6,
+          "plans_per_second": 5000, "boot_files_from_peers": True}
+    alone = boot(Cluster(**kw), FIXED, SWARM)  # type: ignore[arg-type]
+    cluster = Cluster(**kw, holding=360)  # type: ignore[arg-type]
+    helped = boot(cluster, FIXED, SWARM)
+    assert helped.p(99) < alone.p(99) and helped.server_copies < alone.server_copies
+    assert min(helped.done) >= limit(cluster, FIXED) * 0.999
