@@ -210,6 +210,7 @@ def seed_main(
     rate_limit: int = 0,
     on_event: Callable[[str, str, dict[str, Any]], None] | None = None,
     start_message: str = "",
+    round_number: int = 1,
 ) -> int:
     """Seed until SIGTERM/SIGINT or the stop rule; keep `status` up to date."""
     from bootagent import lan_tuning
@@ -265,6 +266,7 @@ def seed_main(
                 "needed": {"by": rule.needed_by, "ago": round(time.monotonic() - rule.needed_at, 1),
                            "changes": rule.changes},
                 "stopped": stopped,
+                "round": round_number,  # 2, 3…: seeding again on demand (`seed_on_demand`)
                 **({"reason": reason} if stopped else {}),
             }
 
@@ -342,11 +344,12 @@ def seed_after_boot(handover_file: Path) -> int:
         )
         serving.start()
     try:
-        def seed(start_message: str = "") -> int:
+        def seed(start_message: str = "", round_number: int = 1) -> int:
             return seed_main(
                 Path(handover.torrent), Path(handover.dir), handover.sha256, handover.listen, status,
                 max_seconds=handover.max_seconds, idle_seconds=handover.idle_seconds,
                 rate_limit=handover.rate_limit, on_event=on_event, start_message=start_message,
+                round_number=round_number,
             )
 
         code = seed()
@@ -376,7 +379,7 @@ def may_seed_again(handover: Handover) -> bool:
                 and Path(handover.file).is_file())
 
 
-def seed_on_demand(handover: Handover, seed: Callable[[str], int], say: Callable[[str], None]) -> None:
+def seed_on_demand(handover: Handover, seed: Callable[[str, int], int], say: Callable[[str], None]) -> None:
     """After the seeding stopped by its rule: ask the server every `poll` s whether nodes are
     downloading this version with too few seeds (GET /api/v1/seed-wanted, server/reseed.py) and
     seed again while they do, by the same rule; until the service is stopped, the server says it
@@ -402,7 +405,7 @@ def seed_on_demand(handover: Handover, seed: Callable[[str], int], say: Callable
             if answer.get("seed") is True:
                 rounds += 1
                 name = Path(handover.file).name
-                seed(f"seeding {name} again (round {rounds + 1}): {answer.get('why', '')}")
+                seed(f"seeding {name} again (round {rounds + 1}): {answer.get('why', '')}", rounds + 1)
                 if SIGNALLED.is_set():
                     return
 

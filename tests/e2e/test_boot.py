@@ -31,6 +31,7 @@ from tests.helpers.e2e import (
     PORT_NAMED,
     E2EImages,
     E2ELab,
+    next_boot,
     stock_command_line,
     stock_dracut_initramfs,
     wait_row,
@@ -189,7 +190,9 @@ def test_a_node_booting_later_gets_pieces_from_booted_nodes_whose_seeding_then_s
     address); then, nobody needing the image for the lab's seed_idle_seconds (120), both stop by
     that rule and say so. n7's iPXE fetches its kernel and initramfs from n1 or n2, which the
     server names in its script (their boot-file service, server/boot_peers.py): the head node
-    sends none of them."""
+    sends none of them. Then n7 reboots (a rolling reboot): n1 and n2, done seeding, hold the image
+    and ask the server; one of them is told to seed again (seed_on_demand) and sends n7 pieces in
+    its second round, by its per-peer counters."""
     the_lab, manifest = lab.lab, lab.images.squashfs
     seeders = ["n1", "n2"]
     for name in seeders:
@@ -245,6 +248,30 @@ def test_a_node_booting_later_gets_pieces_from_booted_nodes_whose_seeding_then_s
                    f"{from_holder / 2**20:.1f} MiB by its counters, {head_boot_files} B from the head node")
     FIGURES.append(f"n7 got {to_n7 / 2**20:.1f} MiB from booted n1+n2 (their counters), "
                    f"{summary.from_peers / 2**20:.0f} MiB from peers in all")
+    # a rolling reboot: n7 boots again. n1 and n2 stopped seeding but hold the image; their services
+    # ask the server, which tells them to seed again (seed_on_demand, server/reseed.py), and n7
+    # gets pieces from them in their second round (by their per-peer counters)
+    the_lab.set_server_rate("50mbit")  # the head node alone would take ~40 s: time for their next ask
+    try:
+        the_lab.power_cycle("n7")
+        rows = {"n7": next_boot(lab, "n7", BOOT_TIMEOUT)}
+    finally:
+        the_lab.set_server_rate("")
+    address = the_lab.status(["n7"])[0]["address"]
+
+    def second_round_to_n7(r: dict) -> bool:
+        return seeding(r).get("round", 1) >= 2 and int(seeding(r).get("served", {}).get(address, 0)) > 0
+
+    # one booted seed per leecher: the server tells one of them (its progress event comes within 30 s)
+    again: list[dict] = []
+    deadline = time.monotonic() + 150
+    while not again and time.monotonic() < deadline:
+        again = [r for r in the_lab.status(seeders) if second_round_to_n7(r)]
+        time.sleep(2)
+    assert again, f"neither n1 nor n2 seeded n7's second boot\n{the_lab.evidence(['n7', *seeders], rows)}"
+    second = sum(int(seeding(r)["served"][address]) for r in again)
+    FIGURES.append(f"n7's second boot (a rolling reboot): {again[0]['name']} seeded again on demand, "
+                   f"{second / 2**20:.1f} MiB to n7 by its counters: {again[0]['message']}")
     the_lab.stop_vm("n7")
 
 

@@ -101,7 +101,7 @@ def test_a_booted_node_seeds_again_when_the_next_node_downloads_its_version(
                  what="the second round's end")
         assert proc.poll() is None, log_path.read_text()
         seeding = json.loads(status.read_text())
-        assert seeding["stopped"], seeding
+        assert seeding["stopped"] and seeding["round"] == 2, seeding
         assert seeding["served"].get("127.0.0.1", 0) >= manifest.image_file.size, seeding  # its counters
     finally:
         proc.terminate()
