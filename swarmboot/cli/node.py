@@ -223,12 +223,16 @@ def disk_column(install: dict[str, Any] | None) -> str:
 
 
 def seeded_column(details: dict[str, Any] | None) -> str:
-    """What the booted node's seeding service sent to other nodes ("seeding" while it runs)."""
+    """What the booted node's seeding service sent to other nodes ("seeding" while it runs; its
+    round when it seeded again on demand: the counters are that round's)."""
     seeding = (details or {}).get("seeding") or {}
     if "uploaded" not in seeding:
         return "-"
     text = f"{int(seeding['uploaded']) >> 20} MiB to {len(seeding.get('served') or {})}"
-    return text if seeding.get("stopped") else text + " (seeding)"
+    again = seeding.get("round")
+    notes = ([] if seeding.get("stopped") else ["seeding"]) + (
+        [f"round {again}"] if isinstance(again, int) and again > 1 else [])
+    return text + (f" ({', '.join(notes)})" if notes else "")
 
 
 def status_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:

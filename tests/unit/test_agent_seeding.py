@@ -150,6 +150,10 @@ def test_node_status_shows_what_a_booted_node_seeded() -> None:
     assert seeded_column(running) == "300 MiB to 2 (seeding)"
     done = {"seeding": {"uploaded": 5 << 20, "served": {"10.0.0.5": 1}, "stopped": True}}
     assert seeded_column(done) == "5 MiB to 1"
+    again = {"seeding": {"uploaded": 7 << 20, "served": {"10.0.0.7": 1}, "stopped": False, "round": 2}}
+    assert seeded_column(again) == "7 MiB to 1 (seeding, round 2)"  # seeding again on demand
+    third = {"seeding": {**again["seeding"], "stopped": True, "round": 3}}
+    assert seeded_column(third) == "7 MiB to 1 (round 3)"
 
 
 def test_only_interested_peers_that_are_not_seeds_count_as_downloading() -> None:
