@@ -384,17 +384,18 @@ def seed_on_demand(handover: Handover, seed: Callable[[str, int], int], say: Cal
     downloading this version with too few seeds (GET /api/v1/seed-wanted, server/reseed.py) and
     seed again while they do, by the same rule; until the service is stopped, the server says it
     never will ask (its seed_on_demand is off, the version was deleted) or the file is gone."""
-    from bootagent.http_client import Client, HttpError
+    from bootagent.http_client import Client
 
     params = {"node": handover.node, "image": handover.image, "version": str(handover.version)}
-    poll, rounds = 10.0, 0
-    say(f"seeding {Path(handover.file).name} again when nodes boot this version: asking the server")
+    name = Path(handover.file).name
+    poll, round_number = 10.0, 1
+    say(f"seeding {name} again when nodes boot this version: asking the server")
     with Client() as session:
         while not SIGNALLED.wait(poll * random.uniform(0.8, 1.2)):  # spread: not every node at once
             if not Path(handover.file).is_file():
                 say(f"not seeding again: {handover.file} is gone")
                 return
-            answer = _ask_seed_wanted(session, handover.servers, params, HttpError)
+            answer = _ask_seed_wanted(session, handover.servers, params)
             if answer is None:  # no server answered: ask again later, less often
                 poll = min(AGAIN_POLL_LONGEST, poll * 2)
                 continue
@@ -403,21 +404,20 @@ def seed_on_demand(handover: Handover, seed: Callable[[str, int], int], say: Cal
                 say(f"not seeding again: {answer.get('why') or 'the server says no node will need it'}")
                 return
             if answer.get("seed") is True:
-                rounds += 1
-                name = Path(handover.file).name
-                seed(f"seeding {name} again (round {rounds + 1}): {answer.get('why', '')}", rounds + 1)
+                round_number += 1
+                seed(f"seeding {name} again (round {round_number}): {answer.get('why', '')}", round_number)
                 if SIGNALLED.is_set():
                     return
 
 
-def _ask_seed_wanted(
-    session: Any, servers: tuple[str, ...], params: dict[str, str], http_error: type[Exception]
-) -> dict[str, Any] | None:
+def _ask_seed_wanted(session: Any, servers: tuple[str, ...], params: dict[str, str]) -> dict[str, Any] | None:
     """The first server's answer; {"poll": 0} when one says the version is gone (404)."""
+    from bootagent.http_client import HttpError
+
     for server in servers:
         try:
             response = session.get(f"{server}/api/v1/seed-wanted", params=params, timeout=10.0)
-        except http_error:
+        except HttpError:
             continue
         if response.status_code == 404:
             return {"poll": 0, "why": f"{server} no longer has {params['image']}/{params['version']}"}
