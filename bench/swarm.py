@@ -31,6 +31,7 @@ import json
 import math
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -122,6 +123,8 @@ def run_phase(
         seeded0 = seeder_uploaded(server, image["info_hash"])
         server_cpu0 = swarm_lab.process_cpu(server.child.pid)
         rx0 = [c["rx_bytes"] for c in topo.node_counters()]
+        sampler = swarm_lab.LinkSampler(lambda: topo.server_counters()["tx_bytes"])
+        sampler.start()
         cpu.start()
         t0 = swarm_lab.go(drivers, work, kind)
         if injector is not None:
@@ -133,6 +136,7 @@ def run_phase(
                 injector.stop()
                 server = injector.server  # a restarted server is another process
         cpu_percent = cpu.stop()
+        sampler.stop()
         rx = [c["rx_bytes"] - r for c, r in zip(topo.node_counters(), rx0, strict=True)]
         cpu_split = {k: round(v, 1) for k, v in cpu.split.items()}
         tx = topo.server_counters()["tx_bytes"] - tx0
@@ -168,6 +172,14 @@ def run_phase(
     summary["cpu_before_percent"] = round(cpu_before, 1)
     summary["cpu_split"] = cpu_split
     summary["server_seeder_payload"] = seeded
+    # what a node's download port carried per image byte: headers, the ACKs of its own upload,
+    # HAVEs and requests, retransmissions (the median node; the swarm's nodes each receive F)
+    summary["node_rx_copies"] = round(statistics.median(rx) / image["size"], 4) if rx else 0.0
+    # where the last node's time goes: the server's link busy (its bytes at the link rate), until
+    # it was done (99 % of its bytes sent), then the swarm's tail to the last node
+    summary["server_busy_s"] = round(tx / (topo.server_link_bit / 8), 2)
+    summary["server_done_s"] = round(sampler.done_at(t0), 2)
+    summary["tail_s"] = round(summary["last"] - summary["server_done_s"], 2)
     cpu_times = [f.get("cpu", {}) for f in final.values()]
     node_cpu = sum(t.get("self", 0.0) + t.get("children", 0.0) for t in cpu_times)
     summary["node_cpu_seconds"] = round(node_cpu, 2)

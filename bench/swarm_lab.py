@@ -16,10 +16,13 @@ import contextlib
 import errno
 import ipaddress
 import json
+import math
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -269,6 +272,45 @@ def go(drivers: list[Driver], work: Path, mode: str, timeout: float = 30.0) -> f
         for fd in fds:
             os.close(fd)
     return t0
+
+
+class LinkSampler:
+    """The server link's sent bytes every `every` s from a thread (an `ip -s link` each time), for
+    when the link was done: `done_at(t0, share)` is when it had sent `share` of the run's bytes,
+    after t0. Every piece enters the swarm through that link: the last node's time is when the link
+    was done plus the swarm's tail (docs/swarm.md, "Where the time goes")."""
+
+    def __init__(self, read: Callable[[], int], every: float = 0.5) -> None:
+        self.read, self.every = read, every
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="link-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):  # a failed reading is a missing sample
+                self.samples.append((time.monotonic(), self.read()))
+            self._stop.wait(self.every)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        with contextlib.suppress(Exception):
+            self.samples.append((time.monotonic(), self.read()))
+
+    def done_at(self, t0: float, share: float = 0.99) -> float:
+        """Seconds after t0 at which the link had sent `share` of what it sent in all (nan: no samples)."""
+        if len(self.samples) < 2:
+            return math.nan
+        first, last = self.samples[0][1], self.samples[-1][1]
+        goal = first + share * (last - first)
+        for when, sent in self.samples:
+            if sent >= goal:
+                return when - t0
+        return self.samples[-1][0] - t0
 
 
 class CpuMeter:

@@ -80,6 +80,10 @@ def run_line(kind: str, s: dict[str, Any], *, n: int, run: int, size: int, link_
         f"T_min={tmin:.2f}s last={s['last']:.2f}s p50={s['p50']:.2f}s p99={s['p99']:.2f}s "
         f"ratio={s['ratio']:.3f} server_copies={s['server_copies']:.2f} cpu={s['cpu_percent']:.0f}%"
         + (f" first_byte={s['first_byte_median']:.2f}s" if not math.isnan(s["first_byte_median"]) else "")
+        + (
+            f" server_link: busy {s['server_busy_s']:.1f}s, done {s['server_done_s']:.1f}s, "
+            f"tail {s['tail_s']:.1f}s" if not math.isnan(s.get("server_done_s", math.nan)) else ""
+        )
     )
 
 

@@ -16,6 +16,7 @@ libtorrent's peer list by then: recovery.py). docs/swarm.md has the measurements
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -54,6 +55,8 @@ class StripePolicy:
     unfiltered: bool = False  # the filter was dropped for good (no progress without the server)
     own_left: list[int] = field(default_factory=list)  # an owner's stripe pieces it does not have yet
     adopted: list[int] = field(default_factory=list)  # stripes whose owner is gone, shared out
+    adopted_at: list[float] = field(default_factory=list)  # when (the caller's clock), for the records
+    own_done_at: float = 0.0  # when steer() found the whole stripe in (monotonic; 0: not yet)
     _seen: dict[int, tuple[int, float]] = field(default_factory=dict)  # stripe -> (most seen, when)
 
     def __post_init__(self) -> None:
@@ -117,6 +120,7 @@ class StripePolicy:
         if not gone:
             return None
         self.adopted.extend(gone)
+        self.adopted_at.extend(now for _ in gone)
         survivors = [s for s in range(count) if s not in self.adopted]
         rank = survivors.index(index)
         share = [k for s in gone for k in unseen[s] if (k // count) % len(survivors) == rank]
@@ -137,5 +141,6 @@ class StripePolicy:
             self.own_left = [k for k in self.own_left if not have(k)]
             if not self.own_left:
                 self.filtered = True
+                self.own_done_at = self.own_done_at or time.monotonic()
                 return True
         return None

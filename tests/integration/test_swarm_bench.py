@@ -66,6 +66,12 @@ def test_a_small_swarm_beats_plain_http_and_leaves_nothing_behind(tmp_path: Path
     assert swarm["hash_failures"] == 0
     assert swarm["from_peers"] > 2 * doc["image"]["size"]  # most of the image came from other nodes
     assert 0 < swarm["cpu_percent"] <= 100
+    # where the time went: the server's link, busy at least its bytes at its rate, was done before
+    # the last node (every piece crosses it first), and the rest is the swarm's tail
+    assert 0 < swarm["server_busy_s"] <= swarm["server_done_s"] + 1.0
+    assert swarm["server_done_s"] <= swarm["last"] + 0.5
+    assert swarm["tail_s"] == pytest.approx(swarm["last"] - swarm["server_done_s"], abs=0.02)
+    assert 1.0 < swarm["node_rx_copies"] < 2.0  # a node's download port carried about one copy
     # the product's lifecycle (the default): each node's initramfs seeder stopped at its switch_root,
     # then the booted system's seeding service (the agent's `seed --handover`) ran until the run's end
     (nodes,) = group["nodes_detail"]

@@ -264,6 +264,7 @@ def test_the_owners_left_share_out_a_stripe_that_stops_growing_while_the_others_
             counts = [int(k in available) for k in range(32)]
             shares[index] = policy.adopt_due(when, have.__contains__, counts)
         assert policy.adopted == [1] and set(shares[index] or ()) <= set(policy.own_left)
+        assert policy.adopted_at == [ADOPT_AFTER + 0.1]  # for the benchmark's records
         assert policy.adopt_due(99.0, have.__contains__, counts) is None  # once
     # the survivors 0, 2, 3 split stripe 1's missing 5, 9, ..., 29 by k // 4 % 3: each piece once
     assert shares[2] == [5, 17, 29]
@@ -275,7 +276,9 @@ def test_a_done_owner_goes_back_to_the_server_for_its_share_and_off_it_once_that
 
     policy = StripePolicy((0, 2), num_pieces=8)  # owns 0, 2, 4, 6; stripe 1: 1, 3, 5, 7
     have = {0, 2, 4, 6}
+    assert policy.own_done_at == 0.0
     assert policy.steer(have.__contains__, 0.0) is True and policy.filtered
+    assert policy.own_done_at > 0.0  # when its stripe was in (the benchmark's records)
     availability = [0, 1, 0, 0, 0, 0, 0, 0]
     assert policy.adopt_due(0.0, have.__contains__, availability) is None
     # stripe 1 stops at one piece; this node's own stripe is complete: that counts as flowing
