@@ -113,6 +113,7 @@ def run_phase(
     if injector is not None:
         injector.prepare()
     drivers = swarm_lab.start_drivers(topo, server, work, mode=kind, image=image, extra=extra)
+    sampler = swarm_lab.LinkSampler(lambda: topo.server_counters()["tx_bytes"])
     try:
         swarm_lab.wait_ready(drivers, timeout=120)
         cpu = swarm_lab.CpuMeter()
@@ -123,7 +124,6 @@ def run_phase(
         seeded0 = seeder_uploaded(server, image["info_hash"])
         server_cpu0 = swarm_lab.process_cpu(server.child.pid)
         rx0 = [c["rx_bytes"] for c in topo.node_counters()]
-        sampler = swarm_lab.LinkSampler(lambda: topo.server_counters()["tx_bytes"])
         sampler.start()
         cpu.start()
         t0 = swarm_lab.go(drivers, work, kind)
@@ -161,6 +161,7 @@ def run_phase(
         time.sleep(max(0.0, linger))  # the nodes go on (their lifecycle) before the run ends
         final = swarm_lab.finish_drivers(drivers, work / f"{kind}.stop")
     finally:
+        sampler.stop()  # also when the run failed (stopping twice does nothing)
         swarm_lab.stop_drivers(drivers)
     if fault is not None and fault["kind"] == "server-gone":
         return {"fault": fault, "times": []}, results

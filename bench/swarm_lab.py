@@ -296,6 +296,8 @@ class LinkSampler:
         self._thread.start()
 
     def stop(self) -> None:
+        if self._stop.is_set() or not self._thread.is_alive():
+            return  # stopped already, or never started
         self._stop.set()
         self._thread.join(timeout=10)
         with contextlib.suppress(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -89,3 +90,16 @@ def test_t_min_is_kumar_ross_with_payload_rates() -> None:
     assert t_min(f, 32, 8_000_000, 4_000_000) == pytest.approx(2 * f / c)
     assert t_min(f, 1, 8_000_000, 16_000_000) == pytest.approx(f / c)
 
+
+
+def test_the_server_link_is_done_when_it_has_sent_nearly_all_its_bytes() -> None:
+    from swarm_lab import LinkSampler
+
+    sent = iter([0, 0])  # start() is never called: the samples are given
+    sampler = LinkSampler(lambda: next(sent))
+    sampler.samples = [(100.0, 1000), (101.0, 5000), (102.0, 10_000), (103.0, 10_900), (104.0, 11_000)]
+    assert sampler.done_at(100.0) == 3.0  # 99 % of the 10,000 bytes it sent after the first sample
+    assert sampler.done_at(100.0, share=0.5) == 2.0
+    sampler.stop()  # never started: nothing to stop, no sample taken
+    assert len(sampler.samples) == 5
+    assert math.isnan(LinkSampler(lambda: 0).done_at(0.0))  # no samples
