@@ -160,7 +160,7 @@ def run_swarm(args: argparse.Namespace, result: dict[str, Any]) -> None:
         banned=sorted(getattr(dl, "banned", ())),
         adopted=getattr(dl.stripes, "adopted", -1),
         adopted_at=[round(t - result["t_go"], 3) for t in getattr(dl.stripes, "adopted_at", ())],
-        own_done=round(dl.stripes.own_done_at - result["t_go"], 3) if dl.stripes.own_done_at else None,
+        own_done=None if (done := dl.stripes.own_done_at) is None else round(done - result["t_go"], 3),
         unfiltered=dl.server_unfiltered,
         rehashed=dl.rehashed,
         errors=dl.errors[-5:],

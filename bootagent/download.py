@@ -329,8 +329,8 @@ class ImageDownload:
             key = (tuple(peer.ip), 1 if int(peer.connection_type) & web else 0)
             self._peer_bytes[key] = max(self._peer_bytes.get(key, 0), int(peer.total_download))
 
-    def _steer_server(self, since_progress: float) -> None:
-        change = self.stripes.steer(self._has, since_progress)
+    def _steer_server(self, now: float, since_progress: float) -> None:
+        change = self.stripes.steer(self._has, since_progress, now)
         if change is not None:
             self._filter_server(change)
 
@@ -372,7 +372,7 @@ class ImageDownload:
             if self.recheck.due(now, now - last_change, self.hash_failures, self._available_missing):
                 with contextlib.suppress(RuntimeError):
                     self.handle.force_recheck()  # a failed piece the picker lost: recovery.py
-            self._steer_server(now - last_change)
+            self._steer_server(now, now - last_change)
             self._maybe_add_web_seed(status, now - last_change)
             self._hash_ahead(HASH_SECONDS)
             if on_progress is not None:

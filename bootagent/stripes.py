@@ -16,7 +16,6 @@ libtorrent's peer list by then: recovery.py). docs/swarm.md has the measurements
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -56,7 +55,7 @@ class StripePolicy:
     own_left: list[int] = field(default_factory=list)  # an owner's stripe pieces it does not have yet
     adopted: list[int] = field(default_factory=list)  # stripes whose owner is gone, shared out
     adopted_at: list[float] = field(default_factory=list)  # when (the caller's clock), for the records
-    own_done_at: float = 0.0  # when steer() found the whole stripe in (monotonic; 0: not yet)
+    own_done_at: float | None = None  # when steer() found the whole stripe in (the caller's clock)
     _seen: dict[int, tuple[int, float]] = field(default_factory=dict)  # stripe -> (most seen, when)
 
     def __post_init__(self) -> None:
@@ -129,7 +128,7 @@ class StripePolicy:
             self.filtered = False  # back to the server for the share; steer() filters again once it is in
         return share
 
-    def steer(self, have: Callable[[int], bool], since_progress: float) -> bool | None:
+    def steer(self, have: Callable[[int], bool], since_progress: float, now: float = 0.0) -> bool | None:
         """The new filter state when it changes this round, else None: an owner with its whole
         stripe goes off the server; anyone filtered and stuck goes back on it, for good."""
         if self.filtered:
@@ -141,6 +140,7 @@ class StripePolicy:
             self.own_left = [k for k in self.own_left if not have(k)]
             if not self.own_left:
                 self.filtered = True
-                self.own_done_at = self.own_done_at or time.monotonic()
+                if self.own_done_at is None:
+                    self.own_done_at = now
                 return True
         return None

@@ -91,12 +91,10 @@ def test_t_min_is_kumar_ross_with_payload_rates() -> None:
     assert t_min(f, 1, 8_000_000, 16_000_000) == pytest.approx(f / c)
 
 
-
 def test_the_server_link_is_done_when_it_has_sent_nearly_all_its_bytes() -> None:
     from swarm_lab import LinkSampler
 
-    sent = iter([0, 0])  # start() is never called: the samples are given
-    sampler = LinkSampler(lambda: next(sent))
+    sampler = LinkSampler(lambda: 0)  # never started: the samples are given
     sampler.samples = [(100.0, 1000), (101.0, 5000), (102.0, 10_000), (103.0, 10_900), (104.0, 11_000)]
     assert sampler.done_at(100.0) == 3.0  # 99 % of the 10,000 bytes it sent after the first sample
     assert sampler.done_at(100.0, share=0.5) == 2.0
