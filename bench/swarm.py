@@ -151,6 +151,9 @@ def run_phase(
                 fault["seeder_after_restart" if restarted else "seeder_payload"] = seeder_uploaded(
                     server, image["info_hash"]
                 ) - (0 if restarted else seeded0)
+                if restarted:  # what the restarted server handed out to the owners (piece_fetch.py)
+                    handed = server.admin("stats")["handed_out_bytes"]
+                    fault["handed_out_after_restart"] = sum(handed.values())
             print(swarm_faults.fault_line(fault, tmin), flush=True)
         alive = injector is None or injector.fault.kind not in ("server-restart", "server-gone")
         seeded = seeder_uploaded(server, image["info_hash"]) - seeded0 if alive else 0
@@ -187,6 +190,7 @@ def run_phase(
     if kind == "swarm":
         summary["from_web_seeds"] = sum(r.get("from_web_seeds", 0) for r in results.values())
         summary["from_peers"] = sum(r.get("from_peers", 0) for r in results.values())
+        summary["handed_out"] = sum(r.get("from_server_http", 0) for r in results.values())
         summary["hash_failures"] = sum(r.get("hash_failures", 0) for r in results.values())
         summary["seeder_uploaded"] = sum(f.get("seeder", {}).get("uploaded", 0) for f in final.values())
         after = [f.get("after_boot") or {} for f in final.values()]

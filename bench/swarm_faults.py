@@ -236,6 +236,7 @@ def fault_line(s: dict[str, Any], tmin: float) -> str:
         extra = f" outage={s['outage_seconds']:.1f}s goal={s['goal_seconds']:.1f}s"
     if "seeder_after_restart" in s:
         extra += f" seeder_after_restart={s['seeder_after_restart']}"
+        extra += f" handed_out_after_restart={s.get('handed_out_after_restart', 0)}"
     return (
         f"fault {s['kind']} completed={s['completed']} last={last}s ratio={ratio} T_min={tmin:.2f}s"
         f" web_seed_copies={s['web_seed_copies']:.2f} max_node_rx_copies={s['max_node_rx_copies']:.2f}"

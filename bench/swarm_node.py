@@ -150,6 +150,10 @@ def run_swarm(args: argparse.Namespace, result: dict[str, Any]) -> None:
         trace=trace,
         from_peers=status.from_peers,
         from_web_seeds=status.from_web_seeds,
+        from_server_http=status.from_server_http,
+        piece_fetch=None if (f := dl.piece_fetch) is None else {
+            "requests": f.requests, "failure": f.failure, "dispense": dl.stripes.dispense,
+            "delivered": [(round(t - result["t_go"], 3), k) for t, k in f.delivered]},
         uploaded=status.uploaded,
         hash_failures=dl.hash_failures,
         rechecks=dl.recheck.rechecks,

@@ -10,6 +10,7 @@ ImageDownload runs the libtorrent session; the decisions are pure parts, each un
   a BEP 19 web seed, the single file);
 - `stripes.py`: the stripe hint: which pieces this node fetches from the server first, and when
   it keeps off the server's seeder (docs/swarm.md);
+- `piece_fetch.py`: an owner's pieces, handed out one by one by the server over HTTP;
 - `web_seed.py`: the web seed only as a fallback;
 - `recovery.py`: the server's seeder connected to again after it went away (a restart, a filter
   lifted), and what the node last heard from tracker, seeder and web seed (a stall's message);
@@ -36,10 +37,12 @@ from urllib.parse import urlsplit
 from bootagent import lan_tuning
 from bootagent.errors import DownloadError, DownloadStalled, DownloadTimeout, ImageHashMismatch
 from bootagent.hashing import PieceReader, StreamingHash, sha256_file
+from bootagent.piece_fetch import PieceFetch, dispenser_url, workers_for
 from bootagent.recovery import Reachability, RecheckWatch, SeederWatch
 from bootagent.stripes import TOP_PRIORITY, StripePolicy
 from bootagent.torrent_meta import parse_torrent
 from bootagent.web_seed import WebSeedFallback, WebSeedPolicy
+from ground.contract.pieces import encode_seen
 
 if TYPE_CHECKING:
     from ground.contract.plan import BootPlan
@@ -67,6 +70,7 @@ class DownloadStatus:
     from_web_seeds: int  # payload bytes from the HTTP web seed (sampled: a lower bound)
     hashed: int  # bytes of the whole-file sha256 computed so far
     elapsed: float
+    from_server_http: int = 0  # payload bytes of the pieces the server handed out to this owner
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,6 +92,7 @@ class ImageDownload:
         web_seed: WebSeedPolicy = "fallback",
         stripe: tuple[int, int] | None = None,
         seeder_port: int = 0,
+        dispensed: bool = True,
     ) -> None:
         import libtorrent as lt
 
@@ -107,6 +112,10 @@ class ImageDownload:
         self.overrides = settings or {}
         self.assume_verified = assume_verified
         self.stripes = StripePolicy(stripe, self.meta.num_pieces)
+        self._dispenser = dispenser_url(self.meta.web_seeds[0]) if dispensed and self.meta.web_seeds else ""
+        self.stripes.dispense = bool(self._dispenser)
+        self.piece_fetch: PieceFetch | None = None
+        self._seen_bits: list[bool] = []  # what this node or its peers have (the hand-out's X-Seen)
         self.web_seeds = WebSeedFallback(web_seed, self.meta.web_seeds)
         self.hash = StreamingHash(
             self.meta.num_pieces, self.meta.piece_length, self.meta.size, self.meta.piece_sha1
@@ -191,6 +200,60 @@ class ImageDownload:
                 self.handle.prioritize_pieces(priorities)
             if self.stripes.start():
                 self._filter_server(True)
+            if self.stripes.dispense:
+                self._start_piece_fetch()
+
+    def _start_piece_fetch(self) -> None:
+        """An owner's pieces as the server hands them out (piece_fetch.py)."""
+        handle = self.handle
+
+        def add_piece(k: int, data: bytes) -> None:
+            with contextlib.suppress(RuntimeError):  # the torrent was removed meanwhile (close)
+                handle.add_piece(k, data, 0)  # no flags: a piece already there stays (2.0 and 2.1)
+
+        assert self.stripes.stripe is not None
+        self.piece_fetch = PieceFetch(
+            self._dispenser, self.meta.piece_length, self.meta.size, add_piece,
+            workers=workers_for(self.stripes.stripe[1]),
+        )
+        self.piece_fetch.seen = encode_seen(self._seen_bits or [False] * self.meta.num_pieces)
+        self.piece_fetch.start()
+
+    def _hand_out_text(self, now: float) -> str:
+        fetch = self.piece_fetch
+        return "" if fetch is None else f"hand-out {fetch.url}: {fetch.describe(now)}"
+
+    def _watch_piece_fetch(self, since_progress: float, now: float) -> float:
+        """Keep the hand-out's X-Seen current; back to the server's seeder when the hand-out ended
+        early. Returns the time without progress that steers the seeder's filter: none while a
+        request is out (the server answers, or the request fails and the fetch ends)."""
+        fetch = self.piece_fetch
+        if fetch is None or not self.stripes.dispense:
+            return since_progress
+        if fetch.busy:
+            if self._seen_bits:
+                fetch.seen = encode_seen(self._seen_bits)
+            return 0.0
+        if fetch.finished:
+            self.stripes.dispensed(now)
+        elif fetch.failure:
+            text = f"the server's piece hand-out: {fetch.failure}"
+            if text not in self.errors:
+                self.errors.append(text)
+                del self.errors[:-10]
+            if self.stripes.dispense_failed():
+                self._filter_server(False)
+        return since_progress
+        if fetch.busy:
+            return min(since_progress, now - fetch.last_bytes_at)
+        if fetch.failure:
+            text = f"the stripe over HTTP: {fetch.failure}"
+            if text not in self.errors:
+                self.errors.append(text)
+                del self.errors[:-10]
+            if self.stripes.http_failed():
+                self._filter_server(False)
+        return since_progress
 
     @classmethod
     def for_plan(cls, plan: BootPlan, torrent: bytes, dest_dir: Path, **kwargs: Any) -> ImageDownload:
@@ -247,6 +310,8 @@ class ImageDownload:
             a - web_peers <= 0 and not have(k) for k, a in enumerate(availability)
         )
         self._available_missing = any(a - web_peers > 0 and not have(k) for k, a in enumerate(availability))
+        if self.stripes.dispense:
+            self._seen_bits = [have(k) or a - web_peers > 0 for k, a in enumerate(availability)]
         was_filtered = self.stripes.filtered
         share = self.stripes.adopt_due(now, have, availability)
         if share:  # a stripe lost its owner: this node fetches its share from the server, passes it on
@@ -279,6 +344,8 @@ class ImageDownload:
     def close(self) -> None:
         """Stop downloading/seeding and drop the session."""
         self._read.close()
+        if self.piece_fetch is not None:
+            self.piece_fetch.close()
         if self.session is not None:
             if self.handle is not None:
                 with contextlib.suppress(RuntimeError):
@@ -316,6 +383,7 @@ class ImageDownload:
             from_web_seeds=from_web,
             hashed=self.hash.hashed,
             elapsed=time.monotonic() - self._started,
+            from_server_http=self.piece_fetch.fetched if self.piece_fetch is not None else 0,
         )
 
     def _sample_peers(self) -> None:
@@ -346,7 +414,9 @@ class ImageDownload:
             for url in self.web_seeds.urls:
                 self.handle.add_url_seed(url)
             return
-        own_done = self.stripes.stripe is not None and not self.stripes.leaf and not self.stripes.own_left
+        own_done = self.stripes.stripe is not None and not self.stripes.leaf and (
+            self.stripes.own_done_at is not None if self.stripes.dispense else not self.stripes.own_left
+        )
         if self.web_seeds.retire_due(self.seeder.connected, own_done):
             for url in self.web_seeds.urls:
                 self.handle.remove_url_seed(url)
@@ -372,7 +442,7 @@ class ImageDownload:
             if self.recheck.due(now, now - last_change, self.hash_failures, self._available_missing):
                 with contextlib.suppress(RuntimeError):
                     self.handle.force_recheck()  # a failed piece the picker lost: recovery.py
-            self._steer_server(now, now - last_change)
+            self._steer_server(now, self._watch_piece_fetch(now - last_change, now))
             self._maybe_add_web_seed(status, now - last_change)
             self._hash_ahead(HASH_SECONDS)
             if on_progress is not None:
@@ -381,10 +451,10 @@ class ImageDownload:
                 self._sample_peers()
                 return self._finish()
             if now - last_change > stall:
+                where = self.reach.summary(self.seeder, now, status.from_web_seeds, self._hand_out_text(now))
                 raise DownloadStalled(
                     f"nothing arrived for {stall:.0f} s at {status.progress:.1%} "
-                    f"({status.peers} peers, {status.seeds} seeds): "
-                    f"{self.reach.summary(self.seeder, now, status.from_web_seeds)}",
+                    f"({status.peers} peers, {status.seeds} seeds): {where}",
                     hint="check that `swarmboot serve` runs and that this node reaches its tracker, its "
                     "seeder port and its HTTP port (the web seed)",
                 )

@@ -162,7 +162,7 @@ class Reachability:
     def seeder_failed(self, message: str) -> None:
         self.seeder_error = message
 
-    def summary(self, seeder: SeederWatch, now: float, web_bytes: int = 0) -> str:
+    def summary(self, seeder: SeederWatch, now: float, web_bytes: int = 0, hand_out: str = "") -> str:
         seeder_text = seeder.describe(now)
         if self.seeder_error and not seeder.connected:
             seeder_text += f": {self.seeder_error}"
@@ -180,4 +180,6 @@ class Reachability:
             f"seeder {where}: {seeder_text}",
             f"web seed {', '.join(self.web_seeds) or '(none)'}: {web_seed}",
         ]
+        if hand_out:  # an owner's pieces from the server (bootagent/piece_fetch.py)
+            parts.append(hand_out)
         return "; ".join(parts)

@@ -12,6 +12,10 @@ than n) gets everything from peers, the server filtered from the start. After SE
 seconds without progress the filter is dropped for good (an owner that is missing, a partial
 reboot of a large group), and the seeder is connected to again at once (it is gone from
 libtorrent's peer list by then: recovery.py). docs/swarm.md has the measurements.
+
+`dispense`: the owners take the pieces the server hands out over HTTP instead (piece_fetch.py,
+what the agent does with a server that has the hand-out): no fixed stripe, no priorities, off the
+seeder from the start; the fixed stripes above are what an owner falls back to without it.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ SERVER_FALLBACK = 2.0
 # before that every owner fell back to the server for the same pieces at the end (1.4-2.0 x:
 # docs/swarm.md, "Faults").
 ADOPT_AFTER = 2.0
+# ... or this many times the stripe's own mean interval between pieces, when that is longer: at
+# N = 32 an owner's pieces come about 1 s apart over HTTP, at times 1.8 s, and a 2 s wait
+# took 385 stripes for gone in one run (1.25 image copies from the server, docs/swarm.md)
+ADOPT_INTERVALS = 3.0
 
 
 def stripe_priorities(pieces: int, index: int, count: int) -> list[int]:
@@ -56,7 +64,11 @@ class StripePolicy:
     adopted: list[int] = field(default_factory=list)  # stripes whose owner is gone, shared out
     adopted_at: list[float] = field(default_factory=list)  # when (the caller's clock), for the records
     own_done_at: float | None = None  # when steer() found the whole stripe in (the caller's clock)
+    # an owner takes the pieces the server hands out to it over HTTP (piece_fetch.py) instead of a
+    # fixed stripe, off the server's seeder from the start; False again once that failed
+    dispense: bool = False
     _seen: dict[int, tuple[int, float]] = field(default_factory=dict)  # stripe -> (most seen, when)
+    _first: dict[int, tuple[int, float]] = field(default_factory=dict)  # stripe -> (first seen, when)
 
     def __post_init__(self) -> None:
         if self.stripe is not None:
@@ -72,14 +84,41 @@ class StripePolicy:
 
     def priorities(self) -> list[int] | None:
         """The piece priorities an owner starts with (None: leave libtorrent's defaults)."""
-        if self.stripe is None or self.leaf:
+        if self.stripe is None or self.leaf or self.dispense:
             return None
         return stripe_priorities(self.num_pieces, *self.stripe)
 
     def start(self) -> bool:
-        """Whether to filter the server from the start (a leaf does)."""
-        self.filtered = self.leaf
+        """Whether to filter the server's seeder from the start (a leaf does, and an owner that
+        takes the pieces the server hands out: it has no fixed stripe then)."""
+        self.dispense = self.dispense and self.stripe is not None and not self.leaf
+        if self.dispense:
+            self.own_left = []
+        self.filtered = self.leaf or self.dispense
         return self.filtered
+
+    def dispensed(self, now: float) -> None:
+        """The server has handed out every piece of the round (this owner's share is in)."""
+        if self.own_done_at is None:
+            self.own_done_at = now
+
+    def dispense_failed(self) -> bool:
+        """The hand-out ended early (the server down, an older server): whether to go back to the
+        server's seeder now (rarest first, no stripe) for what is missing."""
+        self.dispense = False
+        if self.filtered and not self.unfiltered:
+            self.filtered = False
+            return True
+        return False
+
+    def adopt_wait(self, s: int) -> float:
+        """How long stripe s may stand still before its owner counts as gone: ADOPT_AFTER, or
+        ADOPT_INTERVALS x the mean interval between its pieces seen so far when that is longer."""
+        first, since = self._first.get(s, (0, 0.0))
+        most, at = self._seen.get(s, (0, 0.0))
+        if most - first < 2:
+            return ADOPT_AFTER
+        return max(ADOPT_AFTER, ADOPT_INTERVALS * (at - since) / (most - first))
 
     def adopt_due(self, now: float, have: Callable[[int], bool], availability: list[int]) -> list[int] | None:
         """This node's share of the pieces of stripes whose owner is gone, to fetch from the server
@@ -88,7 +127,7 @@ class StripePolicy:
         grew in that time or all the others are complete (a server that is down stops them all).
         The owners still there split its missing pieces by piece number, the same split whatever
         each of them sees (pieces k with k // count % len(survivors) == this owner's rank)."""
-        if self.stripe is None or self.leaf:
+        if self.stripe is None or self.leaf or self.dispense:
             return None
         index, count = self.stripe
         if count < 2:
@@ -103,10 +142,11 @@ class StripePolicy:
             most, _at = self._seen.get(s, (-1, now))
             if seen > most:
                 self._seen[s] = (seen, now)
+                self._first.setdefault(s, (seen, now))
 
         def stalled(s: int) -> bool:
             most, at = self._seen[s]
-            return bool(unseen[s]) and most > 0 and now - at > ADOPT_AFTER
+            return bool(unseen[s]) and most > 0 and now - at > self.adopt_wait(s)
 
         def flowing_without(s: int) -> bool:
             others = [t for t in range(count) if t != s and t not in self.adopted]
@@ -131,16 +171,17 @@ class StripePolicy:
     def steer(self, have: Callable[[int], bool], since_progress: float, now: float = 0.0) -> bool | None:
         """The new filter state when it changes this round, else None: an owner with its whole
         stripe goes off the server; anyone filtered and stuck goes back on it, for good."""
+        was_left = bool(self.own_left)
+        if was_left:  # what is left of the stripe (and adopted shares), whichever way it comes
+            self.own_left = [k for k in self.own_left if not have(k)]
+            if not self.own_left and self.own_done_at is None:
+                self.own_done_at = now
         if self.filtered:
             if since_progress > SERVER_FALLBACK:
                 self.filtered, self.unfiltered = False, True
                 return False
             return None
-        if self.own_left and not self.unfiltered:
-            self.own_left = [k for k in self.own_left if not have(k)]
-            if not self.own_left:
-                self.filtered = True
-                if self.own_done_at is None:
-                    self.own_done_at = now
-                return True
+        if was_left and not self.own_left and not self.unfiltered:
+            self.filtered = True
+            return True
         return None

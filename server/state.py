@@ -19,6 +19,7 @@ from server.boot_peers import BootPeers
 from server.catalog import Catalog
 from server.inventory.db import Database
 from server.inventory.models import Node, NodeState, Switch
+from server.piece_dispenser import PieceDispenser
 from server.plan import AfterBoot
 from server.reseed import Reseeding
 from server.switches.ports import PortMap
@@ -31,6 +32,7 @@ PLAN_CACHE_MAX = 100_000
 @dataclass
 class Counters:
     http_bytes: dict[str, int] = field(default_factory=dict)  # "image/version/file" -> bytes sent
+    handed_out: dict[str, int] = field(default_factory=dict)  # "image/version" -> piece bytes handed out
     plans: int = 0
     plan_cache_hits: int = 0
     events: int = 0
@@ -38,6 +40,9 @@ class Counters:
 
     def add_bytes(self, key: str, n: int) -> None:
         self.http_bytes[key] = self.http_bytes.get(key, 0) + n
+
+    def add_handed_out(self, key: str, n: int) -> None:
+        self.handed_out[key] = self.handed_out.get(key, 0) + n
 
 
 class ServerState:
@@ -52,6 +57,7 @@ class ServerState:
             known=self.catalog.knows, switch_of=self.ip_switch.get, peers_per_ip=settings.tracker_peers_per_ip
         )
         self.plan_cache: dict[bytes, bytes] = {}
+        self.pieces = PieceDispenser()  # the stripe owners' pieces, handed out one by one
         self.plan_nodes: dict[bytes, str] = {}  # plan cache key -> the node's name
         self.plans_ahead: Any = None  # server/plan_ahead.py's last Pass
         self._forgets = 0

@@ -71,6 +71,7 @@ async def stats(request: Request) -> dict[str, Any]:
         "seeder": seeder,
         "nfs": state.nfs.stats() if state.nfs is not None else {},
         "http_bytes": dict(state.counters.http_bytes),
+        "handed_out_bytes": dict(state.counters.handed_out),  # pieces to stripe owners (piece_dispenser.py)
         "boot_peers": state.boot_peers.stats(),  # booted nodes serving boot files (server/boot_peers.py)
         "reseeding": state.reseeding.stats(),  # booted nodes waiting to seed again (server/reseed.py)
         "plans": {

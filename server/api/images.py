@@ -3,7 +3,9 @@ BEP 19 web seed), the torrent with our tracker and web seed added, and the manif
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -11,6 +13,7 @@ from fastapi.responses import FileResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from ground.contract.pieces import PATH, PIECE_HEADER, SEEN_HEADER, decode_seen
 from ground.errors import NotFoundError
 from ground.inputs import digits
 from server.api.deps import client_ip, state_of
@@ -90,6 +93,51 @@ async def image_file(request: Request, image: str, version: str, name: str) -> R
         # the last boot file iPXE fetches: that node's slot on the server's link is free again
         sent_to=client_ip(request) if boot_file and name == m.initramfs.name else "",
     )
+
+
+@router.get(PATH)
+async def next_piece(request: Request, image: str, version: str) -> Response:
+    """The next piece of the image for a stripe owner (server/piece_dispenser.py): 200 with the
+    piece's bytes and its index in `X-Piece`, or 204 when this round has handed them all out.
+    `X-Seen` (base64 bitfield): the pieces the owner and its peers have, not sent again. Nothing
+    is handed out while booted nodes hold the version: they seed it (a rolling reboot)."""
+    state = state_of(request)
+    found = state.catalog.get(image, int(version)) if digits(version) and len(version) < 10 else None
+    if found is None:
+        raise NotFoundError(f"no packed version {image}/{version}")
+    m = found.manifest
+    size, piece = m.image_file.size, m.piece_size
+    pieces = (size + piece - 1) // piece
+    if _held_by_nodes(state, image, int(version), m.info_hash):
+        return Response(status_code=204)  # booted nodes hold it: they seed it, not the head node
+    seen = decode_seen(request.headers.get(SEEN_HEADER, ""), pieces)
+    k = state.pieces.take((image, int(version)), pieces, seen, time.monotonic())
+    if k is None:
+        return Response(status_code=204)
+    start = k * piece
+    try:
+        data = await run_in_threadpool(
+            _read_span, found.path(m.image_file.name), start, min(piece, size - start)
+        )
+    except OSError:
+        state.pieces.give_back((image, int(version)), k)
+        raise
+    state.counters.add_handed_out(f"{image}/{version}", len(data))
+    return Response(data, media_type="application/octet-stream", headers={PIECE_HEADER: str(k)})
+
+
+def _held_by_nodes(state: ServerState, image: str, version: int, info_hash: str) -> bool:
+    """Nodes other than the server's seeder seed the version (the tracker), or booted nodes that
+    hold it ask whether to seed it again (server/reseed.py): a rolling reboot, not a first boot."""
+    swarm = state.tracker.swarms.get(bytes.fromhex(info_hash)) if len(info_hash) == 40 else None
+    node_seeds = len(swarm.seeds.items) - (0 if state.seeder is None else 1) if swarm else 0
+    return node_seeds > 0 or state.reseeding.holders((image, version)) > 0
+
+
+def _read_span(path: Path, start: int, n: int) -> bytes:
+    with path.open("rb") as f:
+        f.seek(start)
+        return f.read(n)
 
 
 @router.get("/api/v1/boot-files")

@@ -196,6 +196,7 @@ class StateCollector(Collector):
         served.add_metric(["seeder"], seeder)
         served.add_metric(["web_seed"], web_seed)
         served.add_metric(["http"], other)
+        served.add_metric(["handed_out"], sum(state.counters.handed_out.values()))
         yield served
         got = GaugeMetricFamily(
             "swarmboot_node_download_bytes",

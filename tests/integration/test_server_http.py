@@ -340,6 +340,53 @@ def test_image_files_torrent_and_range(server: ServerProcess, manifest: Manifest
     assert server.admin("stats")["http_bytes"]["compute/1/image.squashfs"] >= len(data) + 1000
 
 
+def test_the_server_hands_out_each_piece_once_to_the_owners_asking(
+    server: ServerProcess, manifest: Manifest
+) -> None:
+    """GET /api/v1/pieces/…/next (server/piece_dispenser.py) with the agent's own client
+    (bootagent/piece_fetch.py): two owners taking pieces at once get every piece once between
+    them, each with its bytes; pieces the asker says it has (X-Seen) are skipped; then 204."""
+    from bootagent.piece_fetch import PieceFetch, dispenser_url
+    from ground.contract.pieces import encode_seen
+
+    data = (server.home / "images/compute/versions/1/image.squashfs").read_bytes()
+    piece, pieces = manifest.piece_size, -(-len(data) // manifest.piece_size)
+    url = dispenser_url(f"{server.url}/images/compute/1/image.squashfs")
+    assert url == f"{server.url}/api/v1/pieces/compute/1/next"
+    got: dict[int, bytes] = {}
+    lock = threading.Lock()
+
+    def add(k: int, body: bytes) -> None:
+        with lock:
+            assert k not in got, f"piece {k} handed out twice"
+            got[k] = body
+
+    seen = [k < 3 for k in range(pieces)]  # the first 3 are in the swarm already
+    owners = [PieceFetch(url, piece, len(data), add, workers=2) for _ in range(2)]
+    for fetch in owners:
+        fetch.seen = encode_seen(seen)
+        fetch.start()
+    deadline = time.monotonic() + 60
+    while any(f.busy for f in owners) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(f.finished and not f.failure for f in owners), [f.failure for f in owners]
+    assert sorted(got) == list(range(3, pieces))
+    assert all(got[k] == data[k * piece:(k + 1) * piece] for k in got)
+    assert all(f.fetched > 0 for f in owners)  # both took a share
+    # the round is handed out: an asker whose peers have the first 3 gets nothing; one that has
+    # not seen them gets them (it cannot know its peers have them)
+    answer = requests.get(url, headers={"X-Seen": encode_seen(seen)}, timeout=30)
+    assert answer.status_code == 204
+    answer = requests.get(url, timeout=30)
+    assert answer.status_code == 200 and answer.headers["x-piece"] == "0" and answer.content == data[:piece]
+    # an older server (no hand-out): the fetch ends at once with what it was told
+    old = PieceFetch(f"{server.url}/api/v1/pieces/nope/1/next", piece, len(data), add)
+    old.start()
+    while old.busy and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not old.finished and "404" in old.failure and old.requests == 1
+
+
 def test_bad_announces_get_bencoded_failures(server: ServerProcess, manifest: Manifest) -> None:
     for query in [
         "",

@@ -328,3 +328,45 @@ def test_a_recheck_comes_only_after_a_hash_failure_a_stall_and_with_a_source_at_
     assert watch.due(100.0, stalled, 1, True) and watch.rechecks == 1
     assert not watch.due(100.0 + RECHECK_EVERY - 1, stalled, 1, True)  # at most every RECHECK_EVERY
     assert watch.due(100.0 + RECHECK_EVERY, stalled, 2, True) and watch.rechecks == 2
+
+
+# -- pieces handed out by the server (bootagent/piece_fetch.py) ---------------------------------
+def test_an_owner_taking_handed_out_pieces_has_no_fixed_stripe_and_keeps_off_the_seeder() -> None:
+    p = StripePolicy((2, 4), num_pieces=16)
+    p.dispense = True
+    assert p.start() and p.filtered and p.own_left == [] and p.priorities() is None
+    assert p.adopt_due(5.0, lambda k: False, [0] * 16) is None  # no stripe to adopt: the server hands out
+    assert p.steer(lambda k: False, since_progress=0.5, now=1.0) is None
+    p.dispensed(30.0)
+    p.dispensed(31.0)
+    assert p.own_done_at == 30.0 and p.filtered
+    # the hand-out failed (an older server): back to the seeder, rarest first
+    q = StripePolicy((2, 4), num_pieces=16)
+    q.dispense = True
+    q.start()
+    assert q.dispense_failed() and not q.filtered and not q.dispense
+    assert not q.dispense_failed()  # once
+    # a leaf never asks for handed-out pieces
+    leaf = StripePolicy((-1, 4), num_pieces=16)
+    leaf.dispense = True
+    assert leaf.start() and not leaf.dispense
+
+
+def test_the_hand_out_url_and_the_requests_in_flight() -> None:
+    from bootagent.piece_fetch import dispenser_url, workers_for
+
+    assert dispenser_url("http://10.0.0.1:8080/images/compute/12/image.squashfs") == (
+        "http://10.0.0.1:8080/api/v1/pieces/compute/12/next"
+    )
+    assert dispenser_url("https://head/images/compute/3/image.tar.zst") == "https://head/api/v1/pieces/compute/3/next"
+    assert dispenser_url("http://mirror/pub/image.squashfs") == ""  # not our server: the seeder as before
+    assert dispenser_url("http://head/images/compute/x/image.squashfs") == ""
+    assert [workers_for(n) for n in (32, 16, 8, 4, 2, 1, 0)] == [1, 1, 2, 4, 4, 4, 4]
+
+
+def test_an_owners_stripe_done_time_is_kept_whichever_way_it_came() -> None:
+    p = StripePolicy((0, 2), num_pieces=4)
+    p.start()
+    have = {0, 2}
+    assert p.steer(lambda k: k in have, since_progress=0.0, now=7.0) is True
+    assert p.own_done_at == 7.0 and p.filtered
