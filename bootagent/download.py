@@ -27,6 +27,7 @@ import contextlib
 import ipaddress
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -116,6 +117,10 @@ class ImageDownload:
         self.stripes.dispense = bool(self._dispenser)
         self.piece_fetch: PieceFetch | None = None
         self._seen_bits: list[bool] = []  # what this node or its peers have (the hand-out's X-Seen)
+        self._checking = True  # libtorrent checks the file (until the first status says otherwise)
+        self._held_pieces: list[tuple[int, bytes]] = []  # handed out while it checked
+        self._held_lock = threading.Lock()
+        self._lacking = False  # some missing piece has no peer (asked for again once handed out)
         self.web_seeds = WebSeedFallback(web_seed, self.meta.web_seeds)
         self.hash = StreamingHash(
             self.meta.num_pieces, self.meta.piece_length, self.meta.size, self.meta.piece_sha1
@@ -181,6 +186,7 @@ class ImageDownload:
         if seed_mode:
             self.verified = True
             self.hash.skip_all()
+            self.stripes.dispense = False  # nothing to fetch
         else:
             self._check_space()
         self.session = lt.session(
@@ -208,6 +214,12 @@ class ImageDownload:
         handle = self.handle
 
         def add_piece(k: int, data: bytes) -> None:
+            # libtorrent drops a piece added while it checks the file (its start, a recheck):
+            # those wait for the loop to add them once it is done (`_add_held_pieces`)
+            with self._held_lock:
+                if self._checking:
+                    self._held_pieces.append((k, data))
+                    return
             with contextlib.suppress(RuntimeError):  # the torrent was removed meanwhile (close)
                 handle.add_piece(k, data, 0)  # no flags: a piece already there stays (2.0 and 2.1)
 
@@ -230,30 +242,38 @@ class ImageDownload:
         fetch = self.piece_fetch
         if fetch is None or not self.stripes.dispense:
             return since_progress
+        if self._seen_bits:
+            fetch.seen = encode_seen(self._seen_bits)
+            fetch.lacking = self._lacking
         if fetch.busy:
-            if self._seen_bits:
-                fetch.seen = encode_seen(self._seen_bits)
             return 0.0
         if fetch.finished:
             self.stripes.dispensed(now)
-        elif fetch.failure:
-            text = f"the server's piece hand-out: {fetch.failure}"
-            if text not in self.errors:
-                self.errors.append(text)
-                del self.errors[:-10]
-            if self.stripes.dispense_failed():
+        elif fetch.held or fetch.failure:
+            if fetch.failure:
+                text = f"the server's piece hand-out: {fetch.failure}"
+                if text not in self.errors:
+                    self.errors.append(text)
+                    del self.errors[:-10]
+            # back to the seeder for this node's fixed stripe, as without the hand-out
+            unfilter = self.stripes.dispense_failed(self._has)
+            priorities = self.stripes.priorities()
+            if priorities is not None:
+                self.handle.prioritize_pieces(priorities)
+            if unfilter:
                 self._filter_server(False)
         return since_progress
-        if fetch.busy:
-            return min(since_progress, now - fetch.last_bytes_at)
-        if fetch.failure:
-            text = f"the stripe over HTTP: {fetch.failure}"
-            if text not in self.errors:
-                self.errors.append(text)
-                del self.errors[:-10]
-            if self.stripes.http_failed():
-                self._filter_server(False)
-        return since_progress
+
+    def _add_held_pieces(self, state: str) -> None:
+        """Track whether libtorrent checks the file; add the pieces handed out meanwhile."""
+        with self._held_lock:
+            self._checking = state.startswith("checking")
+            if self._checking or not self._held_pieces:
+                return
+            held, self._held_pieces = self._held_pieces, []
+        for k, data in held:
+            with contextlib.suppress(RuntimeError):
+                self.handle.add_piece(k, data, 0)
 
     @classmethod
     def for_plan(cls, plan: BootPlan, torrent: bytes, dest_dir: Path, **kwargs: Any) -> ImageDownload:
@@ -312,6 +332,7 @@ class ImageDownload:
         self._available_missing = any(a - web_peers > 0 and not have(k) for k, a in enumerate(availability))
         if self.stripes.dispense:
             self._seen_bits = [have(k) or a - web_peers > 0 for k, a in enumerate(availability)]
+            self._lacking = not all(self._seen_bits)
         was_filtered = self.stripes.filtered
         share = self.stripes.adopt_due(now, have, availability)
         if share:  # a stripe lost its owner: this node fetches its share from the server, passes it on
@@ -436,10 +457,13 @@ class ImageDownload:
             self._handle_alerts()
             now = time.monotonic()
             status = self.status()
+            self._add_held_pieces(status.state)
             if status.done != last_done or status.state.startswith("checking"):
                 last_done, last_change = status.done, now
             self._watch_seeder(now)
             if self.recheck.due(now, now - last_change, self.hash_failures, self._available_missing):
+                with self._held_lock:
+                    self._checking = True  # what the hand-out brings meanwhile waits (add_piece drops it)
                 with contextlib.suppress(RuntimeError):
                     self.handle.force_recheck()  # a failed piece the picker lost: recovery.py
             self._steer_server(now, self._watch_piece_fetch(now - last_change, now))

@@ -15,7 +15,8 @@ libtorrent's peer list by then: recovery.py). docs/swarm.md has the measurements
 
 `dispense`: the owners take the pieces the server hands out over HTTP instead (piece_fetch.py,
 what the agent does with a server that has the hand-out): no fixed stripe, no priorities, off the
-seeder from the start; the fixed stripes above are what an owner falls back to without it.
+seeder from the start, no adoption. When the hand-out fails, or the server says booted nodes hold
+the version, the owner falls back to its fixed stripe from the seeder (`dispense_failed`).
 """
 
 from __future__ import annotations
@@ -38,10 +39,6 @@ SERVER_FALLBACK = 2.0
 # before that every owner fell back to the server for the same pieces at the end (1.4-2.0 x:
 # docs/swarm.md, "Faults").
 ADOPT_AFTER = 2.0
-# ... or this many times the stripe's own mean interval between pieces, when that is longer: at
-# N = 32 an owner's pieces come about 1 s apart over HTTP, at times 1.8 s, and a 2 s wait
-# took 385 stripes for gone in one run (1.25 image copies from the server, docs/swarm.md)
-ADOPT_INTERVALS = 3.0
 
 
 def stripe_priorities(pieces: int, index: int, count: int) -> list[int]:
@@ -68,7 +65,6 @@ class StripePolicy:
     # fixed stripe, off the server's seeder from the start; False again once that failed
     dispense: bool = False
     _seen: dict[int, tuple[int, float]] = field(default_factory=dict)  # stripe -> (most seen, when)
-    _first: dict[int, tuple[int, float]] = field(default_factory=dict)  # stripe -> (first seen, when)
 
     def __post_init__(self) -> None:
         if self.stripe is not None:
@@ -102,23 +98,19 @@ class StripePolicy:
         if self.own_done_at is None:
             self.own_done_at = now
 
-    def dispense_failed(self) -> bool:
-        """The hand-out ended early (the server down, an older server): whether to go back to the
-        server's seeder now (rarest first, no stripe) for what is missing."""
+    def dispense_failed(self, have: Callable[[int], bool]) -> bool:
+        """The hand-out ended early (the server down, an older server) or booted nodes hold the
+        version: this owner takes the pieces of its fixed stripe it lacks from the server's seeder,
+        as without the hand-out (`priorities()` is then the stripe's again). Whether to go back on
+        the seeder now."""
         self.dispense = False
-        if self.filtered and not self.unfiltered:
+        assert self.stripe is not None
+        index, count = self.stripe
+        self.own_left = [k for k in range(index, self.num_pieces, count) if not have(k)]
+        if self.filtered and not self.unfiltered and self.own_left:
             self.filtered = False
             return True
         return False
-
-    def adopt_wait(self, s: int) -> float:
-        """How long stripe s may stand still before its owner counts as gone: ADOPT_AFTER, or
-        ADOPT_INTERVALS x the mean interval between its pieces seen so far when that is longer."""
-        first, since = self._first.get(s, (0, 0.0))
-        most, at = self._seen.get(s, (0, 0.0))
-        if most - first < 2:
-            return ADOPT_AFTER
-        return max(ADOPT_AFTER, ADOPT_INTERVALS * (at - since) / (most - first))
 
     def adopt_due(self, now: float, have: Callable[[int], bool], availability: list[int]) -> list[int] | None:
         """This node's share of the pieces of stripes whose owner is gone, to fetch from the server
@@ -142,11 +134,10 @@ class StripePolicy:
             most, _at = self._seen.get(s, (-1, now))
             if seen > most:
                 self._seen[s] = (seen, now)
-                self._first.setdefault(s, (seen, now))
 
         def stalled(s: int) -> bool:
             most, at = self._seen[s]
-            return bool(unseen[s]) and most > 0 and now - at > self.adopt_wait(s)
+            return bool(unseen[s]) and most > 0 and now - at > ADOPT_AFTER
 
         def flowing_without(s: int) -> bool:
             others = [t for t in range(count) if t != s and t not in self.adopted]

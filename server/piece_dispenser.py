@@ -9,43 +9,63 @@ pieces. With fixed stripes (piece k to owner k mod n) the owners that started 2-
 .torrent behind the others' pieces) had their stripes complete up to 4 s after the others, and
 the last node waited for them (docs/swarm.md, "Pieces handed out by the server").
 
-A round ends when every piece has been handed out; a request after ROUND_IDLE seconds without a
-hand-out starts the next one (a later boot of the same version), an earlier one gets nothing (the
-pieces are on their way to the owners; the peers pass them on).
+Once every piece has been handed out, a piece handed out more than REGIVE_AFTER seconds ago that
+an asker still has not seen is handed out again: it did not reach the swarm (its owner died, its
+answer was cut off). A round ends ROUND_IDLE seconds after its last hand-out (a later boot of the
+same version starts a new one); before that, an asker that has seen everything left gets nothing
+(the pieces are on their way to the owners; the peers pass them on).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 ROUND_IDLE = 10.0  # seconds after a round's last hand-out before a new round starts
+# seconds after a piece was handed out before an asker that has not seen it gets it again (at
+# N = 32 on 4 Mbit/s a piece took 3.7 s to reach every node, at most 7.5 s; an owner's own peers
+# see it within about a second of it arriving there)
+REGIVE_AFTER = 5.0
+
+Seen = Callable[[int], bool]
 
 
 @dataclass
 class Round:
     pieces: int
-    given: bytearray = field(init=False)
+    started: float = 0.0
+    given_at: list[float] = field(init=False)  # when each piece was handed out (-1: not yet)
     low: int = 0  # every piece below it has been handed out
     last: float = 0.0  # when the last piece was handed out
-    handed: int = 0
+    handed: int = 0  # hand-outs, repeats included
 
     def __post_init__(self) -> None:
-        self.given = bytearray(self.pieces)
+        self.given_at = [-1.0] * self.pieces
+        self.last = self.started
 
-    @property
-    def exhausted(self) -> bool:
-        return self.low >= self.pieces
-
-    def take(self, seen: bytearray, now: float) -> int | None:
-        """The lowest piece not handed out yet that the asker has not seen; None when none is left."""
-        while self.low < self.pieces and self.given[self.low]:
+    def take(self, seen: Seen, now: float) -> int | None:
+        """The lowest piece not handed out yet that the asker has not seen; once all are out, the
+        oldest-handed one it has still not seen REGIVE_AFTER after; else None."""
+        given = self.given_at
+        while self.low < self.pieces and given[self.low] >= 0:
             self.low += 1
         for k in range(self.low, self.pieces):
-            if not self.given[k] and not seen[k]:
-                self.given[k] = 1
-                self.last, self.handed = now, self.handed + 1
-                return k
-        return None
+            if given[k] < 0 and not seen(k):
+                return self._give(k, now)
+        if self.low < self.pieces:
+            return None  # pieces are left, all of them seen by this asker: they are in its swarm
+        lost = [k for k in range(self.pieces) if not seen(k) and now - given[k] > REGIVE_AFTER]
+        return self._give(min(lost, key=given.__getitem__), now) if lost else None
+
+    def _give(self, k: int, now: float) -> int:
+        self.given_at[k] = now
+        self.last, self.handed = now, self.handed + 1
+        return k
+
+    def give_back(self, k: int) -> None:
+        if 0 <= k < self.pieces and self.given_at[k] >= 0:
+            self.given_at[k] = -1.0
+            self.low = min(self.low, k)
 
 
 class PieceDispenser:
@@ -54,18 +74,14 @@ class PieceDispenser:
     def __init__(self) -> None:
         self.rounds: dict[tuple[str, int], Round] = {}
 
-    def take(self, key: tuple[str, int], pieces: int, seen: bytearray, now: float) -> int | None:
+    def take(self, key: tuple[str, int], pieces: int, seen: Seen, now: float) -> tuple[int | None, Round]:
+        """The piece for this asker (None: nothing for it) and the round it belongs to."""
         current = self.rounds.get(key)
-        if current is None or current.pieces != pieces or (
-            current.exhausted and now - current.last > ROUND_IDLE
-        ):
-            current = self.rounds[key] = Round(pieces)
-        return current.take(seen, now)
+        if current is None or current.pieces != pieces or now - current.last > ROUND_IDLE:
+            current = self.rounds[key] = Round(pieces, started=now)
+        return current.take(seen, now), current
 
-    def give_back(self, key: tuple[str, int], k: int) -> None:
-        """Piece k did not get out (the owner went away while it was read): hand it out again."""
-        current = self.rounds.get(key)
-        if current is not None and 0 <= k < current.pieces and current.given[k]:
-            current.given[k] = 0
-            current.low = min(current.low, k)
-            current.handed -= 1
+    @staticmethod
+    def give_back(round_: Round, k: int) -> None:
+        """Piece k did not get out (its file could not be read): hand it out again in that round."""
+        round_.give_back(k)

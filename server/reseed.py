@@ -73,15 +73,11 @@ class Reseeding:
             return Answer(True, poll, leechers, seeds,
                           f"{leechers} node(s) downloading this version, {node_seeds} booted node(s) seeding")
 
-    def holders(self, version: Version) -> int:
-        """Booted nodes that hold `version` and asked lately whether to seed it (or were told to)."""
+    def promised(self, version: Version) -> int:
+        """Booted nodes told in the last PROMISE_SECONDS to seed `version` (not announced yet)."""
         now = self.clock()
         with self._lock:
-            waiting = self._waiting.get(version, {})
-            told = self._told.get(version, {})
-            return sum(1 for t in waiting.values() if t >= now - FORGET_SECONDS) + sum(
-                1 for t in told.values() if t >= now - PROMISE_SECONDS
-            )
+            return sum(1 for t in self._told.get(version, {}).values() if t >= now - PROMISE_SECONDS)
 
     def stats(self) -> dict[str, object]:
         with self._lock:

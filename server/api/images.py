@@ -7,13 +7,14 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from ground.contract.pieces import PATH, PIECE_HEADER, SEEN_HEADER, decode_seen
+from ground.contract.pieces import HELD_HEADER, PATH, PIECE_HEADER, SEEN_HEADER, seen_test
 from ground.errors import NotFoundError
 from ground.inputs import digits
 from server.api.deps import client_ip, state_of
@@ -109,9 +110,10 @@ async def next_piece(request: Request, image: str, version: str) -> Response:
     size, piece = m.image_file.size, m.piece_size
     pieces = (size + piece - 1) // piece
     if _held_by_nodes(state, image, int(version), m.info_hash):
-        return Response(status_code=204)  # booted nodes hold it: they seed it, not the head node
-    seen = decode_seen(request.headers.get(SEEN_HEADER, ""), pieces)
-    k = state.pieces.take((image, int(version)), pieces, seen, time.monotonic())
+        # booted nodes hold it: they seed it, the owner takes its fixed stripe from the seeder
+        return Response(status_code=204, headers={HELD_HEADER: "1"})
+    seen = seen_test(request.headers.get(SEEN_HEADER, ""), pieces)
+    k, round_ = state.pieces.take((image, int(version)), pieces, seen, time.monotonic())
     if k is None:
         return Response(status_code=204)
     start = k * piece
@@ -120,18 +122,20 @@ async def next_piece(request: Request, image: str, version: str) -> Response:
             _read_span, found.path(m.image_file.name), start, min(piece, size - start)
         )
     except OSError:
-        state.pieces.give_back((image, int(version)), k)
+        state.pieces.give_back(round_, k)
         raise
     state.counters.add_handed_out(f"{image}/{version}", len(data))
     return Response(data, media_type="application/octet-stream", headers={PIECE_HEADER: str(k)})
 
 
 def _held_by_nodes(state: ServerState, image: str, version: int, info_hash: str) -> bool:
-    """Nodes other than the server's seeder seed the version (the tracker), or booted nodes that
-    hold it ask whether to seed it again (server/reseed.py): a rolling reboot, not a first boot."""
+    """Nodes seed the version (the tracker's seeds other than the head nodes' seeders), or booted
+    nodes that hold it were just told to seed it again (server/reseed.py): a rolling reboot, not
+    a first boot."""
     swarm = state.tracker.swarms.get(bytes.fromhex(info_hash)) if len(info_hash) == 40 else None
-    node_seeds = len(swarm.seeds.items) - (0 if state.seeder is None else 1) if swarm else 0
-    return node_seeds > 0 or state.reseeding.holders((image, version)) > 0
+    heads = {urlsplit(u).hostname for u in (state.server_url, *state.catalog.other_servers)}
+    node_seeds = sum(1 for p in swarm.seeds.items if p.ip not in heads) if swarm else 0
+    return node_seeds > 0 or state.reseeding.promised((image, version)) > 0
 
 
 def _read_span(path: Path, start: int, n: int) -> bytes:

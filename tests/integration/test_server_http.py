@@ -369,7 +369,9 @@ def test_the_server_hands_out_each_piece_once_to_the_owners_asking(
     deadline = time.monotonic() + 60
     while any(f.busy for f in owners) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert all(f.finished and not f.failure for f in owners), [f.failure for f in owners]
+    assert all(f.finished and not f.failure and not f.held for f in owners), [f.failure for f in owners]
+    for fetch in owners:
+        fetch.close()
     assert sorted(got) == list(range(3, pieces))
     assert all(got[k] == data[k * piece:(k + 1) * piece] for k in got)
     assert all(f.fetched > 0 for f in owners)  # both took a share

@@ -344,8 +344,12 @@ def test_an_owner_taking_handed_out_pieces_has_no_fixed_stripe_and_keeps_off_the
     q = StripePolicy((2, 4), num_pieces=16)
     q.dispense = True
     q.start()
-    assert q.dispense_failed() and not q.filtered and not q.dispense
-    assert not q.dispense_failed()  # once
+    have = {2}
+    assert q.dispense_failed(lambda k: k in have) and not q.filtered and not q.dispense
+    assert q.own_left == [6, 10, 14] and q.priorities() == [TOP_PRIORITY if k % 4 == 2 else DEFAULT_PRIORITY
+                                                              for k in range(16)]
+    assert not q.dispense_failed(lambda k: k in have)  # once: it is on the seeder already
+    assert q.steer(lambda k: True, since_progress=0.0, now=9.0) is True  # its stripe in: off again
     # a leaf never asks for handed-out pieces
     leaf = StripePolicy((-1, 4), num_pieces=16)
     leaf.dispense = True
