@@ -27,6 +27,7 @@ POLL_SECONDS = 10.0  # the shortest wait between two asks of one service
 POLLS_PER_SECOND = 200.0  # what all the waiting services together ask at most
 PROMISE_SECONDS = 30.0  # a node told to seed counts as a seed this long before it announces
 FORGET_SECONDS = 600.0  # a service not heard from this long no longer counts as waiting
+HOLDER_POLLS = 3  # polls a service may miss and still count as holding the version (`holders`)
 
 
 @dataclass(frozen=True)
@@ -73,11 +74,16 @@ class Reseeding:
             return Answer(True, poll, leechers, seeds,
                           f"{leechers} node(s) downloading this version, {node_seeds} booted node(s) seeding")
 
-    def promised(self, version: Version) -> int:
-        """Booted nodes told in the last PROMISE_SECONDS to seed `version` (not announced yet)."""
+    def holders(self, version: Version) -> int:
+        """Booted nodes that hold `version`: told in the last PROMISE_SECONDS to seed it, or asking
+        whether to within the last HOLDER_POLLS polls (a node that stopped asking, rebooting
+        itself, is not one; FORGET_SECONDS is for the poll's length, far longer)."""
         now = self.clock()
         with self._lock:
-            return sum(1 for t in self._told.get(version, {}).values() if t >= now - PROMISE_SECONDS)
+            recent = now - HOLDER_POLLS * self.poll_seconds(version)
+            waiting = {n for n, t in self._waiting.get(version, {}).items() if t >= recent}
+            told = {n for n, t in self._told.get(version, {}).items() if t >= now - PROMISE_SECONDS}
+            return len(waiting | told)
 
     def stats(self) -> dict[str, object]:
         with self._lock:

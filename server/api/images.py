@@ -130,12 +130,12 @@ async def next_piece(request: Request, image: str, version: str) -> Response:
 
 def _held_by_nodes(state: ServerState, image: str, version: int, info_hash: str) -> bool:
     """Nodes seed the version (the tracker's seeds other than the head nodes' seeders), or booted
-    nodes that hold it were just told to seed it again (server/reseed.py): a rolling reboot, not
-    a first boot."""
+    nodes that hold it ask whether to seed it or were just told to (server/reseed.py): a rolling
+    reboot, not a first boot."""
     swarm = state.tracker.swarms.get(bytes.fromhex(info_hash)) if len(info_hash) == 40 else None
     heads = {urlsplit(u).hostname for u in (state.server_url, *state.catalog.other_servers)}
     node_seeds = sum(1 for p in swarm.seeds.items if p.ip not in heads) if swarm else 0
-    return node_seeds > 0 or state.reseeding.promised((image, version)) > 0
+    return node_seeds > 0 or state.reseeding.holders((image, version)) > 0
 
 
 def _read_span(path: Path, start: int, n: int) -> bytes:

@@ -59,3 +59,16 @@ def test_the_poll_grows_with_the_services_waiting_and_forgets_the_silent_ones() 
     clock.now += FORGET_SECONDS + 1
     assert r.ask(V, "b0", leechers=0, seeds=1).poll == POLL_SECONDS  # the others went silent
     assert r.stats()["waiting"] == {"compute/3": 1}
+
+
+def test_the_holders_are_the_services_still_asking_and_those_told() -> None:
+    from server.reseed import HOLDER_POLLS
+
+    clock = Clock()
+    r = Reseeding(clock)
+    assert r.holders(V) == 0
+    r.ask(V, "b1", leechers=0, seeds=1)  # holds it, nobody downloads: waiting
+    r.ask(V, "b2", leechers=1, seeds=1)  # told to seed
+    assert r.holders(V) == 2
+    clock.now += HOLDER_POLLS * POLL_SECONDS + 1  # both stopped asking (rebooting themselves)
+    assert r.holders(V) == 0 and r.holders(("compute", 4)) == 0
