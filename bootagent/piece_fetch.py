@@ -176,7 +176,9 @@ class PieceFetch:
             self.requests += 1
         answer = client.get(self.url, headers={SEEN_HEADER: self.seen}, timeout=self.timeout)
         if answer.status_code == 204:
-            self.held = self.held or answer.headers.get(HELD_HEADER.lower()) == "1"
+            # held counts before anything came only: later the peers have what it lacks
+            first = self.fetched == 0 and self._ended == 0
+            self.held = self.held or (first and answer.headers.get(HELD_HEADER.lower()) == "1")
             return False
         if answer.status_code >= 500:  # the server's trouble: tried again
             raise HttpError(self.url, f"answered {answer.status_code}")
