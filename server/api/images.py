@@ -7,7 +7,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
@@ -101,7 +100,7 @@ async def next_piece(request: Request, image: str, version: str) -> Response:
     """The next piece of the image for a stripe owner (server/piece_dispenser.py): 200 with the
     piece's bytes and its index in `X-Piece`, or 204 when this round has handed them all out.
     `X-Seen` (base64 bitfield): the pieces the owner and its peers have, not sent again. Nothing
-    is handed out while booted nodes hold the version: they seed it (a rolling reboot)."""
+    is handed out while booted nodes hold the version and are asked to seed it (a rolling reboot)."""
     state = state_of(request)
     found = state.catalog.get(image, int(version)) if digits(version) and len(version) < 10 else None
     if found is None:
@@ -109,8 +108,11 @@ async def next_piece(request: Request, image: str, version: str) -> Response:
     m = found.manifest
     size, piece = m.image_file.size, m.piece_size
     pieces = (size + piece - 1) // piece
-    if _held_by_nodes(state, image, int(version), m.info_hash):
-        # booted nodes hold it: they seed it, the owner takes its fixed stripe from the seeder
+    if state.reseeding.holders((image, int(version))) > 0:
+        # booted nodes hold it and will seed it: the owner takes its fixed stripe from the seeder.
+        # Nodes seeding already are not asked about: the owner sees their pieces (X-Seen) within
+        # a second, and nothing is left to hand out to it; the tracker's seeds may be stale
+        # (nodes gone without a "stopped" announce: 1.22 and 1.38 x T_min, docs/swarm.md)
         return Response(status_code=204, headers={HELD_HEADER: "1"})
     seen = seen_test(request.headers.get(SEEN_HEADER, ""), pieces)
     k, round_ = state.pieces.take((image, int(version)), pieces, seen, time.monotonic())
@@ -126,16 +128,6 @@ async def next_piece(request: Request, image: str, version: str) -> Response:
         raise
     state.counters.add_handed_out(f"{image}/{version}", len(data))
     return Response(data, media_type="application/octet-stream", headers={PIECE_HEADER: str(k)})
-
-
-def _held_by_nodes(state: ServerState, image: str, version: int, info_hash: str) -> bool:
-    """Nodes seed the version (the tracker's seeds other than the head nodes' seeders), or booted
-    nodes that hold it ask whether to seed it or were just told to (server/reseed.py): a rolling
-    reboot, not a first boot."""
-    swarm = state.tracker.swarms.get(bytes.fromhex(info_hash)) if len(info_hash) == 40 else None
-    heads = {urlsplit(u).hostname for u in (state.server_url, *state.catalog.other_servers)}
-    node_seeds = sum(1 for p in swarm.seeds.items if p.ip not in heads) if swarm else 0
-    return node_seeds > 0 or state.reseeding.holders((image, version)) > 0
 
 
 def _read_span(path: Path, start: int, n: int) -> bytes:
