@@ -228,8 +228,7 @@ class ImageDownload:
             self._dispenser, self.meta.piece_length, self.meta.size, add_piece,
             workers=workers_for(self.stripes.stripe[1]),
         )
-        self.piece_fetch.seen = encode_seen(self._seen_bits or [False] * self.meta.num_pieces)
-        self.piece_fetch.start()
+        self.piece_fetch.start()  # X-Seen empty until the loop has seen the peers: nothing seen
 
     def _hand_out_text(self, now: float) -> str:
         fetch = self.piece_fetch

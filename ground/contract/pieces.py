@@ -1,5 +1,5 @@
 """The piece hand-out between the server and a stripe owner (server/piece_dispenser.py,
-bootagent/stripe_http.py). Stdlib only: it is frozen into the initramfs.
+bootagent/piece_fetch.py). Stdlib only: it is frozen into the initramfs.
 
     GET /api/v1/pieces/{image}/{version}/next     X-Seen: <base64 bitfield>
     -> 200, body: the piece's bytes, X-Piece: its index
